@@ -1,0 +1,40 @@
+"""Device and dtype choice: "auto" means CUDA, then MPS, then CPU; bf16 on CUDA, float32 elsewhere."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import invalid
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise invalid("device", f"{device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from error
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise invalid("dtype", f"{dtype} is not supported; use float32, bfloat16 or float16")
+        return dtype
+    if dtype not in _DTYPES:
+        raise invalid("dtype", f"{dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    return _DTYPES[dtype]
+
+
+def default_token_budget(device: torch.device) -> int:
+    """Padded tokens per forward pass: large on accelerators, moderate on CPU where cache matters."""
+    return 65536 if device.type == "cuda" else 16384

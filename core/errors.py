@@ -1,0 +1,45 @@
+"""Every error jinav3 raises on purpose, in one place.
+
+They subclass the built-in type a caller would already catch (``ValueError`` for bad arguments,
+``FileNotFoundError`` for a model that is not there), so plain ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class JinaV3Error(Exception):
+    """Base class of every jinav3 error."""
+
+
+class InvalidArgumentError(JinaV3Error, ValueError):
+    """An argument has a value jinav3 cannot use; the message names the argument and what is allowed."""
+
+
+class ModelNotFoundError(JinaV3Error, FileNotFoundError):
+    """The model could not be found locally or fetched from the hub."""
+
+
+class CheckpointFormatError(JinaV3Error, ValueError):
+    """A folder holds something that is not a jina-embeddings-v3 checkpoint in a layout we know."""
+
+
+class StoreError(JinaV3Error, RuntimeError):
+    """A vector store refused or failed an operation."""
+
+
+class SignatureMismatchError(StoreError, ValueError):
+    """A collection or index was made with another embedding size or model than the one in use."""
+
+
+class PartialWriteError(StoreError):
+    """A write failed for good after some batches landed; ``written_ids`` and ``failed_ids`` say which."""
+
+    def __init__(self, message: str, written_ids: list[str], failed_ids: list[str]):
+        super().__init__(message)
+        self.written_ids = list(written_ids)
+        self.failed_ids = list(failed_ids)
+
+
+def invalid(argument: str, problem: str) -> InvalidArgumentError:
+    """Build the error for a bad argument: ``invalid("top_k", "must be >= 1, got 0")``."""
+    return InvalidArgumentError(f"{argument}: {problem}")

@@ -1,0 +1,122 @@
+"""Task LoRA adapters, merged into the model's weights so that a task costs nothing per token.
+
+Each task is a peft LoRA adapter (rank 4). Running peft's LoRA layers unmerged adds two skinny
+matmuls to every linear layer for every token; merging instead writes
+
+    W_task = W_base + delta_task            delta = B @ A * scaling           (linear)
+                                            delta = (B @ A).T * scaling       (embedding, peft layout)
+
+into the plain transformers model, once per task switch. The merged weight is always recomputed from
+a pristine copy of W_base (never "unmerge, then merge the next task"), so switching tasks back and
+forth gives bit-identical weights. On an accelerator the pristine copy stays in host memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig
+from torch import nn
+
+from .errors import CheckpointFormatError
+
+PEFT_PREFIX = "base_model.model."
+
+
+@dataclass
+class _Factors:
+    a: torch.Tensor  # (r, in) for linear, (r, num_embeddings) for embedding
+    b: torch.Tensor  # (out, r) for linear, (dim, r) for embedding
+    embedding: bool
+
+
+def lora_scaling(config: LoraConfig) -> float:
+    if config.rank_pattern or config.alpha_pattern or getattr(config, "use_dora", False):
+        raise CheckpointFormatError("adapter_config.json: rank_pattern, alpha_pattern and DoRA are not supported")
+    return config.lora_alpha / (math.sqrt(config.r) if config.use_rslora else config.r)
+
+
+def parse_adapter(state: dict[str, torch.Tensor]) -> dict[str, _Factors]:
+    """peft adapter state dict -> {module path: factors}. Accepts keys with or without the
+    ``base_model.model.`` prefix that peft writes to adapter_model.safetensors."""
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        key = key.removeprefix(PEFT_PREFIX)
+        for suffix in (".lora_A.weight", ".lora_B.weight", ".lora_embedding_A", ".lora_embedding_B"):
+            if key.endswith(suffix):
+                parts.setdefault(key[: -len(suffix)], {})[suffix] = tensor
+                break
+        else:
+            raise CheckpointFormatError(f"adapter: unexpected tensor {key!r} (only LoRA A/B factors are supported)")
+    factors = {}
+    for module, p in parts.items():
+        if ".lora_A.weight" in p and ".lora_B.weight" in p:
+            factors[module] = _Factors(p[".lora_A.weight"], p[".lora_B.weight"], embedding=False)
+        elif ".lora_embedding_A" in p and ".lora_embedding_B" in p:
+            factors[module] = _Factors(p[".lora_embedding_A"], p[".lora_embedding_B"], embedding=True)
+        else:
+            raise CheckpointFormatError(f"adapter: module {module!r} lacks one of its LoRA factors")
+    return factors
+
+
+class MergedTaskLoRA:
+    """Holds every task's LoRA factors and the pristine base weights; ``activate(task)`` merges one."""
+
+    def __init__(self, model: nn.Module, adapters: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]]):
+        self.model = model
+        self.configs = {name: config for name, (config, _) in adapters.items()}
+        self.states = {name: state for name, (_, state) in adapters.items()}  # peft format, for saving
+        self.scaling = {name: lora_scaling(config) for name, config in self.configs.items()}
+        self.factors = {name: parse_adapter(state) for name, state in self.states.items()}
+        modules = dict(model.named_modules())
+        self.targets: dict[str, nn.Module] = {}
+        for name, factors in self.factors.items():
+            for path in factors:
+                if path not in modules or not hasattr(modules[path], "weight"):
+                    raise CheckpointFormatError(f"adapter {name!r}: the model has no module {path!r}")
+                self.targets[path] = modules[path]
+        self.pristine: dict[str, torch.Tensor] = {}
+        self.active: str | None = None
+        self._snapshot_pristine()
+
+    def _snapshot_pristine(self) -> None:
+        for path, module in self.targets.items():
+            weight = module.weight.detach()
+            copy = weight.to("cpu", copy=True)
+            self.pristine[path] = copy.pin_memory() if weight.is_cuda else copy
+
+    def delta(self, adapter: str, path: str) -> torch.Tensor | None:
+        """The full-size weight update of one module for one adapter (float32), or None."""
+        f = self.factors[adapter].get(path)
+        if f is None:
+            return None
+        device = self.targets[path].weight.device
+        a, b = f.a.to(device, torch.float32), f.b.to(device, torch.float32)
+        update = b @ a  # (out, in), or (dim, num_embeddings) for an embedding
+        return (update.T if f.embedding else update) * self.scaling[adapter]
+
+    @torch.no_grad()
+    def activate(self, adapter: str | None) -> None:
+        """Write base + adapter (or the plain base for None) into the model's weights."""
+        if adapter == self.active:
+            return
+        if adapter is not None and adapter not in self.factors:
+            raise CheckpointFormatError(f"this checkpoint has no adapter {adapter!r}; it has {sorted(self.factors)}")
+        for path, module in self.targets.items():
+            weight = module.weight
+            base = self.pristine[path].to(weight.device, non_blocking=True)
+            delta = self.delta(adapter, path) if adapter is not None else None
+            if delta is None:
+                weight.copy_(base)
+            else:
+                weight.copy_((base.float() + delta).to(weight.dtype))
+        self.active = adapter
+
+    def base_state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's state dict with pristine (unmerged) weights, for saving."""
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        for path in self.targets:
+            state[f"{path}.weight"] = self.pristine[path]
+        return state
