@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import late_chunking as lc
 from .batching import token_budget_batches
 from .devices import default_token_budget, pick_device, pick_dtype
 from .errors import invalid
@@ -102,6 +103,9 @@ class Encoder:
         late_chunking: bool = False,
         batch_size: int | None = None,
         show_progress: bool = False,
+        *,
+        window: int | None = None,
+        overlap: int | None = None,
     ) -> np.ndarray:
         """Embed ``texts``: a str gives shape (d,), a list gives (n, d), float32.
 
@@ -109,7 +113,10 @@ class Encoder:
         instruction, or a list with one task per text. dimensions: Matryoshka size 1..hidden size,
         cut before normalising. max_length: truncation in tokens (default: the tokenizer's maximum).
         batch_size: at most this many texts per forward pass (the token budget applies as well).
-        late_chunking: the texts are consecutive pieces of ONE document, embedded in one pass.
+        late_chunking: the texts are consecutive pieces of ONE document (Jina API semantics): joined
+        with one space after the instruction, encoded together, one vector per piece. Past ``window``
+        tokens (default: max_length, else the model maximum) overlapping windows (``overlap``,
+        default 256) take over, so any length works.
         """
         single = isinstance(texts, str)
         items = self._check_texts(texts)
@@ -119,7 +126,10 @@ class Encoder:
         if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
             raise invalid("batch_size", f"must be a positive integer or None, got {batch_size!r}")
         if late_chunking:
-            return self._encode_late_chunking(items, tasks, dimensions, normalize, max_length)
+            vectors = self._encode_late_chunking(items, tasks, dimensions, normalize, window or max_length, overlap)
+            return vectors[0] if single else vectors
+        if window is not None or overlap is not None:
+            raise invalid("window", "window and overlap only apply with late_chunking=True")
         if not items:
             return np.zeros((0, self.output_size(dimensions)), dtype=np.float32)
         pooled = self._pooled(items, tasks, max_length, batch_size, show_progress)
@@ -134,8 +144,147 @@ class Encoder:
         """``encode`` with ``task="retrieval.passage"``: what to embed documents with."""
         return self.encode(texts, task=RETRIEVAL_PASSAGE, **kwargs)
 
-    def _encode_late_chunking(self, items, tasks, dimensions, normalize, max_length) -> np.ndarray:
-        raise NotImplementedError("late_chunking=True is not available yet")
+    # ----------------------------------------------------------------------------- late chunking
+    def late_chunk(
+        self,
+        document: str,
+        task: str | None = RETRIEVAL_PASSAGE,
+        chunker: str | Sequence[tuple[int, int]] = "sentences",
+        chunk_size: int | None = None,
+        window: int | None = None,
+        overlap: int | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+    ) -> list[lc.Chunk]:
+        """Chunk ``document`` and embed every chunk in the context of the whole document.
+
+        chunker: "sentences" (. ! ? before a space, CJK 。！？, line breaks), "tokens" (``chunk_size``
+        tokens each), or a list of (start, end) character spans. Any length works: past ``window``
+        tokens (default: the model maximum) overlapping windows (``overlap``, default 256) are used.
+        Returns chunks with ``text == document[start:end]`` and ``embedding``; a blank document gives [].
+        """
+        if not isinstance(document, str):
+            raise invalid("document", f"must be a str, got {type(document).__name__}")
+        return self.late_chunk_documents([document], task, chunker, chunk_size, window, overlap, dimensions, normalize)[0]
+
+    def late_chunk_documents(
+        self,
+        documents: Sequence[str],
+        task: str | None = RETRIEVAL_PASSAGE,
+        chunker: str | Sequence[tuple[int, int]] = "sentences",
+        chunk_size: int | None = None,
+        window: int | None = None,
+        overlap: int | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+    ) -> list[list[lc.Chunk]]:
+        """``late_chunk`` for many documents at once: one list of chunks per document. Documents share
+        forward passes only as separate rows, so attention never crosses a document boundary and the
+        result equals one call per document."""
+        docs = self._check_texts(documents, "documents")
+        task = tasks_for(task, 1)[0]
+        dimensions = None if dimensions is None else self.check_dimensions(dimensions)
+        window, overlap = self._check_window(window, overlap)
+        if isinstance(chunker, str):
+            if chunker not in ("sentences", "tokens"):
+                raise invalid("chunker", f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
+            if chunker == "tokens" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+                raise invalid("chunk_size", f"chunker='tokens' needs a chunk_size of at least 1 token, got {chunk_size!r}")
+        elif len(docs) != 1:
+            raise invalid("chunker", "explicit (start, end) spans apply to one document: use late_chunk()")
+        else:
+            spans = lc.check_char_spans(chunker, len(docs[0]))
+        if chunk_size is not None and chunker != "tokens":
+            raise invalid("chunk_size", "only applies with chunker='tokens'")
+
+        instruction = self.instruction(task)
+        planned = []  # (document index, TokenizedDocument, text char spans)
+        for d, document in enumerate(docs):
+            if not document.strip():
+                continue
+            ids, offsets, first, stop = self._tokenize_with_offsets(instruction + document, len(instruction))
+            if chunker == "tokens":
+                token_spans = lc.fixed_token_spans(first, stop, chunk_size)
+                text_spans = [(offsets[a][0], offsets[min(b, stop) - 1][1])
+                              for a, b in zip(range(first, stop, chunk_size), range(first + chunk_size, stop + chunk_size, chunk_size))]
+            else:
+                chars = lc.sentence_spans(document) if chunker == "sentences" else spans
+                text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
+                token_spans = lc.token_spans_for_chars(offsets, first, stop, text_spans)
+            planned.append((d, lc.TokenizedDocument(ids, token_spans), text_spans))
+
+        means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
+        results: list[list[lc.Chunk]] = [[] for _ in docs]
+        for (d, _, text_spans), vectors in zip(planned, means):
+            vectors = finish(vectors, dimensions, normalize)
+            for i, ((a, b), vector) in enumerate(zip(text_spans, vectors)):
+                start, end = max(a - len(instruction), 0), b - len(instruction)
+                trimmed = lc._trim(docs[d], start, end)
+                if trimmed is not None:
+                    start, end = trimmed
+                    results[d].append(lc.Chunk(len(results[d]), docs[d][start:end], start, end, vector))
+        return results
+
+    def token_states(self, input_ids: Sequence[int], task: str | None = None, window: int | None = None,
+                     overlap: int | None = None) -> np.ndarray:
+        """(n, hidden) float32 states of every token of one id sequence (ids as given, specials
+        included), through the same windows as late chunking when it is longer than ``window``."""
+        ids = [int(i) for i in input_ids]
+        if not ids:
+            raise invalid("input_ids", "must hold at least one token id")
+        task = tasks_for(task, 1)[0]
+        window, overlap = self._check_window(window, overlap)
+        per_token = lc.TokenizedDocument(ids, [(t, t + 1) for t in range(len(ids))])
+        return self._pool(task, [per_token], window, overlap)[0]
+
+    def _encode_late_chunking(self, items, tasks, dimensions, normalize, window, overlap) -> np.ndarray:
+        if len(set(tasks)) > 1:
+            raise invalid("task", "late_chunking=True embeds one document: give one task, not one per text")
+        if not items:
+            return np.zeros((0, self.output_size(dimensions)), dtype=np.float32)
+        for i, text in enumerate(items):
+            if not text.strip():
+                raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
+        window, overlap = self._check_window(window, overlap)
+        instruction = self.instruction(tasks[0])
+        char_spans, position = [], len(instruction)
+        for text in items:  # pieces joined by one space after the instruction
+            char_spans.append((position, position + len(text)))
+            position += len(text) + 1
+        ids, offsets, first, stop = self._tokenize_with_offsets(instruction + " ".join(items), len(instruction))
+        document = lc.TokenizedDocument(ids, lc.token_spans_for_chars(offsets, first, stop, char_spans))
+        return finish(self._pool(tasks[0], [document], window, overlap)[0], dimensions, normalize)
+
+    def _tokenize_with_offsets(self, text: str, instruction_chars: int):
+        """Ids and offsets of the whole text (no truncation: windows handle length), and the token
+        range [first, stop) of the text after the instruction (<s> before it, </s> at stop)."""
+        encoded = self.tokenizer(text, return_offsets_mapping=True, return_attention_mask=False, verbose=False)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        stop = len(ids) - 1
+        first = 1
+        while first < stop and offsets[first][1] < instruction_chars:  # instruction tokens end before the text
+            first += 1
+        return ids, offsets, first, stop
+
+    def _pool(self, task, documents: list[lc.TokenizedDocument], window: int, overlap: int) -> list[np.ndarray]:
+        if not documents:
+            return []
+        with self.adapter(task):
+            return lc.pool_documents(self._forward_states, documents, self.hidden_size, window, overlap,
+                                     self.max_tokens_per_batch, token_budget_batches)
+
+    @torch.inference_mode()
+    def _forward_states(self, ids: list[list[int]]) -> list[torch.Tensor]:
+        """Token states of each row, float32 on the CPU, without padding."""
+        input_ids, mask = self._pad(ids)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float().cpu()
+        return [hidden[r, : len(row)] for r, row in enumerate(ids)]
+
+    def _check_window(self, window, overlap) -> tuple[int, int]:
+        window = self.max_length if window is None else window
+        overlap = min(lc.DEFAULT_OVERLAP, window // 2) if overlap is None else overlap
+        lc.check_window(window, overlap, self.max_length)
+        return window, overlap
 
     # ----------------------------------------------------------------------------- the work
     def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
@@ -199,14 +348,14 @@ class Encoder:
         return max_length
 
     @staticmethod
-    def _check_texts(texts) -> list[str]:
+    def _check_texts(texts, argument: str = "texts") -> list[str]:
         if isinstance(texts, str):
             return [texts]
         if isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
-            raise invalid("texts", f"must be a str or a list of str, got {type(texts).__name__}")
+            raise invalid(argument, f"must be a str or a list of str, got {type(texts).__name__}")
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                raise invalid(f"texts[{i}]", f"must be a str, got {type(text).__name__}")
+                raise invalid(f"{argument}[{i}]", f"must be a str, got {type(text).__name__}")
         return list(texts)
 
 

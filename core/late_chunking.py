@@ -1,0 +1,187 @@
+"""Late chunking: embed a whole document once, then pool each chunk's own tokens.
+
+Every chunk vector sees the entire document. The pieces:
+
+  chunkers      document -> character spans (sentences, fixed token counts, or the caller's spans)
+  token_spans   character spans -> token spans via the tokenizer's offset mapping, reference
+                convention: the first span also covers <s> and the instruction, the last </s>
+  windows       a document longer than `window` tokens is cut into raw slices of `window` tokens
+                that overlap by `overlap`; every slice after the first drops its first `overlap`
+                outputs, so each token keeps exactly one state (jina-ai/late-chunking's
+                `_embed_with_overlap`)
+  SpanPooler    adds each window's kept token states into running span sums, so memory stays
+                (spans x hidden) however long the document is
+
+Windows of many documents share forward passes as separate rows of a padded batch: attention never
+crosses a row, so results equal one document at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import invalid
+
+DEFAULT_OVERLAP = 256
+# A sentence ends at . ! ? (and their full-width forms) followed by whitespace, at CJK 。！？ (no
+# space needed), or at a line break.
+_SENTENCE_END = re.compile(r"[.!?\uff0e\uff01\uff1f](?=\s)|[\u3002\uff01\uff1f]|\n")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a document: ``document[start:end] == text``, embedded in the document's context."""
+
+    index: int
+    text: str
+    start: int
+    end: int
+    embedding: np.ndarray = field(repr=False)
+
+
+@dataclass
+class TokenizedDocument:
+    """One sequence to late-chunk: its token ids and the token spans to pool (reference convention)."""
+
+    ids: list[int]
+    spans: list[tuple[int, int]]
+
+
+# ------------------------------------------------------------------------------------------- chunkers
+def sentence_spans(document: str) -> list[tuple[int, int]]:
+    """Character spans of sentences (multilingual), whitespace trimmed, never empty."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(document):
+        spans.append((start, match.end()))
+        start = match.end()
+    spans.append((start, len(document)))
+    return [s for s in (_trim(document, a, b) for a, b in spans) if s is not None]
+
+
+def _trim(document: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and document[start].isspace():
+        start += 1
+    while end > start and document[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def check_char_spans(spans, length: int) -> list[tuple[int, int]]:
+    """The caller's (start, end) character spans: integers, in range, non-empty, ordered, not overlapping."""
+    checked: list[tuple[int, int]] = []
+    for i, span in enumerate(spans):
+        try:
+            start, end = span
+        except (TypeError, ValueError):
+            raise invalid(f"chunker[{i}]", f"must be a (start, end) pair of character offsets, got {span!r}") from None
+        if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in (start, end)):
+            raise invalid(f"chunker[{i}]", f"offsets must be integers, got {span!r}")
+        if not 0 <= start < end <= length:
+            raise invalid(f"chunker[{i}]", f"span {tuple(span)} is out of range: need 0 <= start < end <= {length}")
+        if checked and start < checked[-1][1]:
+            raise invalid(f"chunker[{i}]", f"span {tuple(span)} overlaps or precedes the previous span {checked[-1]}")
+        checked.append((int(start), int(end)))
+    return checked
+
+
+# ------------------------------------------------------------------------------------------- spans
+def token_spans_for_chars(
+    offsets: Sequence[tuple[int, int]], first: int, stop: int, char_spans: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Token spans (reference convention) for character spans, from the offset mapping.
+
+    Tokens ``first..stop-1`` are the text's tokens (after <s> and the instruction, before </s>).
+    Chunk i owns the tokens whose last character lies before its end and after the previous chunk's
+    end, so spans are contiguous and cover every token (the ``▁`` of a joining space goes to the
+    following chunk, as in the golden). The first span starts at 0 (<s> and the instruction), the
+    last ends after </s>. A chunk too small to own a token pools the token holding its first character.
+    """
+    last_chars, running = [], -1
+    for t in range(first, stop):  # running max: offsets of a lone "▁" can overlap the next token's
+        running = max(running, offsets[t][1] - 1)
+        last_chars.append(running)
+    spans, begin = [], first
+    for i, (char_start, char_end) in enumerate(char_spans):
+        end = first + bisect.bisect_left(last_chars, char_end)  # tokens ending before char_end
+        if i == len(char_spans) - 1:
+            end = stop
+        if end > begin:
+            spans.append((begin, end))
+            begin = end
+        else:  # no whole token of its own: pool the token that holds its first character
+            holder = first + min(bisect.bisect_left(last_chars, char_start), stop - first - 1)
+            spans.append((holder, holder + 1))
+    spans[0] = (0, spans[0][1])
+    spans[-1] = (spans[-1][0], stop + 1)
+    return spans
+
+
+def fixed_token_spans(first: int, stop: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``chunk_size`` text tokens per chunk (the golden's fixed chunking), reference convention."""
+    spans = [(i, min(i + chunk_size, stop)) for i in range(first, stop, chunk_size)]
+    spans[0] = (0, spans[0][1])
+    spans[-1] = (spans[-1][0], stop + 1)
+    return spans
+
+
+# ------------------------------------------------------------------------------------------- windows
+def windows(length: int, window: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(start, end, keep_from) of each macro window: raw slices of ``window`` tokens every
+    ``window - overlap`` tokens; outputs before ``keep_from`` (the overlap) are dropped."""
+    if length <= window:
+        return [(0, length, 0)]
+    step = window - overlap
+    return [(i, min(i + window, length), 0 if i == 0 else overlap) for i in range(0, length, step)]
+
+
+def check_window(window: int, overlap: int, max_length: int) -> None:
+    if isinstance(window, bool) or not isinstance(window, int) or not 2 <= window <= max_length:
+        raise invalid("window", f"must be an integer from 2 to {max_length} tokens, got {window!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+        raise invalid("overlap", f"must be an integer from 0 to window - 1 = {window - 1}, got {overlap!r}")
+
+
+class SpanPooler:
+    """Running sums of token states per span, fed window by window."""
+
+    def __init__(self, spans: list[tuple[int, int]], hidden: int):
+        self.spans = spans
+        self.starts = [a for a, _ in spans]
+        self.sums = torch.zeros(len(spans), hidden, dtype=torch.float32)
+
+    def add(self, position: int, states: torch.Tensor) -> None:
+        """``states`` (n, H) are the states of tokens ``position .. position+n-1``."""
+        stop = position + states.shape[0]
+        first = max(bisect.bisect_right(self.starts, position) - 1, 0)
+        for s in range(first, len(self.spans)):
+            a, b = self.spans[s]
+            if a >= stop:
+                break
+            lo, hi = max(a, position), min(b, stop)
+            if hi > lo:
+                self.sums[s] += states[lo - position : hi - position].sum(dim=0)
+
+    def means(self) -> np.ndarray:
+        counts = torch.tensor([b - a for a, b in self.spans], dtype=torch.float32).unsqueeze(1)
+        return (self.sums / counts).numpy()
+
+
+def pool_documents(forward_states, documents: list[TokenizedDocument], hidden: int, window: int, overlap: int,
+                   max_tokens: int, batch) -> list[np.ndarray]:
+    """Span means for each document: every window of every document becomes one row of a
+    token-budget batch; ``forward_states(list of id lists)`` returns each row's (n, H) states."""
+    poolers = [SpanPooler(doc.spans, hidden) for doc in documents]
+    rows = [(d, start, keep, doc.ids[start:end])
+            for d, doc in enumerate(documents) for start, end, keep in windows(len(doc.ids), window, overlap)]
+    for indices in batch([len(r[3]) for r in rows], max_tokens):
+        states = forward_states([rows[i][3] for i in indices])
+        for i, row_states in zip(indices, states):
+            d, start, keep, _ = rows[i]
+            poolers[d].add(start + keep, row_states[keep:])
+    return [p.means() for p in poolers]
