@@ -1,0 +1,257 @@
+"""The core encoder against the golden outputs of the reference implementation, on both layouts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import GOLDEN, golden
+from jinav3 import Encoder, InvalidArgumentError, ModelNotFoundError, TASKS
+from jinav3.errors import CheckpointFormatError
+
+NORMALIZED = dict(atol=1e-5, rtol=0)
+RAW = dict(atol=1e-4, rtol=1e-4)
+
+ENCODE_CASES = [
+    ("encode_retrieval.query.npy", dict(task="retrieval.query"), NORMALIZED),
+    ("encode_retrieval.passage.npy", dict(task="retrieval.passage"), NORMALIZED),
+    ("encode_separation.npy", dict(task="separation"), NORMALIZED),
+    ("encode_classification.npy", dict(task="classification"), NORMALIZED),
+    ("encode_text-matching.npy", dict(task="text-matching"), NORMALIZED),
+    ("encode_text-matching.npy", dict(), NORMALIZED),  # text-matching is the default task
+    ("encode_no_task.npy", dict(task=None), NORMALIZED),
+    ("encode_text-matching_dim32.npy", dict(task="text-matching", dimensions=32), NORMALIZED),
+    ("encode_retrieval.query_unnormalized.npy", dict(task="retrieval.query", normalize=False), RAW),
+    ("encode_retrieval.passage_maxlen16.npy", dict(task="retrieval.passage", max_length=16), NORMALIZED),
+]
+
+
+@pytest.fixture(params=["original", "native"])
+def any_layout(request, encoder, native_encoder):
+    return encoder if request.param == "original" else native_encoder
+
+
+@pytest.mark.parametrize("file,kwargs,tol", ENCODE_CASES, ids=[c[0] + str(sorted(c[1])) for c in ENCODE_CASES])
+def test_encode_matches_golden(any_layout, golden_inputs, file, kwargs, tol):
+    vectors = any_layout.encode(golden_inputs["texts"], **kwargs)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, golden(file), **tol)
+
+
+def test_batching_does_not_change_vectors(encoder, golden_inputs):
+    texts = golden_inputs["texts"]
+    one_by_one = np.stack([encoder.encode(t, task="retrieval.passage") for t in texts])
+    tiny_batches = encoder.encode(texts, task="retrieval.passage", batch_size=3)
+    np.testing.assert_allclose(one_by_one, golden("encode_retrieval.passage.npy"), **NORMALIZED)
+    np.testing.assert_allclose(tiny_batches, golden("encode_retrieval.passage.npy"), **NORMALIZED)
+
+
+def test_token_budget_batches_keep_input_order(golden_inputs):
+    small_budget = Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=64)
+    vectors = small_budget.encode(golden_inputs["texts"], task="separation")
+    np.testing.assert_allclose(vectors, golden("encode_separation.npy"), **NORMALIZED)
+
+
+def test_query_and_passage_helpers(encoder, golden_inputs):
+    texts = golden_inputs["texts"]
+    np.testing.assert_allclose(encoder.encode_queries(texts), golden("encode_retrieval.query.npy"), **NORMALIZED)
+    np.testing.assert_allclose(encoder.encode_passages(texts), golden("encode_retrieval.passage.npy"), **NORMALIZED)
+
+
+def test_shapes(encoder):
+    assert encoder.encode("one text").shape == (64,)
+    assert encoder.encode(["a", "b"], dimensions=16).shape == (2, 16)
+    assert encoder.encode([]).shape == (0, 64)
+    assert encoder.encode([], dimensions=8).shape == (0, 8)
+    assert encoder.encode(("a tuple", "works")).shape == (2, 64)
+
+
+@pytest.mark.parametrize("file,case_task", [
+    ("tokens_retrieval.passage_input0.npy", "retrieval.passage"),
+    ("tokens_retrieval.passage_input4.npy", "retrieval.passage"),
+    ("tokens_retrieval.passage_input8.npy", "retrieval.passage"),
+    ("tokens_no_task_input1.npy", None),
+])
+def test_token_states_at_model_level(any_layout, file, case_task):
+    ids = json.loads((GOLDEN / "manifest.json").read_text())["token_cases"][file]["input_ids"]
+    with any_layout.adapter(case_task) as model:
+        states = model(input_ids=torch.tensor([ids])).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(states, golden(file), **RAW)
+
+
+def test_mixed_task_batch(any_layout, golden_inputs):
+    """Golden: texts[0:5] without prefixes, one padded batch, per-row adapters [0, 4, 2, 1, 3]."""
+    manifest = json.loads((GOLDEN / "manifest.json").read_text())
+    tasks = [TASKS[i] for i in manifest["mixed_batch_tasks"]]
+    texts = golden_inputs["texts"][:5]
+    batch = any_layout.tokenizer(texts, padding=True, return_tensors="pt")
+    rows = []
+    for row, task in enumerate(tasks):  # one forward per task over the padded batch, take that task's row
+        with any_layout.adapter(task) as model:
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"][row].unsqueeze(-1).float()
+        rows.append((hidden[row] * mask).sum(0) / mask.sum())
+    pooled = torch.nn.functional.normalize(torch.stack(rows), dim=-1).numpy()
+    np.testing.assert_allclose(pooled, golden("mixed_batch.npy"), **NORMALIZED)
+
+
+def test_task_list_encodes_each_text_with_its_task(encoder, golden_inputs):
+    texts = golden_inputs["texts"]
+    tasks = [TASKS[i % 5] for i in range(len(texts))]
+    mixed = encoder.encode(texts, task=tasks)
+    for i, task in enumerate(tasks):
+        expected = golden(f"encode_{task}.npy")[i]
+        np.testing.assert_allclose(mixed[i], expected, **NORMALIZED)
+
+
+def test_task_switching_is_bit_identical(golden_inputs):
+    enc = Encoder.from_pretrained(GOLDEN, device="cpu")
+    texts = golden_inputs["texts"]
+    first = enc.encode(texts, task="retrieval.query")
+    weights = {n: p.clone() for n, p in enc.model.named_parameters()}
+    for task in ["retrieval.passage", None, "classification", "retrieval.query", "text-matching"] * 3:
+        enc.encode(texts[:2], task=task)
+    again = enc.encode(texts, task="retrieval.query")
+    assert np.array_equal(first, again)
+    for name, param in enc.model.named_parameters():
+        assert torch.equal(param, weights[name]), name
+    np.testing.assert_allclose(enc.encode(texts, task=None), golden("encode_no_task.npy"), **NORMALIZED)
+
+
+def test_threads_get_their_own_task(encoder, golden_inputs):
+    texts = golden_inputs["texts"]
+    results, errors = {}, []
+
+    def work(task):
+        try:
+            for _ in range(5):
+                results[task] = encoder.encode(texts, task=task)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in TASKS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for task in TASKS:
+        np.testing.assert_allclose(results[task], golden(f"encode_{task}.npy"), **NORMALIZED)
+
+
+def test_native_layout_loads_in_plain_transformers_and_peft(native_dir):
+    """What save_pretrained writes is a real transformers + peft checkpoint, usable without jinav3."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(native_dir)).eval()
+    model.load_adapter(str(native_dir / "retrieval_passage"), adapter_name="retrieval_passage")
+    model.set_adapter("retrieval_passage")
+    ids = json.loads((GOLDEN / "manifest.json").read_text())["token_cases"]["tokens_retrieval.passage_input0.npy"]["input_ids"]
+    with torch.no_grad():
+        states = model(input_ids=torch.tensor([ids])).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(states, golden("tokens_retrieval.passage_input0.npy"), **RAW)
+    assert sorted(p.name for p in native_dir.iterdir() if p.is_dir()) == sorted(
+        ["retrieval_query", "retrieval_passage", "separation", "classification", "text_matching"])
+
+
+def _original_copy(tmp_path: Path, edit_config=None, edit_weights=None) -> Path:
+    folder = tmp_path / "original"
+    shutil.copytree(GOLDEN, folder)
+    if edit_config:
+        config = json.loads((folder / "config.json").read_text())
+        edit_config(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    if edit_weights:
+        weights = load_file(str(folder / "model.safetensors"))
+        save_file(edit_weights(weights), str(folder / "model.safetensors"))
+    return folder
+
+
+def test_rotary_base_is_read_from_the_config(tmp_path, golden_inputs):
+    """The native config ignores rotary_emb_base; a missed conversion passes on 20000 only."""
+    folder = _original_copy(tmp_path, edit_config=lambda c: c.update(rotary_emb_base=1000.0))
+    enc = Encoder.from_pretrained(folder, device="cpu")
+    assert enc.model.config.rope_parameters["rope_theta"] == 1000.0
+    other = enc.encode(golden_inputs["texts"], task="retrieval.query")
+    assert not np.allclose(other, golden("encode_retrieval.query.npy"), atol=1e-3)
+    saved = Encoder.from_pretrained(enc.save_pretrained(tmp_path / "native"), device="cpu")
+    assert saved.model.config.rope_parameters["rope_theta"] == 1000.0
+    np.testing.assert_allclose(saved.encode(golden_inputs["texts"], task="retrieval.query"), other, **NORMALIZED)
+
+
+def test_checkpoint_without_pooler_keys(tmp_path, golden_inputs):
+    folder = _original_copy(tmp_path, edit_weights=lambda w: {k: v for k, v in w.items() if ".pooler." not in k})
+    enc = Encoder.from_pretrained(folder, device="cpu")
+    np.testing.assert_allclose(enc.encode(golden_inputs["texts"], task="separation"), golden("encode_separation.npy"), **NORMALIZED)
+
+
+def test_bfloat16_checkpoint_loads(tmp_path, golden_inputs):
+    folder = _original_copy(tmp_path, edit_weights=lambda w: {k: v.to(torch.bfloat16) for k, v in w.items()})
+    enc = Encoder.from_pretrained(folder, device="cpu")
+    assert enc.dtype == torch.float32
+    vectors = enc.encode(golden_inputs["texts"], task="retrieval.passage")
+    cosine = (vectors * golden("encode_retrieval.passage.npy")).sum(-1)
+    assert cosine.min() > 0.99  # bf16-rounded weights: close, not equal
+
+
+def test_bfloat16_compute_on_cpu(golden_inputs):
+    enc = Encoder.from_pretrained(GOLDEN, device="cpu", dtype="bfloat16")
+    vectors = enc.encode(golden_inputs["texts"], task="retrieval.query")
+    assert vectors.dtype == np.float32
+    assert (vectors * golden("encode_retrieval.query.npy")).sum(-1).min() > 0.98
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(task="retrieval"), "task"),
+    (dict(task=["retrieval.query"]), "task"),
+    (dict(dimensions=0), "dimensions"),
+    (dict(dimensions=65), "dimensions"),
+    (dict(dimensions=2.5), "dimensions"),
+    (dict(max_length=1), "max_length"),
+    (dict(max_length=10_000), "max_length"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(window=64), "window"),
+])
+def test_bad_arguments_are_named(encoder, kwargs, argument):
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}"):
+        encoder.encode(["one", "two"], **kwargs)
+
+
+def test_unknown_task_lists_the_five(encoder):
+    with pytest.raises(ValueError) as info:
+        encoder.encode("x", task="query")
+    for task in TASKS:
+        assert task in str(info.value)
+
+
+def test_non_str_item_is_named_by_index(encoder):
+    with pytest.raises(InvalidArgumentError, match=r"texts\[2\]"):
+        encoder.encode(["a", "b", 3])
+    with pytest.raises(InvalidArgumentError, match="texts"):
+        encoder.encode(42)
+
+
+def test_missing_model_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFoundError) as info:
+        Encoder.from_pretrained("jinaai/no-such-model", cache_dir=str(tmp_path))
+    message = str(info.value)
+    assert "jinaai/no-such-model" in message and str(tmp_path) in message and "local folder" in message
+    with pytest.raises(ModelNotFoundError, match="not a folder"):
+        Encoder.from_pretrained(str(tmp_path / "missing" / "dir"))
+
+
+def test_folder_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(CheckpointFormatError, match="model_type"):
+        Encoder.from_pretrained(tmp_path, device="cpu")
