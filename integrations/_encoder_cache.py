@@ -1,0 +1,94 @@
+"""One loaded Encoder per (model, device, dtype), shared by every framework component in the process.
+
+Haystack pipelines and LlamaIndex settings often build several components for one model (a document
+embedder and a text embedder, an embedding and a late-chunking transform); loading the weights once
+saves memory and start-up time. The Encoder serialises its own forward passes, so sharing is safe.
+Also holds the argument checks the framework adapters share, so they fail the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from jinav3.checkpoint import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters)
+from jinav3.errors import invalid
+from jinav3.tasks import check_task
+
+_lock = threading.Lock()
+_encoders: dict[tuple[str, str, str], object] = {}
+
+
+def model_key(model: str | os.PathLike) -> str:
+    """The model as a plain string (hub id or path), the form components store and serialise."""
+    if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
+        raise invalid("model", f"must be a hub id or a local folder, got {model!r}")
+    return os.fspath(model)
+
+
+def device_key(device) -> str:
+    """A device as a string; Haystack's ``ComponentDevice`` is accepted too (as its torch string)."""
+    if device is None:
+        return "auto"
+    to_torch_str = getattr(device, "to_torch_str", None)
+    if callable(to_torch_str):
+        return to_torch_str()
+    return str(device)
+
+
+def check_device_dtype(device, dtype) -> tuple[str, str]:
+    """Device and dtype as the strings components store, refused early if torch cannot use them."""
+    from jinav3.devices import pick_device, pick_dtype
+
+    device = device_key(device)
+    if not isinstance(dtype, str):
+        raise invalid("dtype", f"must be a string such as 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
+    pick_dtype(dtype, pick_device(device))
+    return device, dtype
+
+
+def get_encoder(model: str | os.PathLike, device="auto", dtype="auto"):
+    """The shared Encoder for these settings, loaded on first use (thread-safe: loads once)."""
+    key = (model_key(model), device_key(device), str(dtype))
+    with _lock:
+        encoder = _encoders.get(key)
+        if encoder is None:
+            from jinav3 import Encoder
+
+            encoder = Encoder.from_pretrained(key[0], device=key[1], dtype=dtype)
+            _encoders[key] = encoder
+        return encoder
+
+
+def clear() -> None:
+    """Forget every shared Encoder (they are freed once no component holds them)."""
+    with _lock:
+        _encoders.clear()
+
+
+def check_dimensions(dimensions, argument: str = "dimensions") -> int | None:
+    """None or an integer >= 1; the upper bound (the model's size) is checked when the model loads."""
+    if dimensions is None:
+        return None
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+        raise invalid(argument, f"must be an integer >= 1 (or None for the full size), got {dimensions!r}")
+    return dimensions
+
+
+def check_positive(value, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid(argument, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_bool(value, argument: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(argument, f"must be True or False, got {value!r}")
+    return value
+
+
+def check_task_override(task, argument: str = "task") -> str | None:
+    """None (use the adapter's default) or one of the five task names."""
+    if task is not None and not isinstance(task, str):
+        raise invalid(argument, f"must be a task name or None, got {task!r}")
+    return check_task(task, argument)

@@ -1,0 +1,261 @@
+"""Haystack components for jina-embeddings-v3: swap one import, keep your pipelines.
+
+    from jinav3.integrations.haystack import JinaV3DocumentEmbedder, JinaV3TextEmbedder
+
+Shaped like Haystack's ``SentenceTransformersDocumentEmbedder`` / ``SentenceTransformersTextEmbedder``
+(``run``, ``run_async``, ``warm_up``, ``to_dict``/``from_dict``, ``meta_fields_to_embed``), with the
+one thing they cannot know: documents are embedded with ``retrieval.passage`` and queries with
+``retrieval.query``. ``late_chunking=True`` embeds the splits of each source document together, so
+every chunk's vector sees its whole document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict
+
+from jinav3.errors import invalid
+from jinav3.tasks import index_task, search_task
+
+from . import _encoder_cache as shared
+
+__all__ = ["JinaV3DocumentEmbedder", "JinaV3TextEmbedder"]
+
+
+class _JinaV3Embedder:
+    """Settings, validation, loading and serialisation common to both components."""
+
+    def __init__(self, *, model, device, dtype, dimensions, batch_size, progress_bar, normalize, task) -> None:
+        self.model = shared.model_key(model)
+        self.device, self.dtype = shared.check_device_dtype(device, dtype)
+        self.dimensions = shared.check_dimensions(dimensions)
+        self.batch_size = shared.check_positive(batch_size, "batch_size")
+        self.progress_bar = shared.check_bool(progress_bar, "progress_bar")
+        self.normalize = shared.check_bool(normalize, "normalize")
+        self.task = shared.check_task_override(task)
+        self.encoder = None
+
+    @property
+    def embedding_task(self) -> str:
+        """The task this component embeds with: the override, else the index or search default."""
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Load the model (once per process for the same model, device and dtype)."""
+        if self.encoder is None:
+            encoder = shared.get_encoder(self.model, self.device, self.dtype)
+            if self.dimensions is not None:
+                encoder.check_dimensions(self.dimensions)  # the upper bound needs the model
+            self.encoder = encoder
+
+    def _encode(self, texts: list[str], late_chunking: bool = False):
+        if self.encoder is None:
+            self.warm_up()
+        return self.encoder.encode(
+            texts,
+            task=self.embedding_task,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            late_chunking=late_chunking,
+            batch_size=None if late_chunking else self.batch_size,
+            show_progress=self.progress_bar and not late_chunking,
+        )
+
+    def _init_parameters(self) -> dict[str, Any]:
+        return dict(
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            dimensions=self.dimensions,
+            batch_size=self.batch_size,
+            progress_bar=self.progress_bar,
+            normalize=self.normalize,
+            task=self.task,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, **self._init_parameters())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return default_from_dict(cls, data)
+
+
+@component
+class JinaV3TextEmbedder(_JinaV3Embedder):
+    """Embeds a query string with ``retrieval.query`` (or ``task``); connect it to an embedding retriever.
+
+        embedder = JinaV3TextEmbedder(model="jinaai/jina-embeddings-v3", dimensions=256)
+        embedder.run(text="what helps sensitive skin?")["embedding"]   # list of 256 floats
+    """
+
+    @property
+    def embedding_task(self) -> str:
+        return search_task(self.task)
+
+    def __init__(
+        self,
+        model: str = shared.DEFAULT_MODEL,
+        device: Any = "auto",
+        dtype: str = "auto",
+        dimensions: int | None = None,
+        batch_size: int = 32,
+        progress_bar: bool = False,
+        normalize: bool = True,
+        task: str | None = None,
+    ) -> None:
+        """
+        :param model: Hugging Face hub id or local folder of either checkpoint layout.
+        :param device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps" or a ComponentDevice.
+        :param dtype: "auto" (bfloat16 on CUDA, float32 elsewhere), "float32", "bfloat16" or "float16".
+        :param dimensions: Matryoshka size (None: the full 1024).
+        :param batch_size: At most this many texts per forward pass.
+        :param progress_bar: Show a progress bar while embedding.
+        :param normalize: L2-normalise the embedding.
+        :param task: Override the task (default ``retrieval.query``); must match how documents were embedded.
+        """
+        _JinaV3Embedder.__init__(  # not super(): @component rebuilds the class
+            self, model=model, device=device, dtype=dtype, dimensions=dimensions, batch_size=batch_size,
+            progress_bar=progress_bar, normalize=normalize, task=task,
+        )
+
+    @component.output_types(embedding=list[float])
+    def run(self, text: str) -> dict[str, Any]:
+        """Embed one string: ``{"embedding": [...]}``."""
+        if not isinstance(text, str):
+            raise TypeError(
+                "JinaV3TextEmbedder expects a string as input. "
+                "To embed a list of Documents, use JinaV3DocumentEmbedder."
+            )
+        return {"embedding": self._encode([text])[0].tolist()}
+
+    @component.output_types(embedding=list[float])
+    async def run_async(self, text: str) -> dict[str, Any]:
+        """``run`` in a worker thread, so the event loop keeps serving while the model works."""
+        return await asyncio.to_thread(self.run, text=text)
+
+
+@component
+class JinaV3DocumentEmbedder(_JinaV3Embedder):
+    """Sets ``embedding`` on Documents, embedded with ``retrieval.passage`` (or ``task``).
+
+    With ``late_chunking=True``, documents that share ``meta["source_id"]`` (as ``DocumentSplitter``
+    sets it) are embedded together in ``split_id`` order, one pass per source document; documents
+    without a ``source_id`` (and blank ones, which have no tokens to pool) are embedded alone. Output documents keep the input order and are new
+    objects (``dataclasses.replace``); the input documents are left untouched.
+    """
+
+    @property
+    def embedding_task(self) -> str:
+        return index_task(self.task)
+
+    def __init__(
+        self,
+        model: str = shared.DEFAULT_MODEL,
+        device: Any = "auto",
+        dtype: str = "auto",
+        dimensions: int | None = None,
+        batch_size: int = 32,
+        progress_bar: bool = True,
+        normalize: bool = True,
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+        task: str | None = None,
+        late_chunking: bool = False,
+    ) -> None:
+        """
+        :param model: Hugging Face hub id or local folder of either checkpoint layout.
+        :param device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps" or a ComponentDevice.
+        :param dtype: "auto" (bfloat16 on CUDA, float32 elsewhere), "float32", "bfloat16" or "float16".
+        :param dimensions: Matryoshka size (None: the full 1024).
+        :param batch_size: At most this many documents per forward pass (without late chunking).
+        :param progress_bar: Show a progress bar while embedding.
+        :param normalize: L2-normalise the embeddings.
+        :param meta_fields_to_embed: Meta fields whose values are embedded before the content.
+        :param embedding_separator: Joins those meta values and the content.
+        :param task: Override the task (default ``retrieval.passage``).
+        :param late_chunking: Embed the splits of each source document together (see the class doc).
+        """
+        _JinaV3Embedder.__init__(  # not super(): @component rebuilds the class
+            self, model=model, device=device, dtype=dtype, dimensions=dimensions, batch_size=batch_size,
+            progress_bar=progress_bar, normalize=normalize, task=task,
+        )
+        if meta_fields_to_embed is not None and (
+            not isinstance(meta_fields_to_embed, (list, tuple)) or not all(isinstance(f, str) for f in meta_fields_to_embed)
+        ):
+            raise invalid("meta_fields_to_embed", f"must be a list of field names, got {meta_fields_to_embed!r}")
+        if not isinstance(embedding_separator, str):
+            raise invalid("embedding_separator", f"must be a str, got {embedding_separator!r}")
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+        self.late_chunking = shared.check_bool(late_chunking, "late_chunking")
+
+    def _init_parameters(self) -> dict[str, Any]:
+        return {
+            **_JinaV3Embedder._init_parameters(self),
+            "meta_fields_to_embed": self.meta_fields_to_embed,
+            "embedding_separator": self.embedding_separator,
+            "late_chunking": self.late_chunking,
+        }
+
+    def _text_to_embed(self, doc: Document) -> str:
+        meta_values = [str(doc.meta[key]) for key in self.meta_fields_to_embed if doc.meta.get(key) is not None]
+        return self.embedding_separator.join([*meta_values, doc.content or ""])
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """Embed ``documents``: ``{"documents": [...]}`` with ``embedding`` set, in input order."""
+        if not isinstance(documents, list) or not all(isinstance(d, Document) for d in documents):
+            raise TypeError(
+                "JinaV3DocumentEmbedder expects a list of Documents as input. "
+                "To embed a string, use JinaV3TextEmbedder."
+            )
+        texts = [self._text_to_embed(doc) for doc in documents]
+        vectors: list[list[float] | None] = [None] * len(documents)
+        alone = list(range(len(documents)))
+        if self.late_chunking:
+            groups, alone = _groups_by_source(documents, texts)
+            if self.progress_bar and groups:
+                from tqdm.auto import tqdm
+
+                groups = tqdm(groups, desc="Late chunking", unit="source document")
+            for rows in groups:
+                for row, vector in zip(rows, self._encode([texts[r] for r in rows], late_chunking=True)):
+                    vectors[row] = vector.tolist()
+        if alone:
+            for row, vector in zip(alone, self._encode([texts[r] for r in alone])):
+                vectors[row] = vector.tolist()
+        return {"documents": [replace(doc, embedding=vector) for doc, vector in zip(documents, vectors)]}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """``run`` in a worker thread, so the event loop keeps serving while the model works."""
+        return await asyncio.to_thread(self.run, documents=documents)
+
+
+def _groups_by_source(documents: list[Document], texts: list[str]) -> tuple[list[list[int]], list[int]]:
+    """Row numbers grouped by ``meta["source_id"]`` in document order, and the rows to embed alone:
+    those without a source, and blank ones (a blank piece has no tokens to pool).
+
+    Order within a group: ``split_id`` when every split has one, else ``split_idx_start``, else the
+    order the documents came in.
+    """
+    groups: dict[Any, list[int]] = {}
+    alone: list[int] = []
+    for row, doc in enumerate(documents):
+        source = doc.meta.get("source_id")
+        if source is None or not texts[row].strip():
+            alone.append(row)
+        else:
+            groups.setdefault(source, []).append(row)
+    ordered = []
+    for rows in groups.values():
+        for key in ("split_id", "split_idx_start"):
+            if all(isinstance(documents[r].meta.get(key), int) for r in rows):
+                rows = sorted(rows, key=lambda r: documents[r].meta[key])  # stable: ties keep input order
+                break
+        ordered.append(rows)
+    return ordered, alone

@@ -1,0 +1,164 @@
+"""LlamaIndex embedding class and late-chunking transformation for jina-embeddings-v3.
+
+    from jinav3.integrations.llama_index import JinaV3Embedding, JinaV3LateChunkingTransform
+
+    Settings.embed_model = JinaV3Embedding(model_name="jinaai/jina-embeddings-v3", dimensions=256)
+
+LlamaIndex calls the query methods for what the user searches with and the text methods for what it
+stores, so those map to ``retrieval.query`` and ``retrieval.passage``. Late chunking needs whole
+documents rather than one node at a time, so it is a separate ``TransformComponent`` for an
+``IngestionPipeline``; the nodes it embeds keep their vectors when an index is built from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
+
+from jinav3.tasks import index_task, search_task
+
+from . import _encoder_cache as shared
+
+__all__ = ["JinaV3Embedding", "JinaV3LateChunkingTransform"]
+
+
+class JinaV3Embedding(BaseEmbedding):
+    """jina-embeddings-v3 as a LlamaIndex embedding model: queries and passages each with their task.
+
+    The model loads at construction (once per process for the same model, device and dtype: every
+    instance and the Haystack components share it). Async methods run the model in a worker thread.
+    """
+
+    model_name: str = Field(default=shared.DEFAULT_MODEL, description="Hub id or local folder of the model.")
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'.")
+    dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
+    dimensions: Optional[int] = Field(default=None, description="Matryoshka size (None: the model's full size).")
+    normalize: bool = Field(default=True, description="L2-normalise the embeddings.")
+    query_task: Optional[str] = Field(default=None, description="Task for queries (default retrieval.query).")
+    passage_task: Optional[str] = Field(default=None, description="Task for texts (default retrieval.passage).")
+
+    _encoder: Any = PrivateAttr(default=None)
+
+    def __init__(self, model_name: str = shared.DEFAULT_MODEL, **kwargs: Any) -> None:
+        super().__init__(model_name=shared.model_key(model_name), **kwargs)
+        encoder = shared.get_encoder(self.model_name, self.device, self.dtype)
+        if self.dimensions is not None:
+            encoder.check_dimensions(self.dimensions)  # the upper bound needs the model
+        self._encoder = encoder
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _check_dimensions(cls, value: Optional[int]) -> Optional[int]:
+        return shared.check_dimensions(value)
+
+    @field_validator("query_task", "passage_task", mode="before")
+    @classmethod
+    def _check_task(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        return shared.check_task_override(value, info.field_name)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "JinaV3Embedding"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings, not the model (worker processes load it again, once each)."""
+        settings = copy.copy(self)
+        settings._encoder = None
+        return super(JinaV3Embedding, settings).__getstate__()
+
+    @property
+    def encoder(self):
+        """The shared loaded ``jinav3.Encoder``."""
+        return self._encoder
+
+    def embed(self, texts: list[str], task: str, late_chunking: bool = False) -> list[Embedding]:
+        """Embed ``texts`` with ``task`` and this model's dimensions and normalisation."""
+        vectors = self._encoder.encode(
+            list(texts),
+            task=task,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            late_chunking=late_chunking,
+            batch_size=None if late_chunking else self.embed_batch_size,
+        )
+        return vectors.tolist()
+
+    # Queries: what the user searches with.
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self.embed([query], search_task(self.query_task))[0]
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    # Texts: what gets stored.
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self.embed([text], index_task(self.passage_task))[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self.embed(texts, index_task(self.passage_task))
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+class JinaV3LateChunkingTransform(TransformComponent):
+    """Sets ``node.embedding`` by late chunking: the nodes of one source document in one pass.
+
+    Nodes are grouped by ``ref_doc_id`` and ordered by ``start_char_idx`` (else by the order they came
+    in); each group is embedded as one document with the passage task, so every chunk's vector sees its
+    neighbours. Nodes without a source document (and blank ones) are embedded alone. Use it last in an
+    ``IngestionPipeline``; ``VectorStoreIndex(nodes, embed_model=...)`` keeps the vectors it set.
+
+    ``metadata_mode`` defaults to NONE: repeating metadata before every chunk would put it into the
+    middle of the document text the model reads.
+    """
+
+    embed_model: JinaV3Embedding = Field(description="The model, its dimensions and its tasks.")
+    metadata_mode: MetadataMode = Field(default=MetadataMode.NONE, description="How node text is read.")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "JinaV3LateChunkingTransform"
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        task = index_task(self.embed_model.passage_task)
+        texts = [node.get_content(metadata_mode=self.metadata_mode) for node in nodes]
+        groups, alone = _groups_by_document(nodes, texts)
+        for rows in groups:
+            vectors = self.embed_model.embed([texts[r] for r in rows], task, late_chunking=True)
+            for row, vector in zip(rows, vectors):
+                nodes[row].embedding = vector
+        if alone:
+            for row, vector in zip(alone, self.embed_model.embed([texts[r] for r in alone], task)):
+                nodes[row].embedding = vector
+        return nodes
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        return await asyncio.to_thread(self.__call__, nodes, **kwargs)
+
+
+def _groups_by_document(nodes: Sequence[BaseNode], texts: list[str]) -> tuple[list[list[int]], list[int]]:
+    """Row numbers grouped by ``ref_doc_id`` in document order, and the rows to embed alone: those
+    without a document, and blank ones (a blank piece has no tokens to pool)."""
+    groups: dict[str, list[int]] = {}
+    alone: list[int] = []
+    for row, node in enumerate(nodes):
+        if node.ref_doc_id is None or not texts[row].strip():
+            alone.append(row)
+        else:
+            groups.setdefault(node.ref_doc_id, []).append(row)
+    ordered = []
+    for rows in groups.values():
+        if all(getattr(nodes[r], "start_char_idx", None) is not None for r in rows):
+            rows = sorted(rows, key=lambda r: nodes[r].start_char_idx)  # stable: ties keep input order
+        ordered.append(rows)
+    return ordered, alone
