@@ -1,0 +1,843 @@
+"""What the Qdrant, Milvus and Pinecone helpers share: records, ids, signature, filters, batching.
+
+Each store module is thin: it opens its client, creates or checks the collection, translates the
+portable filter and moves points in and out. Everything that must behave the same on every store
+lives here:
+
+* records: ``{"id": ..., "text": ..., "metadata": {...}}`` dicts or plain strings, all checked before
+  anything is encoded or written (:func:`normalize_records`);
+* ids: :func:`point_key` is THE id function. A record's key is the caller's id (or ``"txt-"`` + a hash of
+  the text); chunk *n* of a late-chunked document is ``"<parent id>::chunk:<n>"``. Each store maps the
+  key to what it accepts (Qdrant: a UUIDv5 of the key; Milvus: the key as its VARCHAR primary key;
+  Pinecone: the key, at most 512 bytes), so writing the same records twice overwrites;
+* the embedding :class:`Signature` (model, dimensions, passage and query tasks) recorded with the
+  collection and compared when it is opened;
+* the portable filter ``{"key": value, "key2": [v1, v2]}`` (equality / any-of on metadata);
+* batched writes with retries on transient errors, the encoding of the next batch overlapping the
+  write of the previous one, and :class:`~jinav3.errors.PartialWriteError` when a write fails for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import PartialWriteError, SignatureMismatchError, StoreError, invalid
+from ..tasks import check_task, index_task, search_task
+
+log = logging.getLogger("jinav3.integrations")
+
+CHUNK_MARK = "::chunk:"
+"""Separator between a parent id and a chunk number in a chunk's key; not allowed in caller ids."""
+
+ID_NAMESPACE = uuid.UUID("6f2d1c0e-5a4b-5c3d-9e8f-0a1b2c3d4e5f")
+"""Namespace of the UUIDv5 point ids (Qdrant). Changing it would orphan every stored point."""
+
+WHOLE = -1
+"""The ``chunk`` number stored with a record that was embedded whole (not late-chunked)."""
+
+SIGNATURE_VERSION = 1
+METRIC = "cosine"
+_SCALARS = (str, int, float, bool)
+# Room kept for the chunk suffix when checking id lengths before chunking: "::chunk:" + 6 digits.
+_CHUNK_SUFFIX_ROOM = len(CHUNK_MARK) + 6
+
+
+# ============================================================================================ ids
+def text_id(text: str) -> str:
+    """The id of a record given without one: ``"txt-"`` + the first 32 hex digits of SHA-256(text)."""
+    return "txt-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def point_key(doc_id: str, chunk: int | None = None) -> str:
+    """THE id function: a record's key is its id; chunk ``n`` of document ``doc_id`` is
+    ``"<doc_id>::chunk:<n>"``. Stores map the key to their own id type (:func:`uuid_for`)."""
+    if chunk is None or chunk == WHOLE:
+        return doc_id
+    return f"{doc_id}{CHUNK_MARK}{int(chunk)}"
+
+
+def uuid_for(key: str) -> str:
+    """The UUIDv5 of a point key (Qdrant's point id)."""
+    return str(uuid.uuid5(ID_NAMESPACE, key))
+
+
+# ============================================================================================ records
+@dataclass(frozen=True)
+class Record:
+    """One normalised input record."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class Point:
+    """One vector to write: a whole record (``chunk == -1``) or one chunk of a late-chunked record."""
+
+    key: str
+    doc_id: str
+    chunk: int
+    vector: np.ndarray
+    text: str
+    metadata: dict[str, Any]
+    start: int | None = None
+    end: int | None = None
+
+
+def _check_id(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise invalid(where, f"must be a non-empty str (or an int), got {type(value).__name__}")
+    value = str(value)
+    if not value.strip():
+        raise invalid(where, "must be a non-empty string")
+    if CHUNK_MARK in value:
+        raise invalid(where, f"{value!r} contains {CHUNK_MARK!r}, which is reserved for chunk ids")
+    return value
+
+
+def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
+    """A JSON object with string keys whose values JSON can hold (no NaN/inf), copied."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise invalid(where, f"must be a dict of JSON values, got {type(metadata).__name__}")
+    for key in metadata:
+        if not isinstance(key, str) or not key:
+            raise invalid(where, f"keys must be non-empty strings, got {key!r}")
+    try:
+        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise invalid(where, f"must be JSON-serialisable (str, int, float, bool, None, list, dict): {e}") from None
+
+
+def normalize_records(records: Any) -> list[Record]:
+    """Check and normalise ``records`` (dicts with text / id / metadata, or plain strings).
+
+    Identical duplicates (same id, text and metadata, e.g. the same string twice) are written once;
+    the same id with a different text or metadata is an error.
+    """
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise invalid("records", f"must be a list of dicts or strings, got {type(records).__name__}")
+    out: list[Record] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(records):
+        where = f"records[{i}]"
+        if isinstance(item, str):
+            text, rid, metadata = item, None, {}
+        elif isinstance(item, Mapping):
+            unknown = sorted(set(item) - {"id", "text", "metadata"})
+            if unknown:
+                raise invalid(where, f"unknown keys {unknown}; a record has 'text', optional 'id' and optional "
+                                     "'metadata' (put your own fields inside 'metadata')")
+            if "text" not in item:
+                raise invalid(f"{where}.text", "is missing; every record needs a text to embed")
+            text, rid, metadata = item["text"], item.get("id"), item.get("metadata")
+        else:
+            raise invalid(where, f"must be a dict or a str, got {type(item).__name__}")
+        if not isinstance(text, str):
+            raise invalid(f"{where}.text", f"must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise invalid(f"{where}.text", "is empty; there is nothing to embed")
+        rid = text_id(text) if rid is None else _check_id(rid, f"{where}.id")
+        record = Record(rid, text, check_metadata(metadata, f"{where}.metadata"))
+        if rid in seen:
+            if out[seen[rid]] == record:
+                continue
+            raise invalid(f"{where}.id", f"{rid!r} is also the id of records[{seen[rid]}] with another text or "
+                                         "metadata; ids must be unique within one add()")
+        seen[rid] = len(out)
+        out.append(record)
+    return out
+
+
+def check_ids(ids: Any, argument: str = "ids") -> list[str]:
+    if isinstance(ids, (str, int)) and not isinstance(ids, bool):
+        ids = [ids]
+    if isinstance(ids, (bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise invalid(argument, f"must be a list of ids, got {type(ids).__name__}")
+    out = []
+    for i, value in enumerate(ids):
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            raise invalid(f"{argument}[{i}]", f"must be a non-empty str, got {value!r}")
+        out.append(str(value))
+    return list(dict.fromkeys(out))
+
+
+def check_top_k(top_k: Any, maximum: int | None = None) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise invalid("top_k", f"must be an integer >= 1, got {top_k!r}")
+    if maximum is not None and top_k > maximum:
+        raise invalid("top_k", f"must be at most {maximum} on this store, got {top_k}")
+    return int(top_k)
+
+
+def check_positive(value: Any, argument: str, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise invalid(argument, f"must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def json_size(obj: Any) -> int:
+    """Bytes of compact UTF-8 JSON (how Pinecone measures metadata)."""
+    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+# ============================================================================================ signature
+@dataclass(frozen=True)
+class Signature:
+    """What the vectors in a collection are: model, size, metric and the tasks on each side."""
+
+    model: str
+    dimensions: int
+    passage_task: str
+    query_task: str
+    metric: str = METRIC
+    version: int = SIGNATURE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "dimensions": self.dimensions, "passage_task": self.passage_task,
+                "query_task": self.query_task, "metric": self.metric, "version": self.version}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Signature":
+        try:
+            return cls(str(data["model"]), int(data["dimensions"]), str(data["passage_task"]),
+                       str(data["query_task"]), str(data.get("metric", METRIC)), int(data.get("version", 1)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"unreadable jinav3 signature {dict(data)!r}: {e}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Signature":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise StoreError(f"unreadable jinav3 signature {text!r}: {e}") from None
+
+    def differences(self, other: "Signature") -> list[str]:
+        """``["dimensions: collection 64, encoder 32", ...]`` for every field that differs (self = stored)."""
+        out = []
+        for name in ("model", "dimensions", "passage_task", "query_task", "metric"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                out.append(f"{name}: it has {a!r}, this store uses {b!r}")
+        return out
+
+
+def check_signature(where: str, expected: Signature, *, size: int | None, metric: str | None,
+                    stored: Signature | None) -> None:
+    """Refuse to open ``where`` when its vector size, metric or recorded signature differs."""
+    problems = []
+    if size is not None and int(size) != expected.dimensions:
+        problems.append(f"vector size: it has {int(size)}, this store's encoder gives "
+                        f"{expected.dimensions} (dimensions={expected.dimensions})")
+    if metric is not None and metric.lower() != expected.metric:
+        problems.append(f"metric: it uses {metric!r}, jinav3 needs {expected.metric!r}")
+    if stored is not None:
+        problems += [p for p in stored.differences(expected)
+                     if not (size is not None and p.startswith("dimensions"))
+                     and not (metric is not None and p.startswith("metric"))]
+    if problems:
+        raise SignatureMismatchError(
+            f"{where} was made for other embeddings, so nothing was written: " + "; ".join(problems)
+            + ". Open it with the same model, dimensions and tasks, or use another collection.")
+    if stored is None:
+        log.warning("%s records no jinav3 signature (made by another tool?); only its size and metric were checked", where)
+
+
+# ============================================================================================ filters
+def parse_filter(filter: Any) -> list[tuple[str, list[Any]]] | None:
+    """The portable filter ``{"key": value, "key2": [v1, v2]}`` as ``[(key, [values]), ...]``.
+
+    Returns None when ``filter`` is not portable (a store may take it as its native filter). A value
+    is a str, int, float or bool; a list means any-of. All conditions must hold. A key missing from
+    a record's metadata never matches.
+    """
+    if not isinstance(filter, Mapping) or not filter:
+        return None
+    out = []
+    for key, value in filter.items():
+        if not isinstance(key, str) or not key or key.startswith("$"):
+            return None
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not values or not all(isinstance(v, _SCALARS) for v in values):
+            return None
+        out.append((key, values))
+    return out
+
+
+def check_portable_filter(filter: Any, native_hint: str) -> list[tuple[str, list[Any]]]:
+    """:func:`parse_filter` or a clear error naming what is allowed."""
+    parsed = parse_filter(filter)
+    if parsed is None:
+        raise invalid("filter", f"must be a portable filter {{'key': value, 'key2': [v1, v2]}} (values str, int, "
+                                f"float or bool; a non-empty list means any-of) or {native_hint}, got {filter!r}")
+    for key, values in parsed:
+        if any(c in key for c in '."[]\\'):
+            raise invalid("filter", f"portable filter keys may not contain . \" [ ] or \\, got {key!r}; "
+                                    f"use {native_hint} for nested metadata")
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise invalid("filter", f"{key!r}: {v} cannot be matched")
+    return parsed
+
+
+# ============================================================================================ hits
+@dataclass
+class Hit:
+    """One search result. ``score`` is the cosine similarity (None for points read by ``get``).
+
+    For a late-chunked document's chunk: ``id`` is the chunk's id, ``parent_id`` the document's id,
+    ``chunk`` its number, ``start``/``end`` its character offsets in the document. A hit from
+    ``group_by_document=True`` stands for one document: ``id`` is the document's id, ``score`` its
+    best chunk's, ``text`` and offsets that chunk's, and ``chunks`` its chunks among the results.
+    """
+
+    id: str
+    score: float | None
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+    chunk: int | None = None
+    start: int | None = None
+    end: int | None = None
+    chunks: list["Hit"] | None = None
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def document_id(self) -> str:
+        """The id of the document this hit belongs to (its parent for a chunk)."""
+        return self.parent_id if self.parent_id is not None else self.id
+
+
+def make_hit(key: str, score: float | None, text: str, metadata: dict, doc_id: str | None, chunk: int | None,
+             start: int | None, end: int | None, vector: Any = None) -> Hit:
+    is_chunk = chunk is not None and int(chunk) != WHOLE
+    return Hit(
+        id=key, score=None if score is None else float(score), text=text, metadata=dict(metadata or {}),
+        parent_id=(doc_id if is_chunk else None), chunk=(int(chunk) if is_chunk else None),
+        start=(int(start) if is_chunk and start is not None else None),
+        end=(int(end) if is_chunk and end is not None else None),
+        vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+    )
+
+
+def group_by_document(hits: Sequence[Hit], top_k: int | None = None) -> list[Hit]:
+    """Group chunk hits by their document, best score first (hits must be sorted by score)."""
+    groups: dict[str, Hit] = {}
+    for hit in hits:
+        doc = hit.document_id
+        if doc not in groups:
+            groups[doc] = Hit(id=doc, score=hit.score, text=hit.text, metadata=hit.metadata, chunk=hit.chunk,
+                              start=hit.start, end=hit.end, chunks=[])
+        groups[doc].chunks.append(hit)
+    out = list(groups.values())
+    return out if top_k is None else out[:top_k]
+
+
+# ============================================================================================ retries
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Timeouts, dropped connections, HTTP 408/429/5xx and gRPC UNAVAILABLE-like errors, anywhere in
+    the exception's cause chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            return True
+        for attr in ("status_code", "status", "http_status"):
+            code = getattr(exc, attr, None)
+            if isinstance(code, int) and not isinstance(code, bool) and (code in _TRANSIENT_STATUS or 500 <= code < 600):
+                return True
+        code = getattr(exc, "code", None)
+        if callable(code):
+            try:
+                name = getattr(code(), "name", None)
+            except Exception:  # noqa: BLE001 - a foreign code() that needs arguments
+                name = None
+            if name in _TRANSIENT_GRPC:
+                return True
+        name, module = type(exc).__name__, type(exc).__module__ or ""
+        if module.startswith(("httpx", "httpcore")) and name in (
+                "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "ConnectError", "RemoteProtocolError",
+                "ReadError", "WriteError"):
+            return True
+        if module.startswith(("pymilvus", "pinecone")) and name in (
+                "MilvusUnavailableException", "PineconeTimeoutError", "PineconeConnectionError", "ServiceError",
+                "RateLimitError"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def call_with_retry(fn: Callable[[], Any], *, what: str, retries: int, backoff: float, max_backoff: float,
+                    transient: Callable[[BaseException], bool] = is_transient,
+                    sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Run ``fn``; on a transient error wait ``backoff * 2**attempt`` (jittered, capped) and try again,
+    at most ``retries`` more times. Permanent errors and the last transient one are raised."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as e:
+            if attempt >= retries or not transient(e):
+                raise
+            delay = min(max_backoff, backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
+            log.warning("%s failed (%s: %s); retry %d of %d in %.2fs", what, type(e).__name__, e, attempt + 1,
+                        retries, delay)
+            if delay > 0:
+                sleep(delay)
+            attempt += 1
+
+
+# ============================================================================================ the base
+class VectorStore(ABC):
+    """A collection of jina-embeddings-v3 vectors in some vector database.
+
+    Subclasses open their client, then call :meth:`_open`; they implement the ``_``-prefixed
+    abstract methods. Writing embeds with the passage task and searching with the query task
+    (``retrieval.passage`` / ``retrieval.query`` unless ``passage_task`` / ``query_task`` say otherwise).
+    """
+
+    kind = "store"  # "Qdrant", "Milvus", "Pinecone": used in messages
+    max_points_per_request = 256
+    max_request_bytes: int | None = None
+    max_id_bytes: int | None = None
+    max_top_k: int | None = None
+    default_batch_size = 64
+    native_filter_hint = "a native filter"
+
+    def __init__(self, encoder, *, dimensions: int | None = None, passage_task: str | None = None,
+                 query_task: str | None = None, model_name: str | None = None, batch_size: int | None = None,
+                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0, overlap_writes: bool = True):
+        self.encoder = encoder
+        self.dimensions = int(encoder.output_size(dimensions))
+        self.passage_task = index_task(passage_task)
+        self.query_task = search_task(query_task)
+        name = model_name if model_name is not None else getattr(encoder, "name", None)
+        if not isinstance(name, str) or not name:
+            raise invalid("model_name", "the encoder has no name; pass model_name= to record in the signature")
+        self.signature = Signature(name, self.dimensions, self.passage_task, self.query_task)
+        self.batch_size = check_positive(batch_size, "batch_size") or self.default_batch_size
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise invalid("retries", f"must be an integer >= 0, got {retries!r}")
+        for arg, value in (("backoff", backoff), ("max_backoff", max_backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise invalid(arg, f"must be a number of seconds >= 0, got {value!r}")
+        self.retries, self.backoff, self.max_backoff = retries, float(backoff), float(max_backoff)
+        self.overlap_writes = bool(overlap_writes)
+
+    # ------------------------------------------------------------------------------ opening
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """``"Qdrant collection 'docs'"``: for messages."""
+
+    @abstractmethod
+    def _describe(self) -> tuple[bool, int | None, str | None, Signature | None]:
+        """(exists, vector size, metric, stored signature or None)."""
+
+    @abstractmethod
+    def _create(self) -> None:
+        """Create the collection for ``self.signature`` (size, cosine metric, signature recorded)."""
+
+    def _open(self, create: bool = True) -> None:
+        exists, size, metric, stored = self._retry(self._describe, "describe")
+        if not exists:
+            if not create:
+                raise StoreError(f"{self.where} does not exist (create=False)")
+            self._retry(self._create, "create")
+            exists, size, metric, stored = self._retry(self._describe, "describe")
+            if not exists:
+                raise StoreError(f"{self.where} was created but cannot be found")
+        check_signature(self.where, self.signature, size=size, metric=metric, stored=stored)
+
+    # ------------------------------------------------------------------------------ store-specific
+    @abstractmethod
+    def _upsert(self, points: list[Point]) -> None:
+        """Write (insert or overwrite) one request's worth of points."""
+
+    @abstractmethod
+    def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
+        """The ``limit`` nearest points, best first, as hits with cosine similarity scores."""
+
+    @abstractmethod
+    def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
+        """The points with these keys that exist (any order)."""
+
+    @abstractmethod
+    def _delete(self, ids: list[str]) -> None:
+        """Delete points whose key is in ``ids`` and every chunk of a document whose id is in ``ids``."""
+
+    @abstractmethod
+    def _prune(self, doc_ids: list[str], keep_chunks: int | None) -> None:
+        """Delete stale points of re-written documents: with ``keep_chunks=None`` (written whole) their
+        chunks; with ``keep_chunks=n`` their whole-record point and chunks numbered n and above."""
+
+    @abstractmethod
+    def _count(self) -> int:
+        ...
+
+    @abstractmethod
+    def _translate_filter(self, conditions: list[tuple[str, list[Any]]]) -> Any:
+        """The native filter for a parsed portable filter."""
+
+    def _native_filter(self, filter: Any) -> Any:
+        """A filter of the store's own kind, passed through, or None when ``filter`` is not one."""
+        return None
+
+    def _check_record(self, record: Record, where: str, late_chunking: bool) -> None:
+        """Store-specific limits on one record (id length, metadata size, ...); raise before writing."""
+        if self.max_id_bytes is not None:
+            room = _CHUNK_SUFFIX_ROOM if late_chunking else 0
+            size = len(record.id.encode("utf-8"))
+            if size + room > self.max_id_bytes:
+                raise invalid(f"{where}.id", f"is {size} bytes; {self.kind} ids may have at most {self.max_id_bytes} "
+                                             f"bytes{' including the chunk suffix (' + str(room) + ' bytes)' if room else ''}")
+
+    def _check_chunk(self, point: Point) -> None:
+        """Store-specific limits on one chunk, known only once a record is chunked (before its batch is
+        written; earlier batches may have been written by then)."""
+
+    def _request_size(self, point: Point) -> int:
+        """Bytes one point adds to a write request (only used when ``max_request_bytes`` is set)."""
+        return 0
+
+    def close(self) -> None:
+        """Release the client (a no-op unless the store opened it)."""
+
+    def __repr__(self) -> str:
+        sig = self.signature
+        return (f"{type(self).__name__}({self.where}, model={sig.model!r}, dimensions={sig.dimensions}, "
+                f"tasks={sig.passage_task}/{sig.query_task})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------ public API
+    def add(self, records: Any, late_chunking: bool = False, chunker: str | Sequence[tuple[int, int]] = "sentences",
+            chunk_size: int | None = None, batch_size: int | None = None, task: str | None = None,
+            show_progress: bool = False) -> list[str]:
+        """Embed ``records`` with the passage task and write them; returns their ids, in order.
+
+        records: dicts ``{"id": ..., "text": ..., "metadata": {...}}`` (id and metadata optional) or
+        plain strings; a record without an id gets ``"txt-" + sha256(text)[:32]``. Writing a record
+        again overwrites it (and removes chunks it no longer has). late_chunking: split each record with
+        ``chunker`` (``"sentences"``, ``"tokens"`` with ``chunk_size``, or (start, end) character spans
+        for a single record) and write one point per chunk, embedded in the context of the whole record.
+        batch_size: records embedded per step (default: the store's); each step's points are written in
+        requests within the store's limits while the next step is being embedded. Everything is checked
+        before anything is written; a write that fails for good after retries raises
+        :class:`~jinav3.errors.PartialWriteError` naming the record ids written and not written; running
+        the same ``add`` again finishes the job.
+        """
+        task = self._write_task(task)
+        batch_size = check_positive(batch_size, "batch_size") or self.batch_size
+        if not isinstance(late_chunking, bool):
+            raise invalid("late_chunking", f"must be True or False, got {late_chunking!r}")
+        recs = normalize_records(records)
+        if late_chunking:
+            self._check_chunker(chunker, chunk_size, len(recs))
+        elif chunk_size is not None:
+            raise invalid("chunk_size", "only applies with late_chunking=True")
+        for i, record in enumerate(recs):
+            self._check_record(record, f"records[{i}]", late_chunking)
+        if not recs:
+            return []
+        batches = [recs[i:i + batch_size] for i in range(0, len(recs), batch_size)]
+        progress = _progress(len(recs), show_progress, f"Writing to {self.where}")
+        written: list[str] = []
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jinav3-write") if self.overlap_writes else None
+
+        def submit(points: list[Point], batch: list[Record]) -> Future:
+            if executor is not None:  # written while the next batch is embedded
+                return executor.submit(self._write_batch, points, batch)
+            future: Future = Future()
+            try:
+                future.set_result(self._write_batch(points, batch))
+            except BaseException as e:  # noqa: BLE001 - delivered through the future
+                future.set_exception(e)
+            return future
+
+        def collect(in_flight) -> None:
+            future, b, batch = in_flight
+            try:
+                written.extend(future.result())
+            except _BatchFailure as f:
+                self._fail(written, recs, f.cause, f"writing batch {b + 1} of {len(batches)}")
+            progress.update(len(batch))
+
+        in_flight = None
+        try:
+            for b, batch in enumerate(batches):
+                try:
+                    points = self._embed(batch, task, late_chunking, chunker, chunk_size)
+                except Exception as e:
+                    if in_flight is None:
+                        raise  # nothing was written
+                    previous, in_flight = in_flight, None
+                    collect(previous)
+                    self._fail(written, recs, e, f"embedding batch {b + 1} of {len(batches)}")
+                if in_flight is not None:
+                    previous, in_flight = in_flight, None
+                    collect(previous)
+                in_flight = (submit(points, batch), b, batch)
+                if executor is None:
+                    previous, in_flight = in_flight, None
+                    collect(previous)
+            if in_flight is not None:
+                previous, in_flight = in_flight, None
+                collect(previous)
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True)
+            progress.close()
+        return [r.id for r in recs]
+
+    def search(self, query: str, top_k: int = 10, filter: Any = None, task: str | None = None,
+               group_by_document: bool = False) -> list[Hit]:
+        """The ``top_k`` best hits for ``query`` (embedded with the query task), best first.
+
+        filter: the portable ``{"key": value, "key2": [v1, v2]}`` (all must hold; a list is any-of; a
+        key a record lacks never matches) or the store's native filter. group_by_document: one hit per
+        document (late-chunked records grouped by parent, scored by their best chunk).
+        """
+        if not isinstance(query, str):
+            raise invalid("query", f"must be a str, got {type(query).__name__}")
+        if not query.strip():
+            raise invalid("query", "is empty; there is nothing to search for")
+        top_k = check_top_k(top_k, self.max_top_k)
+        task = self.query_task if task is None else search_task(check_task(task, "task"))
+        native = self._filter(filter)
+        vector = self._embed_query(query, task)
+        if not group_by_document:
+            return self._retry(lambda: self._query(vector, top_k, native), "search")
+        limit = top_k * 4 if self.max_top_k is None else min(top_k * 4, self.max_top_k)
+        while True:
+            hits = self._retry(lambda: self._query(vector, limit, native), "search")
+            groups = _group_hits(hits)
+            cap = self.max_top_k if self.max_top_k is not None else 1_000_000
+            if len(groups) >= top_k or len(hits) < limit or limit >= cap:
+                return groups[:top_k]
+            limit = min(limit * 4, cap)
+
+    def get(self, ids: Any, with_vectors: bool = True) -> list[Hit]:
+        """The stored points with these ids (record ids or chunk ids), in the order asked; missing ones
+        are left out. ``score`` is None; ``vector`` holds the stored vector when ``with_vectors``."""
+        keys = check_ids(ids)
+        found: dict[str, Hit] = {}
+        for i in range(0, len(keys), self.max_points_per_request):
+            part = keys[i:i + self.max_points_per_request]
+            for hit in self._retry(lambda: self._fetch(part, with_vectors), "fetch"):
+                found[hit.id] = hit
+        return [found[k] for k in keys if k in found]
+
+    def delete(self, ids: Any) -> None:
+        """Delete records by id; deleting a late-chunked document's id deletes all its chunks. A chunk's
+        own id deletes that chunk. Unknown ids are ignored."""
+        keys = check_ids(ids)
+        for i in range(0, len(keys), self.max_points_per_request):
+            part = keys[i:i + self.max_points_per_request]
+            self._retry(lambda: self._delete(part), "delete")
+
+    def count(self) -> int:
+        """Number of points (a late-chunked record counts once per chunk)."""
+        return int(self._retry(self._count, "count"))
+
+    def chunk_id(self, parent_id: str, chunk: int) -> str:
+        """The id of chunk ``chunk`` of document ``parent_id``."""
+        return point_key(parent_id, chunk)
+
+    # ------------------------------------------------------------------------------ internals
+    def _retry(self, fn: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(fn, what=f"{self.where}: {what}", retries=self.retries, backoff=self.backoff,
+                               max_backoff=self.max_backoff, transient=self._is_transient)
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    def _write_task(self, task: str | None) -> str:
+        if task is None:
+            return self.passage_task
+        check_task(task, "task")
+        if task != self.passage_task:
+            raise invalid("task", f"{self.where} holds {self.passage_task!r} vectors (its signature says so); "
+                                  f"writing {task!r} vectors would mix kinds. Open the store with passage_task={task!r} "
+                                  "on a new collection instead")
+        return task
+
+    def _check_chunker(self, chunker: Any, chunk_size: Any, n: int) -> None:
+        if isinstance(chunker, str):
+            if chunker not in ("sentences", "tokens"):
+                raise invalid("chunker", f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
+            if chunker == "tokens":
+                check_positive(chunk_size, "chunk_size", allow_none=False)
+            elif chunk_size is not None:
+                raise invalid("chunk_size", "only applies with chunker='tokens'")
+        else:
+            if n != 1:
+                raise invalid("chunker", f"(start, end) spans describe one record; got {n} records")
+            if chunk_size is not None:
+                raise invalid("chunk_size", "only applies with chunker='tokens'")
+
+    def _filter(self, filter: Any) -> Any:
+        if filter is None:
+            return None
+        native = self._native_filter(filter)
+        if native is not None:
+            return native
+        return self._translate_filter(check_portable_filter(filter, self.native_filter_hint))
+
+    def _embed_query(self, query: str, task: str) -> np.ndarray:
+        vector = np.asarray(self.encoder.encode([query], task=task, dimensions=self.dimensions), dtype=np.float32)
+        self._check_vectors(vector, 1)
+        return vector[0]
+
+    def _check_vectors(self, vectors: np.ndarray, n: int) -> None:
+        if vectors.shape != (n, self.dimensions):
+            raise StoreError(f"the encoder returned vectors of shape {vectors.shape}, expected ({n}, {self.dimensions})")
+        if not np.isfinite(vectors).all():
+            raise StoreError("the encoder returned non-finite vectors")
+
+    def _embed(self, batch: list[Record], task: str, late_chunking: bool, chunker: Any, chunk_size: Any) -> list[Point]:
+        texts = [r.text for r in batch]
+        if not late_chunking:
+            vectors = np.asarray(self.encoder.encode(texts, task=task, dimensions=self.dimensions), dtype=np.float32)
+            self._check_vectors(vectors, len(batch))
+            return [Point(r.id, r.id, WHOLE, v, r.text, r.metadata) for r, v in zip(batch, vectors)]
+        chunked = self.encoder.late_chunk_documents(texts, task=task, chunker=chunker, chunk_size=chunk_size,
+                                                    dimensions=self.dimensions)
+        points = []
+        for r, chunks in zip(batch, chunked):
+            if not chunks:
+                raise invalid("records", f"record {r.id!r}: late chunking found no chunk in its text")
+            if chunks:
+                vectors = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
+                self._check_vectors(vectors, len(chunks))
+            for c in chunks:
+                points.append(Point(point_key(r.id, c.index), r.id, int(c.index),
+                                    np.asarray(c.embedding, dtype=np.float32), c.text, r.metadata, int(c.start), int(c.end)))
+        if self.max_id_bytes is not None:
+            for p in points:
+                if len(p.key.encode("utf-8")) > self.max_id_bytes:
+                    raise invalid("records", f"chunk id {p.key!r} is longer than {self.max_id_bytes} bytes")
+        for p in points:
+            self._check_chunk(p)
+        return points
+
+    def _requests(self, points: list[Point]) -> list[list[Point]]:
+        out: list[list[Point]] = []
+        current: list[Point] = []
+        size = 0
+        for p in points:
+            extra = self._request_size(p) if self.max_request_bytes else 0
+            if current and (len(current) >= self.max_points_per_request
+                            or (self.max_request_bytes and size + extra > self.max_request_bytes)):
+                out.append(current)
+                current, size = [], 0
+            current.append(p)
+            size += extra
+        if current:
+            out.append(current)
+        return out
+
+    def _write_batch(self, points: list[Point], batch: list[Record]) -> list[str]:
+        """Write one batch's points in requests within the store's limits, then remove stale chunks of
+        re-written records. Returns the batch's record ids; on failure raises _BatchFailure (the whole
+        batch then counts as not written, although some of its points may have landed)."""
+        try:
+            for request in self._requests(points):
+                self._retry(lambda: self._upsert(request), f"upsert of {len(request)} points")
+            self._prune_stale(points, batch)
+        except Exception as e:  # noqa: BLE001 - reported with the ids
+            raise _BatchFailure(e) from e
+        return [r.id for r in batch]
+
+    def _prune_stale(self, points: list[Point], batch: list[Record]) -> None:
+        n_chunks: dict[str, int | None] = {r.id: None for r in batch}
+        for p in points:
+            if p.chunk != WHOLE:
+                n_chunks[p.doc_id] = max(n_chunks[p.doc_id] or 0, p.chunk + 1)
+        # Chunks are always numbered 0..n-1, so a stale point exists iff one of these keys does.
+        probe: dict[str, str] = {}
+        for doc, n in n_chunks.items():
+            if n is None:
+                probe[point_key(doc, 0)] = doc
+            else:
+                probe[point_key(doc, n)] = doc
+                probe[doc] = doc
+        stale: set[str] = set()
+        keys = list(probe)
+        for i in range(0, len(keys), self.max_points_per_request):
+            part = keys[i:i + self.max_points_per_request]
+            for hit in self._retry(lambda: self._fetch(part, False), "fetch"):
+                if hit.id in probe:
+                    stale.add(probe[hit.id])
+        groups: dict[int | None, list[str]] = {}
+        for doc in stale:
+            groups.setdefault(n_chunks[doc], []).append(doc)
+        for n, docs in groups.items():
+            docs.sort()
+            self._retry(lambda: self._prune(docs, n), "removal of stale chunks")
+
+    def _fail(self, written: list[str], recs: list[Record], cause: BaseException, what: str) -> None:
+        done = set(written)
+        failed = [r.id for r in recs if r.id not in done]
+        ok = [r.id for r in recs if r.id in done]
+        raise PartialWriteError(
+            f"{self.where}: {what} failed ({type(cause).__name__}: {cause}); {len(ok)} of {len(recs)} records "
+            f"were written, {len(failed)} were not (first: {failed[:3]}). Run the same add() again to finish: ids "
+            "are deterministic, so nothing is duplicated.", ok, failed) from cause
+
+
+class _BatchFailure(Exception):
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+_group_hits = group_by_document  # search() has a parameter of that name
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, show: bool, desc: str):
+    if not show:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="record", desc=desc)
+
+
+__all__ = [
+    "CHUNK_MARK", "Hit", "Point", "Record", "Signature", "VectorStore", "call_with_retry", "check_metadata",
+    "check_signature", "group_by_document", "is_transient", "normalize_records", "parse_filter", "point_key",
+    "text_id", "uuid_for",
+]

@@ -1,0 +1,244 @@
+"""Milvus: passage vectors in, query vectors out (``pip install "jinav3[milvus]"``).
+
+    from jinav3 import Encoder
+    from jinav3.integrations.milvus import MilvusStore
+    store = MilvusStore(Encoder.from_pretrained(), collection="docs", uri="./milvus.db", dimensions=512)
+    store.add([{"id": "a1", "text": "...", "metadata": {"lang": "de"}}])
+    store.search("wie pflege ich empfindliche Haut?", top_k=5, filter={"lang": "de"})
+
+Where the points live: ``uri="./milvus.db"`` (the default: a Milvus Lite file, run in-process by the
+``milvus-lite`` package), a server uri such as ``"http://127.0.0.1:19530"`` (+ ``token=``), or
+``client=`` for a ``pymilvus.MilvusClient`` you made. Tested with Milvus Lite 3.2 and the Milvus 2.3.5
+server. The collection has an explicit schema: ``id`` (VARCHAR primary key, the jinav3 point key),
+``vector`` (FLOAT_VECTOR, the encoder's output size, COSINE index, HNSW by default), ``text``
+(VARCHAR, at most 65,535 bytes), ``metadata`` (JSON, at most 65,536 bytes), ``doc_id`` (VARCHAR),
+``chunk`` (INT64, -1 for a whole record), ``start`` / ``end`` (INT64 character offsets of a chunk, -1
+otherwise). It is created with consistency level Strong, so a search right after an ``add`` sees it. The
+embedding signature is a collection property (``jinav3.signature``). Portable filters become
+``metadata["key"] == value`` expressions (any-of as ``or``); a string is passed through as a native
+filter expression.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError, invalid
+from ._store import WHOLE, Hit, Point, Record, Signature, VectorStore, is_transient, json_size, make_hit
+
+try:
+    from pymilvus import DataType, MilvusClient
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError('MilvusStore needs pymilvus (and milvus-lite for local files): pip install "jinav3[milvus]"') from e
+
+SIGNATURE_PROPERTY = "jinav3.signature"
+MAX_TEXT_BYTES = 65_535
+MAX_METADATA_BYTES = 65_536
+MAX_KEY_BYTES = 1024
+_FIELDS = ["id", "text", "metadata", "doc_id", "chunk", "start", "end"]
+
+
+def _literal(value: Any) -> str:
+    """A Milvus expression literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _string_list(values: list[str]) -> str:
+    return "[" + ", ".join(_literal(v) for v in values) + "]"
+
+
+class MilvusStore(VectorStore):
+    """A Milvus collection of jina-embeddings-v3 vectors.
+
+    Args:
+        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
+            ``output_size`` / ``name``).
+        collection: collection name (letters, digits, underscores); created when missing (``create=False``
+            refuses instead).
+        uri / token / client: where it lives (default the Milvus Lite file ``./milvus.db``).
+        dimensions / passage_task / query_task / model_name / batch_size / retries / backoff /
+            max_backoff / overlap_writes: as for :class:`jinav3.integrations.qdrant.QdrantStore`.
+        index_type / index_params: the vector index made with a new collection (default HNSW, M=16,
+            efConstruction=200); search_params: the ``params`` of every search (default for HNSW:
+            ``{"ef": max(128, limit)}``).
+        consistency_level: of a new collection and of every read (default "Strong").
+        client_kwargs: extra ``MilvusClient(...)`` arguments.
+    """
+
+    kind = "Milvus"
+    native_filter_hint = "a Milvus filter expression (str)"
+    max_points_per_request = 256
+    max_id_bytes = MAX_KEY_BYTES
+    max_top_k = 16_384
+
+    def __init__(self, encoder, collection: str = "jinav3", *, uri: str = "./milvus.db", token: str | None = None,
+                 client: MilvusClient | None = None, dimensions: int | None = None, create: bool = True,
+                 index_type: str = "HNSW", index_params: dict[str, Any] | None = None,
+                 search_params: dict[str, Any] | None = None, consistency_level: str = "Strong",
+                 client_kwargs: dict[str, Any] | None = None, **options):
+        super().__init__(encoder, dimensions=dimensions, **options)
+        if not isinstance(collection, str) or not collection.strip():
+            raise invalid("collection", f"must be a non-empty string, got {collection!r}")
+        if not isinstance(index_type, str) or not index_type:
+            raise invalid("index_type", f"must be a Milvus index type name such as 'HNSW', got {index_type!r}")
+        self.collection = collection
+        self.index_type = index_type.upper()
+        self.index_params = dict(index_params) if index_params is not None else (
+            {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {})
+        self.search_params = dict(search_params) if search_params is not None else None
+        self.consistency_level = consistency_level
+        if client is not None:
+            if token is not None:
+                raise invalid("token", "only applies when the store makes its client (uri=), not with client=")
+            self.client, self._owns_client = client, False
+        else:
+            kwargs = dict(client_kwargs or {})
+            kwargs["uri"] = str(uri)
+            if token is not None:
+                kwargs["token"] = token
+            self.client, self._owns_client = MilvusClient(**kwargs), True
+        try:
+            self._open(create)
+            self.client.load_collection(self.collection)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        return f"Milvus collection {self.collection!r}"
+
+    def close(self) -> None:
+        if self._owns_client and getattr(self, "client", None) is not None:
+            self.client.close()
+            self._owns_client = False
+
+    # ------------------------------------------------------------------------------ opening
+    def _describe(self):
+        if not self.client.has_collection(self.collection):
+            return False, None, None, None
+        info = self.client.describe_collection(self.collection)
+        fields = {f["name"]: f for f in info.get("fields", [])}
+        missing = [name for name in _FIELDS + ["vector"] if name not in fields]
+        if missing:
+            raise StoreError(f"{self.where} was not made by jinav3: it lacks the fields {missing}")
+        size = fields["vector"].get("params", {}).get("dim")
+        metric = None
+        for name in self.client.list_indexes(self.collection, field_name="vector") or []:
+            metric = self.client.describe_index(self.collection, name).get("metric_type")
+        stored = (info.get("properties") or {}).get(SIGNATURE_PROPERTY)
+        return (True, None if size is None else int(size), None if metric is None else str(metric).lower(),
+                None if stored is None else Signature.from_json(stored))
+
+    def _create(self) -> None:
+        sig = self.signature
+        schema = MilvusClient.create_schema(
+            auto_id=False, enable_dynamic_field=False,
+            description=f"jinav3: {sig.model} ({sig.dimensions} dimensions, {sig.passage_task} / {sig.query_task})"[:255])
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_KEY_BYTES)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimensions)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=MAX_KEY_BYTES)
+        schema.add_field("chunk", DataType.INT64)
+        schema.add_field("start", DataType.INT64)
+        schema.add_field("end", DataType.INT64)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="vector", index_type=self.index_type, metric_type="COSINE", params=self.index_params)
+        self.client.create_collection(self.collection, schema=schema, index_params=index,
+                                      consistency_level=self.consistency_level,
+                                      properties={SIGNATURE_PROPERTY: sig.to_json()})
+
+    def _check_record(self, record: Record, where: str, late_chunking: bool) -> None:
+        super()._check_record(record, where, late_chunking)
+        size = len(record.text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES and not late_chunking:
+            raise invalid(f"{where}.text", f"is {size} bytes; Milvus VARCHAR fields hold at most {MAX_TEXT_BYTES} "
+                                           "bytes (split it, or add it with late_chunking=True)")
+        size = json_size(record.metadata)
+        if size > MAX_METADATA_BYTES:
+            raise invalid(f"{where}.metadata", f"is {size} bytes of JSON; Milvus JSON fields hold at most "
+                                               f"{MAX_METADATA_BYTES}")
+
+    # ------------------------------------------------------------------------------ points
+    def _read_kwargs(self) -> dict[str, Any]:
+        return {"consistency_level": self.consistency_level} if self.consistency_level else {}
+
+    @staticmethod
+    def _hit(entity: dict, score, with_vector: bool = False) -> Hit:
+        return make_hit(entity.get("id"), score, entity.get("text", ""), entity.get("metadata") or {},
+                        entity.get("doc_id"), entity.get("chunk"), entity.get("start"), entity.get("end"),
+                        entity.get("vector") if with_vector else None)
+
+    def _check_chunk(self, point: Point) -> None:
+        size = len(point.text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES:
+            raise invalid("records", f"chunk {point.key!r} has {size} bytes of text; Milvus holds at most "
+                                     f"{MAX_TEXT_BYTES} (use smaller chunks)")
+
+    def _upsert(self, points: list[Point]) -> None:
+        self.client.upsert(self.collection, data=[{
+            "id": p.key, "vector": p.vector.tolist(), "text": p.text, "metadata": p.metadata, "doc_id": p.doc_id,
+            "chunk": int(p.chunk), "start": -1 if p.start is None else int(p.start),
+            "end": -1 if p.end is None else int(p.end)} for p in points])
+
+    def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
+        params = self.search_params
+        if params is None:
+            params = {"ef": max(128, limit)} if self.index_type == "HNSW" else {}
+        result = self.client.search(self.collection, data=[vector.tolist()], limit=limit, filter=native_filter or "",
+                                    output_fields=_FIELDS, search_params={"metric_type": "COSINE", "params": params},
+                                    **self._read_kwargs())
+        hits = []
+        for hit in result[0]:
+            entity = dict(hit.get("entity") or {})
+            entity.setdefault("id", hit.get("id"))
+            hits.append(self._hit(entity, hit.get("distance")))
+        return hits
+
+    def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
+        fields = _FIELDS + (["vector"] if with_vectors else [])
+        rows = self.client.get(self.collection, ids=keys, output_fields=fields, **self._read_kwargs())
+        return [self._hit(dict(row), None, with_vectors) for row in rows]
+
+    def _delete(self, ids: list[str]) -> None:
+        listed = _string_list(ids)
+        self.client.delete(self.collection, filter=f"doc_id in {listed} or id in {listed}")
+
+    def _prune(self, doc_ids: list[str], keep_chunks: int | None) -> None:
+        of_docs = f"doc_id in {_string_list(doc_ids)}"
+        if keep_chunks is None:
+            expr = f"{of_docs} and chunk >= 0"
+        else:
+            expr = f"{of_docs} and (chunk >= {int(keep_chunks)} or chunk == {WHOLE})"
+        self.client.delete(self.collection, filter=expr)
+
+    def _count(self) -> int:
+        rows = self.client.query(self.collection, filter="", output_fields=["count(*)"], **self._read_kwargs())
+        return int(rows[0]["count(*)"])
+
+    # ------------------------------------------------------------------------------ filters, errors
+    def _native_filter(self, filter: Any) -> Any:
+        return filter if isinstance(filter, str) and filter.strip() else None
+
+    def _translate_filter(self, conditions):
+        parts = []
+        for key, values in conditions:
+            field = f"metadata[{_literal(key)}]"
+            alternatives = [f"{field} == {_literal(v)}" for v in values]
+            parts.append(alternatives[0] if len(alternatives) == 1 else "(" + " or ".join(alternatives) + ")")
+        return " and ".join(parts)
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        # pymilvus marks retriable errors; code 8 is ErrorCode.RATE_LIMIT
+        return is_transient(exc) or getattr(exc, "retriable", False) is True or getattr(exc, "code", None) == 8
+
+
+__all__ = ["MilvusStore"]

@@ -1,0 +1,199 @@
+"""Qdrant: passage vectors in, query vectors out (``pip install "jinav3[qdrant]"``).
+
+    from jinav3 import Encoder
+    from jinav3.integrations.qdrant import QdrantStore
+    store = QdrantStore(Encoder.from_pretrained(), collection="docs", path="./qdrant-data", dimensions=512)
+    store.add([{"id": "a1", "text": "...", "metadata": {"lang": "de"}}])
+    store.search("wie pflege ich empfindliche Haut?", top_k=5, filter={"lang": "de"})
+
+Where the points live: ``path=`` (local mode, a folder; the default is ``./qdrant-data``),
+``location=":memory:"`` (local mode, in memory), ``url=`` (+ ``api_key=``) for a Qdrant server, or
+``client=`` for a ``QdrantClient`` you made. The collection gets one unnamed cosine vector of the
+encoder's output size; the embedding signature is kept in the collection's ``metadata`` (Qdrant >= 1.16
+and qdrant-client >= 1.16, local mode included). Point ids are UUIDv5s of the jinav3 point keys; the
+payload holds ``id`` (the key), ``doc_id``, ``chunk`` (-1 for a whole record), ``text``, ``metadata``
+and, for chunks, ``start`` / ``end``. Portable filters become ``metadata.<key>`` conditions; a
+``qdrant_client.models.Filter`` is passed through as it is (keys then name payload paths such as
+``metadata.lang``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError, invalid
+from ._store import WHOLE, Hit, Point, Signature, VectorStore, is_transient, make_hit, uuid_for
+
+try:
+    from qdrant_client import QdrantClient, models
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError('QdrantStore needs qdrant-client: pip install "jinav3[qdrant]"') from e
+
+SIGNATURE_KEY = "jinav3"  # key of the signature in the collection's metadata
+
+
+class QdrantStore(VectorStore):
+    """A Qdrant collection of jina-embeddings-v3 vectors.
+
+    Args:
+        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
+            ``output_size`` / ``name``).
+        collection: collection name; created when missing (``create=False`` refuses instead).
+        path / location / url / api_key / client: where it lives (one of them; default ``path="./qdrant-data"``).
+        dimensions: Matryoshka size (default: the model's full size).
+        passage_task / query_task: tasks for writing / searching (default retrieval.passage / retrieval.query).
+        model_name: the model name recorded in the signature (default ``encoder.name``).
+        batch_size: records embedded per step (default 64); points go out in upserts of at most 256.
+        retries / backoff / max_backoff: retries of transient errors, first wait and cap in seconds.
+        overlap_writes: write a batch in one worker thread while the next one is embedded (default True).
+        client_kwargs: extra ``QdrantClient(...)`` arguments (timeout, prefer_grpc, ...).
+    """
+
+    kind = "Qdrant"
+    native_filter_hint = "a qdrant_client.models.Filter"
+    max_points_per_request = 256
+
+    def __init__(self, encoder, collection: str = "jinav3", *, path: str | None = None, location: str | None = None,
+                 url: str | None = None, api_key: str | None = None, client: QdrantClient | None = None,
+                 dimensions: int | None = None, create: bool = True, client_kwargs: dict[str, Any] | None = None,
+                 **options):
+        super().__init__(encoder, dimensions=dimensions, **options)
+        if not isinstance(collection, str) or not collection.strip():
+            raise invalid("collection", f"must be a non-empty string, got {collection!r}")
+        self.collection = collection
+        given = [name for name, value in (("path", path), ("location", location), ("url", url), ("client", client))
+                 if value is not None]
+        if len(given) > 1:
+            raise invalid("client", f"give one of path, location, url or client, got {', '.join(given)}")
+        if api_key is not None and url is None:
+            raise invalid("api_key", "only applies with url=")
+        if client is not None:
+            self.client, self._owns_client = client, False
+        else:
+            kwargs = dict(client_kwargs or {})
+            if url is not None:
+                kwargs.update(url=url, api_key=api_key)
+            elif location is not None:
+                kwargs.update(location=location)
+            else:
+                kwargs.update(path=path if path is not None else "./qdrant-data")
+            self.client, self._owns_client = QdrantClient(**kwargs), True
+        try:
+            self._open(create)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        return f"Qdrant collection {self.collection!r}"
+
+    def close(self) -> None:
+        if self._owns_client and getattr(self, "client", None) is not None:
+            self.client.close()
+            self._owns_client = False
+
+    # ------------------------------------------------------------------------------ opening
+    def _describe(self):
+        if not self.client.collection_exists(self.collection):
+            return False, None, None, None
+        config = self.client.get_collection(self.collection).config
+        vectors = config.params.vectors
+        if not isinstance(vectors, models.VectorParams):
+            raise StoreError(f"{self.where} has named vectors ({sorted(vectors or {})}); QdrantStore uses one unnamed vector")
+        metric = {models.Distance.COSINE: "cosine", models.Distance.DOT: "dot", models.Distance.EUCLID: "euclidean",
+                  models.Distance.MANHATTAN: "manhattan"}.get(vectors.distance, str(vectors.distance))
+        stored = (getattr(config, "metadata", None) or {}).get(SIGNATURE_KEY)
+        return True, vectors.size, metric, None if stored is None else Signature.from_dict(stored)
+
+    def _create(self) -> None:
+        self.client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=self.dimensions, distance=models.Distance.COSINE),
+            metadata={SIGNATURE_KEY: self.signature.to_dict()},
+        )
+        with warnings.catch_warnings():  # local mode warns that payload indexes have no effect there
+            warnings.simplefilter("ignore")
+            for field, schema in (("doc_id", models.PayloadSchemaType.KEYWORD),
+                                  ("chunk", models.PayloadSchemaType.INTEGER)):
+                self.client.create_payload_index(self.collection, field, field_schema=schema)
+
+    # ------------------------------------------------------------------------------ points
+    @staticmethod
+    def _payload(p: Point) -> dict[str, Any]:
+        payload = {"id": p.key, "doc_id": p.doc_id, "chunk": p.chunk, "text": p.text, "metadata": p.metadata}
+        if p.chunk != WHOLE:
+            payload.update(start=p.start, end=p.end)
+        return payload
+
+    @staticmethod
+    def _hit(point, score, vector=None) -> Hit:
+        payload = point.payload or {}
+        return make_hit(payload.get("id", str(point.id)), score, payload.get("text", ""), payload.get("metadata") or {},
+                        payload.get("doc_id"), payload.get("chunk"), payload.get("start"), payload.get("end"), vector)
+
+    def _upsert(self, points: list[Point]) -> None:
+        self.client.upsert(self.collection, wait=True, points=[
+            models.PointStruct(id=uuid_for(p.key), vector=p.vector.tolist(), payload=self._payload(p)) for p in points])
+
+    def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
+        result = self.client.query_points(self.collection, query=vector.tolist(), limit=limit,
+                                          query_filter=native_filter, with_payload=True)
+        return [self._hit(p, p.score) for p in result.points]
+
+    def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
+        records = self.client.retrieve(self.collection, ids=[uuid_for(k) for k in keys], with_payload=True,
+                                       with_vectors=with_vectors)
+        return [self._hit(r, None, r.vector if with_vectors else None) for r in records]
+
+    def _delete(self, ids: list[str]) -> None:
+        selector = models.FilterSelector(filter=models.Filter(should=[
+            models.FieldCondition(key="doc_id", match=models.MatchAny(any=ids)),
+            models.HasIdCondition(has_id=[uuid_for(k) for k in ids]),
+        ]))
+        self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    def _prune(self, doc_ids: list[str], keep_chunks: int | None) -> None:
+        of_docs = models.FieldCondition(key="doc_id", match=models.MatchAny(any=doc_ids))
+        if keep_chunks is None:
+            flt = models.Filter(must=[of_docs, models.FieldCondition(key="chunk", range=models.Range(gte=0))])
+        else:
+            flt = models.Filter(must=[of_docs], should=[
+                models.FieldCondition(key="chunk", range=models.Range(gte=keep_chunks)),
+                models.FieldCondition(key="chunk", match=models.MatchValue(value=WHOLE)),
+            ])
+        self.client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+
+    def _count(self) -> int:
+        return self.client.count(self.collection, exact=True).count
+
+    # ------------------------------------------------------------------------------ filters, errors
+    def _native_filter(self, filter: Any) -> Any:
+        return filter if isinstance(filter, models.Filter) else None
+
+    def _translate_filter(self, conditions):
+        must = []
+        for key, values in conditions:
+            path = f"metadata.{key}"
+            if len(values) > 1 and (all(isinstance(v, str) for v in values)
+                                    or all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
+                must.append(models.FieldCondition(key=path, match=models.MatchAny(any=list(values))))
+                continue
+            alternatives = [self._equals(path, v) for v in values]
+            must.append(alternatives[0] if len(alternatives) == 1 else models.Filter(should=alternatives))
+        return models.Filter(must=must)
+
+    @staticmethod
+    def _equals(path: str, value: Any):
+        if isinstance(value, float):  # Qdrant matches floats by range only
+            return models.FieldCondition(key=path, range=models.Range(gte=value, lte=value))
+        return models.FieldCondition(key=path, match=models.MatchValue(value=value))
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc) or type(exc).__name__ == "ResponseHandlingException"
+
+
+__all__ = ["QdrantStore"]

@@ -1,0 +1,98 @@
+"""Start a real Milvus server for the tests: the PyPI package ``milvus`` (2.3.5), which bundles a
+standalone server binary (with embedded etcd and local storage) that starts on loopback in ~7-15 s.
+
+Its pins clash with the project's, so it lives in its own virtual environment, found through
+``$JINAV3_MILVUS_SERVER_PYTHON`` (that venv's python)::
+
+    python3 -m venv /tmp/venv-milvus-server
+    /tmp/venv-milvus-server/bin/pip install "milvus==2.3.5"
+    export JINAV3_MILVUS_SERVER_PYTHON=/tmp/venv-milvus-server/bin/python
+
+``MilvusServerProcess(python, data_dir)`` runs THIS file with that python (so it must stay
+standard-library only); the child starts ``milvus.MilvusServer`` with ``data_dir`` as its base folder
+(the binary is unpacked there, logs in ``data_dir/logs``), lets it pick free ports (proxy from 19530
+up, etcd from 2379 up, ...), prints ``{"port": N}`` once the server answers its health check, and stops
+the server on SIGTERM. The child runs in its own process group, which :meth:`stop` ends as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENV = "JINAV3_MILVUS_SERVER_PYTHON"
+
+
+class MilvusServerProcess:
+    """A Milvus server run from another python's ``milvus`` package; ``uri`` once started."""
+
+    def __init__(self, python: str, data_dir: str | os.PathLike, timeout: float = 240.0):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.data_dir / "launcher.log"
+        self._log_file = open(self.log, "w")
+        self.proc = subprocess.Popen([python, __file__, str(self.data_dir)], stdout=subprocess.PIPE,
+                                     stderr=self._log_file, start_new_session=True, text=True)
+        self.port = None
+        deadline = time.monotonic() + timeout
+        try:
+            while self.port is None:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the Milvus server exited with {self.proc.returncode}; see {self.log} and "
+                                       f"{self.data_dir / 'logs'}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the Milvus server did not start in {timeout:.0f} s; see {self.data_dir / 'logs'}")
+                ready, _, _ = select.select([self.proc.stdout], [], [], min(left, 1.0))
+                if ready:
+                    line = self.proc.stdout.readline()
+                    if line.startswith("{"):
+                        self.port = int(json.loads(line)["port"])
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log_file.close()
+
+
+def _serve(data_dir: str) -> None:  # runs in the server's venv
+    from milvus import MilvusServer
+
+    server = MilvusServer()
+    server.set_base_dir(data_dir)
+
+    def stop(*_):
+        server.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.start()  # waits for the health check
+    print(json.dumps({"port": server.listen_port}), flush=True)
+    server.wait()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])

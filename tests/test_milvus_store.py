@@ -1,0 +1,149 @@
+"""MilvusStore on real Milvus: Milvus Lite (in-process file) and a real Milvus 2.3.5 server.
+
+The server runs from the PyPI package ``milvus`` in its own venv, found through
+``$JINAV3_MILVUS_SERVER_PYTHON`` (see tests/milvus_server.py); without it only the server
+parametrisation is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pymilvus = pytest.importorskip("pymilvus")
+
+from pymilvus import DataType, MilvusClient  # noqa: E402
+from pymilvus.exceptions import MilvusException, MilvusUnavailableException  # noqa: E402
+
+from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
+from jinav3.integrations.milvus import MilvusStore  # noqa: E402
+from milvus_server import ENV, MilvusServerProcess  # noqa: E402
+from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402
+
+
+class FailingUpserts:
+    """A MilvusClient stand-in whose upserts fail after ``after`` good ones (all else passes through)."""
+
+    def __init__(self, inner, after: int, status: int, times: int | None):
+        self.inner, self.after, self.status, self.times = inner, after, status, times
+        self.calls = self.fired = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def upsert(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.after and (self.times is None or self.fired < self.times):
+            self.fired += 1
+            if self.status >= 500:
+                raise MilvusUnavailableException(message="injected: server unavailable")
+            raise MilvusException(code=1100, message="injected: invalid parameter")
+        return self.inner.upsert(*args, **kwargs)
+
+
+class MilvusBackend(Backend):
+    def __init__(self, name: str, client: MilvusClient):
+        self.name, self.client = name, client
+        self.collections: list[str] = []
+
+    def make(self, encoder, name, **kwargs):
+        self.collections.append(name)
+        return MilvusStore(encoder, name, client=self.client, **kwargs)
+
+    def native_filter(self, key, value):
+        return f'metadata["{key}"] == "{value}"'
+
+    def fail_upserts(self, store, after, status, times=None):
+        store.client = FailingUpserts(store.client, after, status, times)
+
+    def heal(self, store):
+        store.client = store.client.inner
+
+    def cleanup(self):
+        for name in dict.fromkeys(self.collections):
+            if self.client.has_collection(name):
+                self.client.drop_collection(name)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    python = os.environ.get(ENV)
+    if not python:
+        pytest.skip(f"set {ENV} to the python of a venv with the PyPI package milvus==2.3.5 to run the Milvus "
+                    "suite on a real server (see tests/milvus_server.py)")
+    server = MilvusServerProcess(python, tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def backend(request, tmp_path_factory):
+    if request.param == "lite":
+        client = MilvusClient(uri=str(tmp_path_factory.mktemp("milvus-lite") / "milvus.db"))
+    else:
+        client = MilvusClient(uri=request.getfixturevalue("milvus_server").uri)
+    b = MilvusBackend(request.param, client)
+    yield b
+    b.cleanup()
+    client.close()
+
+
+class TestMilvus(StoreContract):
+    pass
+
+
+# ============================================================================================ Milvus only
+def test_lite_file_persists_and_checks_the_signature_on_reopen(encoder, tmp_path):
+    uri = str(tmp_path / "docs.db")
+    with MilvusStore(encoder, "docs", uri=uri) as store:
+        store.add(corpus(8))
+    with MilvusStore(encoder, "docs", uri=uri) as store:
+        assert store.count() == 8
+        assert_ranking(store.search(QUERIES[0], top_k=3), brute_force(encoder, corpus(8), QUERIES[0]), 3)
+    with pytest.raises(SignatureMismatchError, match="32"):
+        MilvusStore(encoder, "docs", uri=uri, dimensions=32)
+    with pytest.raises(SignatureMismatchError, match="text-matching"):
+        MilvusStore(encoder, "docs", uri=uri, query_task="text-matching")
+
+
+def test_schema_and_signature_property(encoder, tmp_path):
+    client = MilvusClient(uri=str(tmp_path / "m.db"))
+    store = MilvusStore(encoder, "docs", client=client, dimensions=32)
+    info = client.describe_collection("docs")
+    fields = {f["name"]: f for f in info["fields"]}
+    assert fields["id"]["is_primary"] and fields["id"]["type"] == DataType.VARCHAR
+    assert fields["vector"]["params"]["dim"] == 32 and fields["metadata"]["type"] == DataType.JSON
+    assert info["properties"]["jinav3.signature"] == store.signature.to_json()
+    assert info["consistency_level_name"] == "Strong"
+    store.add([{"id": "a1", "text": "One. Two.", "metadata": {"lang": "en"}}], late_chunking=True)
+    row = client.get("docs", ids=["a1::chunk:1"], output_fields=["*"])[0]
+    assert {k: row[k] for k in ("id", "doc_id", "chunk", "start", "end", "text", "metadata")} == {
+        "id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "start": 5, "end": 9, "text": "Two.", "metadata": {"lang": "en"}}
+    np.testing.assert_allclose(row["vector"], encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
+    client.close()
+
+
+def test_collections_made_elsewhere(encoder, tmp_path):
+    client = MilvusClient(uri=str(tmp_path / "m.db"))
+    client.create_collection("quick", dimension=64, metric_type="COSINE")
+    with pytest.raises(StoreError, match="not made by jinav3"):
+        MilvusStore(encoder, "quick", client=client)
+    with pytest.raises(StoreError, match="does not exist"):
+        MilvusStore(encoder, "missing", client=client, create=False)
+    client.close()
+
+
+def test_milvus_limits_are_checked_before_writing(encoder, tmp_path):
+    store = MilvusStore(encoder, "docs", uri=str(tmp_path / "m.db"))
+    with pytest.raises(InvalidArgumentError, match=r"^records\[1\].text: is 70000 bytes"):
+        store.add(["short", "x" * 70_000])
+    with pytest.raises(InvalidArgumentError, match=r"^records\[0\].id"):
+        store.add([{"id": "i" * 1100, "text": "t"}])
+    with pytest.raises(InvalidArgumentError, match=r"^records\[0\].metadata"):
+        store.add([{"text": "t", "metadata": {"blob": "b" * 70_000}}])
+    with pytest.raises(InvalidArgumentError, match="^filter:"):
+        store.search("q", filter={"lang": {"$eq": "de"}})
+    assert store.count() == 0
+    store.close()

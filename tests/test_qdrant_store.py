@@ -1,0 +1,149 @@
+"""QdrantStore on real Qdrant: local mode in memory and in a folder, and a server when JINAV3_QDRANT_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+qdrant_client = pytest.importorskip("qdrant_client")
+
+from qdrant_client import QdrantClient, models  # noqa: E402
+from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: E402
+
+from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
+from jinav3.integrations._store import uuid_for  # noqa: E402
+from jinav3.integrations.qdrant import QdrantStore  # noqa: E402
+from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402
+
+QDRANT_URL = os.environ.get("JINAV3_QDRANT_URL")
+
+
+class FailingUpserts:
+    """A QdrantClient stand-in that fails upserts after ``after`` good ones (all else passes through)."""
+
+    def __init__(self, inner, after: int, status: int, times: int | None):
+        self.inner, self.after, self.status, self.times = inner, after, status, times
+        self.calls = self.fired = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def upsert(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.after and (self.times is None or self.fired < self.times):
+            self.fired += 1
+            raise UnexpectedResponse(status_code=self.status, reason_phrase="injected", content=b"injected",
+                                     headers=httpx.Headers())
+        return self.inner.upsert(*args, **kwargs)
+
+
+class QdrantBackend(Backend):
+    def __init__(self, name: str, client: QdrantClient, persistent: bool):
+        self.name, self.client, self.persistent = name, client, persistent
+        self.collections: list[str] = []
+
+    def make(self, encoder, name, **kwargs):
+        self.collections.append(name)
+        return QdrantStore(encoder, name, client=self.client, **kwargs)
+
+    def native_filter(self, key, value):
+        return models.Filter(must=[models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))])
+
+    def fail_upserts(self, store, after, status, times=None):
+        store.client = FailingUpserts(store.client, after, status, times)
+
+    def heal(self, store):
+        store.client = store.client.inner
+
+    def cleanup(self):
+        for name in self.collections:
+            if self.client.collection_exists(name):
+                self.client.delete_collection(name)
+
+
+@pytest.fixture(scope="module", params=["memory", "path", "server"])
+def backend(request, tmp_path_factory):
+    if request.param == "memory":
+        client, persistent = QdrantClient(location=":memory:"), True
+    elif request.param == "path":
+        client, persistent = QdrantClient(path=str(tmp_path_factory.mktemp("qdrant"))), True
+    else:
+        if not QDRANT_URL:
+            pytest.skip("set JINAV3_QDRANT_URL (e.g. http://127.0.0.1:6333) to run the Qdrant suite on a server")
+        client, persistent = QdrantClient(url=QDRANT_URL, api_key=os.environ.get("JINAV3_QDRANT_API_KEY")), True
+    b = QdrantBackend(request.param, client, persistent)
+    yield b
+    b.cleanup()
+    client.close()
+
+
+class TestQdrant(StoreContract):
+    pass
+
+
+# ============================================================================================ Qdrant only
+def test_path_mode_persists_and_checks_the_signature_on_reopen(encoder, tmp_path):
+    with QdrantStore(encoder, "docs", path=str(tmp_path / "q")) as store:
+        store.add(corpus(8))
+    with QdrantStore(encoder, "docs", path=str(tmp_path / "q")) as store:
+        assert store.count() == 8
+        assert_ranking(store.search(QUERIES[0], top_k=3), brute_force(encoder, corpus(8), QUERIES[0]), 3)
+    with pytest.raises(SignatureMismatchError, match="32"):
+        QdrantStore(encoder, "docs", path=str(tmp_path / "q"), dimensions=32)
+    with QdrantStore(encoder, "docs", path=str(tmp_path / "q")) as store:  # the refused open released the folder
+        assert store.count() == 8
+
+
+def test_location_memory_and_default_path(encoder, tmp_path, monkeypatch):
+    store = QdrantStore(encoder, "docs", location=":memory:")
+    assert store.add(["hello there"]) and store.count() == 1
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    with QdrantStore(encoder, "docs") as store:
+        store.add(["x"])
+    assert (tmp_path / "qdrant-data").is_dir()
+
+
+def test_where_arguments_are_checked(encoder):
+    with pytest.raises(InvalidArgumentError, match="^client:"):
+        QdrantStore(encoder, "docs", location=":memory:", url="http://localhost:6333")
+    with pytest.raises(InvalidArgumentError, match="^api_key:"):
+        QdrantStore(encoder, "docs", location=":memory:", api_key="k")
+    with pytest.raises(InvalidArgumentError, match="^collection:"):
+        QdrantStore(encoder, "", location=":memory:")
+    with pytest.raises(InvalidArgumentError, match="^dimensions:"):
+        QdrantStore(encoder, "docs", location=":memory:", dimensions=65)
+
+
+def test_collections_made_elsewhere(encoder):
+    client = QdrantClient(location=":memory:")
+    client.create_collection("plain", vectors_config=models.VectorParams(size=64, distance=models.Distance.COSINE))
+    store = QdrantStore(encoder, "plain", client=client)  # no signature: size and metric checked, a warning logged
+    store.add(["fine"])
+    client.create_collection("dot", vectors_config=models.VectorParams(size=64, distance=models.Distance.DOT))
+    with pytest.raises(SignatureMismatchError, match="'dot'"):
+        QdrantStore(encoder, "dot", client=client)
+    client.create_collection("small", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
+    with pytest.raises(SignatureMismatchError, match="16"):
+        QdrantStore(encoder, "small", client=client)
+    client.create_collection("named", vectors_config={"a": models.VectorParams(size=64, distance=models.Distance.COSINE)})
+    with pytest.raises(StoreError, match="named vectors"):
+        QdrantStore(encoder, "named", client=client)
+    with pytest.raises(StoreError, match="does not exist"):
+        QdrantStore(encoder, "missing", client=client, create=False)
+
+
+def test_point_layout(encoder):
+    client = QdrantClient(location=":memory:")
+    store = QdrantStore(encoder, "docs", client=client, dimensions=32)
+    store.add([{"id": "a1", "text": "One. Two.", "metadata": {"lang": "en"}}], late_chunking=True)
+    assert client.get_collection("docs").config.metadata["jinav3"] == store.signature.to_dict()
+    point = client.retrieve("docs", [uuid_for("a1::chunk:1")], with_vectors=True)[0]
+    assert point.id == uuid_for("a1::chunk:1") == str(uuid.uuid5(uuid.UUID("6f2d1c0e-5a4b-5c3d-9e8f-0a1b2c3d4e5f"), "a1::chunk:1"))
+    assert point.payload == {"id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "text": "Two.", "metadata": {"lang": "en"},
+                             "start": 5, "end": 9}
+    np.testing.assert_allclose(point.vector, encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
