@@ -23,6 +23,10 @@ class CheckpointFormatError(JinaV3Error, ValueError):
     """A folder holds something that is not a jina-embeddings-v3 checkpoint in a layout we know."""
 
 
+class CorpusError(InvalidArgumentError):
+    """A corpus to index is missing, unreadable, or (with ``strict``) holds a row that cannot be indexed."""
+
+
 class StoreError(JinaV3Error, RuntimeError):
     """A vector store refused or failed an operation."""
 

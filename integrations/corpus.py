@@ -1,0 +1,190 @@
+"""Read a corpus from disk into store records ``{"id", "text", "metadata"}``.
+
+    records = read_corpus("examples/data/passages.jsonl")          # list of dicts
+    records = read_corpus("docs/", strict=True)                    # a folder, recursively
+
+Formats (by file extension):
+
+* ``.jsonl`` -- one JSON object per line;
+* ``.json``  -- a list of objects, or an object ``{"documents": [...]}``;
+* ``.csv``   -- a header row, then one document per row (every value is a string);
+* ``.parquet`` -- one document per row (needs ``pyarrow``);
+* ``.txt`` / ``.md`` -- the whole file is one document; its id is the path relative to the corpus
+  (the file name when the corpus is that one file);
+* a folder -- every file of those kinds below it, sorted by relative path, hidden files skipped.
+
+In a row, ``id_field`` gives the id and ``text_field`` the text; every other field becomes metadata
+(fields whose value is null are left out). A row without an id gets ``<relative path>:<line>``, so
+ids stay the same from run to run. A row without text (field missing, null, blank or not a string)
+and a repeated id are reported as ``file:line`` through ``warn`` and skipped, or, with
+``strict=True``, raise :class:`CorpusError` before anything is returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from jinav3.errors import CorpusError  # noqa: F401  (raised here, defined with every other error)
+
+TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TEXT_SUFFIXES = (".txt", ".md")
+SUFFIXES = TABLE_SUFFIXES + TEXT_SUFFIXES
+
+Record = dict[str, Any]
+
+
+def _default_warn(message: str) -> None:
+    print(f"jinav3: warning: {message}", file=sys.stderr)
+
+
+def corpus_files(corpus: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """The folder ids are relative to, and the files to read (sorted); raise CorpusError if none."""
+    path = Path(corpus).expanduser()
+    if not path.exists():
+        raise CorpusError(f"corpus: {str(corpus)!r} does not exist")
+    if path.is_file():
+        if path.suffix.lower() not in SUFFIXES:
+            raise CorpusError(f"corpus: {str(corpus)!r} is a {path.suffix or 'extensionless'} file; "
+                              f"use one of {', '.join(SUFFIXES)} or a folder of them")
+        return path.parent, [path]
+    files = sorted(
+        (p for p in path.rglob("*")
+         if p.is_file() and p.suffix.lower() in SUFFIXES
+         and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+        key=lambda p: p.relative_to(path).as_posix(),
+    )
+    if not files:
+        raise CorpusError(f"corpus: folder {str(corpus)!r} holds no {', '.join(SUFFIXES)} files")
+    return path, files
+
+
+def read_corpus(
+    corpus: str | os.PathLike,
+    *,
+    id_field: str = "id",
+    text_field: str = "text",
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> list[Record]:
+    """Every document of ``corpus`` as ``{"id": str, "text": str, "metadata": dict}``, in file order."""
+    warn = warn or _default_warn
+    root, files = corpus_files(corpus)
+    records: list[Record] = []
+    seen: dict[str, str] = {}  # id -> where it was first seen
+
+    def problem(message: str) -> None:
+        if strict:
+            raise CorpusError(f"{message} (stopped by --strict)")
+        warn(f"{message}; skipped")
+
+    for file in files:
+        shown = _shown(file)
+        relative = file.relative_to(root).as_posix()
+        for line, row in _rows(file, relative, id_field, text_field):
+            where = f"{shown}:{line}"
+            if not isinstance(row, dict):
+                problem(f"{where}: expected an object with a {text_field!r} field, got {type(row).__name__}")
+                continue
+            text = row.get(text_field)
+            if not isinstance(text, str) or not text.strip():
+                what = "no" if text is None else ("a blank" if isinstance(text, str) else f"a non-text ({type(text).__name__})")
+                problem(f"{where}: {what} {text_field!r} field")
+                continue
+            raw_id = row.get(id_field)
+            if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+                doc_id = f"{relative}:{line}"
+            elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
+                doc_id = str(raw_id)
+            else:
+                problem(f"{where}: the {id_field!r} field must be a string or an integer, got {type(raw_id).__name__}")
+                continue
+            if doc_id in seen:
+                problem(f"{where}: id {doc_id!r} already used at {seen[doc_id]}")
+                continue
+            seen[doc_id] = where
+            metadata = {k: v for k, v in row.items() if k not in (id_field, text_field) and v is not None}
+            records.append({"id": doc_id, "text": text, "metadata": metadata})
+    return records
+
+
+def _shown(file: Path) -> str:
+    """The file as the user would recognise it: relative to the working directory when below it."""
+    try:
+        return os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return str(file)
+
+
+def _rows(file: Path, relative: str, id_field: str, text_field: str) -> Iterator[tuple[int, Any]]:
+    """(line or row number, row) pairs of one file."""
+    suffix = file.suffix.lower()
+    shown = _shown(file)
+    try:
+        if suffix in TEXT_SUFFIXES:
+            yield 1, {id_field: relative, text_field: file.read_text(encoding="utf-8-sig"), "path": relative}
+        elif suffix == ".jsonl":
+            yield from _jsonl_rows(file, shown)
+        elif suffix == ".json":
+            yield from _json_rows(file, shown)
+        elif suffix == ".csv":
+            yield from _csv_rows(file)
+        elif suffix == ".parquet":
+            yield from _parquet_rows(file, shown)
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{shown}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except OSError as error:
+        raise CorpusError(f"{shown}: cannot read: {error.strerror or error}") from error
+
+
+def _jsonl_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
+    with open(file, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise CorpusError(f"{shown}:{number}: not valid JSON: {error.msg} (column {error.colno})") from error
+
+
+def _json_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise CorpusError(f"{shown}:{error.lineno}: not valid JSON: {error.msg} (column {error.colno})") from error
+    if isinstance(data, dict) and isinstance(data.get("documents"), list):
+        data = data["documents"]
+    if not isinstance(data, list):
+        raise CorpusError(f"{shown}: a .json corpus must be a list of objects or an object with a \"documents\" list")
+    # JSON has no row lines once parsed: number the items from 1 (reported as file:item).
+    yield from enumerate(data, 1)
+
+
+def _csv_rows(file: Path) -> Iterator[tuple[int, Any]]:
+    with open(file, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            row.pop(None, None)  # cells past the header's columns
+            yield reader.line_num, row
+
+
+def _parquet_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as error:
+        raise CorpusError(f"{shown}: reading .parquet needs pyarrow: pip install 'jinav3[parquet]' (or pyarrow)") from error
+    try:
+        table = pq.ParquetFile(str(file))
+    except Exception as error:  # pyarrow's own error types vary by version
+        raise CorpusError(f"{shown}: not a readable parquet file: {error}") from error
+    number = 0
+    for batch in table.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
