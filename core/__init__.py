@@ -1,8 +1,12 @@
-"""jinav3: the real jina-embeddings-v3 vectors, on transformers + peft, without remote code."""
+"""jinav3: the real jina-embeddings-v3 vectors, on transformers + peft, without remote code.
 
-from .encoder import Encoder
+``Encoder`` is imported on first use, so that ``import jinav3`` (and the command line's ``--help``)
+does not pay for torch and transformers until a model is needed.
+"""
+
 from .errors import (
     CheckpointFormatError,
+    CorpusError,
     InvalidArgumentError,
     JinaV3Error,
     ModelNotFoundError,
@@ -16,5 +20,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Encoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK", "JinaV3Error", "InvalidArgumentError",
-    "ModelNotFoundError", "CheckpointFormatError", "StoreError", "SignatureMismatchError", "PartialWriteError",
+    "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError", "SignatureMismatchError",
+    "PartialWriteError",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Encoder":
+        from .encoder import Encoder
+
+        return Encoder
+    raise AttributeError(f"module 'jinav3' has no attribute {name!r}")
