@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))  # _sample.py is shared code
 # One runnable script per integration and one for late chunking (issue 6).
 REQUIRED = {"late_chunking_example.py", "qdrant_example.py", "milvus_example.py", "pinecone_example.py",
             "haystack_example.py", "llama_index_example.py"}
@@ -41,7 +41,7 @@ def needed_modules(script: Path) -> list[str]:
         parts = name.split(".")
         if parts[:2] == ["jinav3", "integrations"] and len(parts) > 2 and parts[2] in CLIENTS:
             out.add(CLIENTS[parts[2]])
-        elif parts[0] != "jinav3":
+        elif parts[0] != "jinav3" and not (EXAMPLES / f"{parts[0]}.py").exists():  # not examples/_sample.py
             out.add(parts[0])
     return sorted(out)
 
