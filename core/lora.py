@@ -1,14 +1,17 @@
-"""Task LoRA adapters, merged into the model's weights so that a task costs nothing per token.
+"""Task LoRA adapters, at no per-token cost once a task is active.
 
 Each task is a peft LoRA adapter (rank 4). Running peft's LoRA layers unmerged adds two skinny
-matmuls to every linear layer for every token; merging instead writes
+matmuls to every linear layer for every token. Instead:
 
-    W_task = W_base + delta_task            delta = B @ A * scaling           (linear)
-                                            delta = (B @ A).T * scaling       (embedding, peft layout)
-
-into the plain transformers model, once per task switch. The merged weight is always recomputed from
-a pristine copy of W_base (never "unmerge, then merge the next task"), so switching tasks back and
-forth gives bit-identical weights. On an accelerator the pristine copy stays in host memory.
+  * linear layers get the task merged into their weight, once per task switch:
+        W_task = W_base + B @ A * scaling
+    always recomputed from a pristine copy of W_base (never "unmerge, then merge the next task"),
+    so switching tasks back and forth gives bit-identical weights. On an accelerator the pristine
+    copy stays in host memory.
+  * embedding tables keep their base weights and add the task's rows at lookup time:
+        E_task[ids] = E[ids] + A.T[ids] @ B.T * scaling          (peft layout: A (r, vocab), B (dim, r))
+    a rank-4 gather and a (4 x dim) product per token: nothing next to a layer, while merging the
+    250,002-row word embedding would dominate every task switch (and its pristine copy the memory).
 """
 
 from __future__ import annotations
@@ -77,25 +80,51 @@ class MergedTaskLoRA:
                 if path not in modules or not hasattr(modules[path], "weight"):
                     raise CheckpointFormatError(f"adapter {name!r}: the model has no module {path!r}")
                 self.targets[path] = modules[path]
+        self.merged = {path: m for path, m in self.targets.items() if not isinstance(m, nn.Embedding)}
+        self.looked_up = {path: m for path, m in self.targets.items() if isinstance(m, nn.Embedding)}
         self.pristine: dict[str, torch.Tensor] = {}
         self.active: str | None = None
         self._snapshot_pristine()
+        self._lookup_factors = {path: self._embedding_factors(path) for path in self.looked_up}
+        for path, module in self.looked_up.items():
+            module.register_forward_hook(self._embedding_hook(path))
 
     def _snapshot_pristine(self) -> None:
-        for path, module in self.targets.items():
+        for path, module in self.merged.items():
             weight = module.weight.detach()
             copy = weight.to("cpu", copy=True)
             self.pristine[path] = copy.pin_memory() if weight.is_cuda else copy
 
+    def _embedding_factors(self, path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per adapter: A.T (vocab, r) and B.T * scaling (r, dim), on the table's device and dtype."""
+        weight = self.looked_up[path].weight
+        factors = {}
+        for adapter, by_module in self.factors.items():
+            f = by_module.get(path)
+            if f is not None:
+                a_t = f.a.T.to(weight.device, weight.dtype).contiguous()
+                b_t = (f.b.T.float() * self.scaling[adapter]).to(weight.device, weight.dtype).contiguous()
+                factors[adapter] = (a_t, b_t)
+        return factors
+
+    def _embedding_hook(self, path: str):
+        def add_task_rows(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            factors = self._lookup_factors[path].get(self.active) if self.active is not None else None
+            if factors is None:
+                return output
+            a_t, b_t = factors
+            return output + torch.nn.functional.embedding(inputs[0], a_t) @ b_t  # (..., r) @ (r, dim)
+
+        return add_task_rows
+
     def delta(self, adapter: str, path: str) -> torch.Tensor | None:
-        """The full-size weight update of one module for one adapter (float32), or None."""
+        """The full-size weight update B @ A * scaling (float32) of one linear layer, or None."""
         f = self.factors[adapter].get(path)
         if f is None:
             return None
-        device = self.targets[path].weight.device
+        device = self.merged[path].weight.device
         a, b = f.a.to(device, torch.float32), f.b.to(device, torch.float32)
-        update = b @ a  # (out, in), or (dim, num_embeddings) for an embedding
-        return (update.T if f.embedding else update) * self.scaling[adapter]
+        return (b @ a) * self.scaling[adapter]  # (out, r) @ (r, in)
 
     @torch.no_grad()
     def activate(self, adapter: str | None) -> None:
@@ -104,7 +133,7 @@ class MergedTaskLoRA:
             return
         if adapter is not None and adapter not in self.factors:
             raise CheckpointFormatError(f"this checkpoint has no adapter {adapter!r}; it has {sorted(self.factors)}")
-        for path, module in self.targets.items():
+        for path, module in self.merged.items():
             weight = module.weight
             base = self.pristine[path].to(weight.device, non_blocking=True)
             delta = self.delta(adapter, path) if adapter is not None else None
@@ -117,6 +146,6 @@ class MergedTaskLoRA:
     def base_state_dict(self) -> dict[str, torch.Tensor]:
         """The model's state dict with pristine (unmerged) weights, for saving."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        for path in self.targets:
+        for path in self.merged:
             state[f"{path}.weight"] = self.pristine[path]
         return state

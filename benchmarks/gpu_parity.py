@@ -1,0 +1,127 @@
+"""Parity of the packed path on a device before timing it: golden tiny model and a random medium model.
+
+    python -m benchmarks.gpu_parity --device cuda --json out.json        (also runs with --device cpu)
+
+Checks, each printed as PASS/FAIL with its number:
+  * golden tiny model, fp32: packed and padded vs the reference vectors (max abs diff, tolerance 1e-5
+    on normalized vectors; on CUDA fp32 packing uses the SDPA loop);
+  * golden tiny model, bf16 (CUDA): packed (varlen kernel) and padded vs the fp32 golden: min cosine
+    > 0.999, and packed vs padded;
+  * random medium model in the device dtype: packed vs padded over mixed lengths up to 8192 tokens:
+    min cosine > 0.999 (bf16) — attention really confined to each sequence.
+Exit code 0 even on FAIL (the caller decides); the JSON has every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "tiny-v3"
+TASKS = ["retrieval.query", "retrieval.passage", "text-matching"]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def encode_both(encoder, texts, task):
+    """The same texts through the padded and the packed path of one Encoder."""
+    saved = encoder.packed
+    try:
+        encoder.packed = False
+        padded = encoder.encode(texts, task=task)
+        encoder.packed = True
+        packed = encoder.encode(texts, task=task)
+    finally:
+        encoder.packed = saved
+    return padded, packed
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", dest="json_path")
+    args = p.parse_args(argv)
+    from jinav3 import Encoder
+    from jinav3.packing import forward_pooled_packed, varlen_backend
+
+    device = torch.device(args.device)
+    texts = json.loads((GOLDEN / "inputs.json").read_text())["texts"]
+    out: dict = {"device": str(device), "checks": {}}
+
+    def check(name, ok, value):
+        out["checks"][name] = {"ok": bool(ok), "value": float(value)}
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.3g}", flush=True)
+
+    dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" else [])
+    for dtype in dtypes:
+        name = str(dtype).removeprefix("torch.")
+        try:
+            encoder = Encoder.from_pretrained(GOLDEN, device=device, dtype=dtype)
+            out[f"backend_{name}"] = varlen_backend(device, dtype)
+            print(f"golden tiny, {name}: packed attention backend {out[f'backend_{name}']}", flush=True)
+            for task in TASKS:
+                want = np.load(GOLDEN / f"encode_{task}.npy")
+                padded, packed = encode_both(encoder, texts, task)
+                if dtype == torch.float32:
+                    check(f"tiny {name} {task} packed vs golden (max abs)", np.abs(packed - want).max() <= 1e-5, np.abs(packed - want).max())
+                    check(f"tiny {name} {task} padded vs golden (max abs)", np.abs(padded - want).max() <= 1e-5, np.abs(padded - want).max())
+                else:
+                    check(f"tiny {name} {task} packed vs golden (min cos)", cosines(packed, want).min() > 0.999, cosines(packed, want).min())
+                    check(f"tiny {name} {task} padded vs golden (min cos)", cosines(padded, want).min() > 0.999, cosines(padded, want).min())
+                    check(f"tiny {name} {task} packed vs padded (min cos)", cosines(packed, padded).min() > 0.999, cosines(packed, padded).min())
+            del encoder
+        except Exception as error:  # keep going: the report says what broke
+            out["checks"][f"tiny {name}"] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+            print(f"FAIL  tiny {name}: {type(error).__name__}: {error}", flush=True)
+            traceback.print_exc(limit=5)
+
+    try:  # random medium-shaped model (small vocab) in the device's dtype, long and short rows
+        from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
+
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        torch.manual_seed(0)
+        config = JinaEmbeddingsV3Config(vocab_size=3000, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+                                        intermediate_size=1536, rope_parameters={"rope_type": "default", "rope_theta": 20000.0})
+        config._attn_implementation = "sdpa"
+        model = JinaEmbeddingsV3Model(config).eval()
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.self_attn.q_proj.weight.mul_(4)
+                layer.self_attn.k_proj.weight.mul_(4)
+        inv_freq = model.rotary_emb.inv_freq.clone()  # rotary frequencies stay float32, as the loader keeps them
+        model = model.to(device=device, dtype=dtype)
+        model.rotary_emb.inv_freq = inv_freq.to(device)
+        rng = np.random.default_rng(0)
+        ids = [[0] + rng.integers(3, 2999, n - 2).tolist() + [2] for n in (8192, 7, 300, 120, 2, 513, 4000, 64)]
+        packed = forward_pooled_packed(model, ids, device)
+        padded = []
+        with torch.inference_mode():
+            for row in ids:  # one at a time: no padding at all in the reference
+                hidden = model(input_ids=torch.tensor([row], device=device)).last_hidden_state[0]
+                padded.append(hidden.float().mean(0).cpu().numpy())
+        padded = np.stack(padded)
+        check(f"medium {str(dtype).removeprefix('torch.')} packed vs one-by-one (min cos)", cosines(packed, padded).min() > 0.999,
+              cosines(packed, padded).min())
+    except Exception as error:
+        out["checks"]["medium"] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        print(f"FAIL  medium: {type(error).__name__}: {error}", flush=True)
+        traceback.print_exc(limit=5)
+
+    out["all_ok"] = all(c.get("ok") for c in out["checks"].values())
+    print("ALL PASS" if out["all_ok"] else "SOME CHECKS FAILED", flush=True)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

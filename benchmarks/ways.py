@@ -1,0 +1,127 @@
+"""The ways to embed that the benchmark compares, all on the same checkpoint and the same texts.
+
+* ``card``: the model card's way with the transformers-native layout: ``AutoModel.from_pretrained``
+  + ``load_adapter`` for the five task folders + ``set_adapter``; peft LoRA layers UNMERGED; batches
+  of 32 in input order, padded to the longest, SDPA; mean pooling over the attention mask; L2 norm.
+* ``jinav3``: ``Encoder.encode(texts, task=...)`` as the Encoder ships it (length-sorted token-budget
+  batches, padded, SDPA, the task adapter merged into the weights).
+* ``jinav3-packed``: the same Encoder with ``_forward_pooled`` replaced by the packed, padding-free
+  forward of ``jinav3.packing`` (the integration proposed in benchmarks/RESULTS.md).
+* ``sentence-transformers``: ``SentenceTransformer(native_dir)`` (Transformer + mean Pooling) with
+  the peft adapter loaded and set, ``encode(prompt=instruction, batch_size=32)`` (length-sorted).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ADAPTERS = ["retrieval_query", "retrieval_passage", "separation", "classification", "text_matching"]
+
+
+def adapter_name(task: str) -> str:
+    return task.replace(".", "_").replace("-", "_")
+
+
+@contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def instructions(native_dir: Path) -> dict[str, str]:
+    config = json.loads((Path(native_dir) / "config.json").read_text())
+    return config.get("task_instructions") or {}
+
+
+class CardWay:
+    """AutoModel + peft adapters, unmerged, batches of 32 in input order (the model card's code)."""
+
+    name = "card"
+
+    def __init__(self, native_dir: Path, device: torch.device, dtype: torch.dtype, batch_size: int = 32):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.device, self.batch_size = device, batch_size
+        self.prompts = instructions(native_dir)
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(str(native_dir))
+            self.model = AutoModel.from_pretrained(str(native_dir), dtype=dtype, attn_implementation="sdpa")
+            for name in ADAPTERS:
+                self.model.load_adapter(str(Path(native_dir) / name), adapter_name=name)
+        self.model.to(device).eval()
+        self.model.set_adapter("retrieval_passage")
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], task: str, batch_size: int | None = None) -> np.ndarray:
+        self.model.set_adapter(adapter_name(task))
+        prefix = self.prompts.get(task, "")
+        size = batch_size or self.batch_size
+        out = []
+        for i in range(0, len(texts), size):
+            batch = self.tokenizer([prefix + t for t in texts[i : i + size]], padding=True, truncation=True,
+                                   max_length=8194, return_tensors="pt").to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(torch.float32)
+            mean = (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(mean, dim=-1).cpu())
+        return torch.cat(out).numpy()
+
+
+class EncoderWay:
+    """jinav3's Encoder, run packed (padding-free) or padded with its own token budget; the settings
+    apply to this way only, while it encodes (the ways share one loaded Encoder)."""
+
+    def __init__(self, encoder, packed: bool = False, budget: int | None = None, name: str | None = None):
+        self.encoder, self.packed, self.budget = encoder, packed, budget
+        self.name = name or ("jinav3-packed" if packed else "jinav3-padded")
+
+    @contextmanager
+    def _mode(self):
+        enc = self.encoder
+        saved = enc.packed, enc.max_tokens_per_batch
+        enc.packed = self.packed
+        enc.max_tokens_per_batch = self.budget or enc.max_tokens_per_batch
+        try:
+            yield enc
+        finally:
+            enc.packed, enc.max_tokens_per_batch = saved
+
+    def encode(self, texts: list[str], task: str, batch_size: int | None = None) -> np.ndarray:
+        with self._mode() as enc:
+            return enc.encode(texts, task=task, batch_size=batch_size)
+
+
+class SentenceTransformersWay:
+    name = "sentence-transformers"
+
+    def __init__(self, native_dir: Path, device: torch.device, dtype: torch.dtype, batch_size: int = 32):
+        from sentence_transformers import SentenceTransformer
+
+        self.batch_size = batch_size
+        self.prompts = instructions(native_dir)
+        with quiet_transformers():
+            self.model = SentenceTransformer(str(native_dir), device=str(device), model_kwargs={"dtype": dtype})
+            for name in ADAPTERS:
+                self.model.load_adapter(str(Path(native_dir) / name), adapter_name=name)
+        self.model.set_adapter("retrieval_passage")
+        self.model.max_seq_length = 8194
+
+    def encode(self, texts: list[str], task: str, batch_size: int | None = None) -> np.ndarray:
+        self.model.set_adapter(adapter_name(task))
+        return self.model.encode(texts, prompt=self.prompts.get(task, ""), batch_size=batch_size or self.batch_size,
+                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

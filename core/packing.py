@@ -1,0 +1,259 @@
+"""Packed (padding-free) forward passes: many sequences in ONE row, attention kept inside each one.
+
+A batch of token-id lists becomes a single row of ``total_tokens`` ids. Every linear layer, LayerNorm
+and GELU then runs on real tokens only (no padding at all), and attention is confined to each
+sequence by a variable-length ("varlen") attention function registered in transformers'
+``AttentionInterface`` under :data:`ATTENTION_NAME`:
+
+    model(input_ids=(1, T), position_ids=(1, T) restarting at 0 for every sequence  (rotary),
+          cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=m, max_length_k=m)
+
+``JinaEmbeddingsV3Model.forward`` hands these keyword arguments through every layer to the attention
+function untouched. With ``attention_mask=None`` and an attention name that has no mask function,
+``create_bidirectional_mask`` returns None, so no (T, T) mask is ever built. We DO register the SDPA
+mask function under our name as well, so that a model switched to :data:`ATTENTION_NAME` still runs
+ordinary padded batches correctly: without ``cu_seq_lens_q`` our function is plain SDPA.
+
+Kernels, first that applies:
+  * CUDA + fp16/bf16: flash-attn's ``flash_attn_varlen_func`` when installed, else torch's
+    ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10; flash attention inside torch).
+  * anything else (CPU, fp32): SDPA per sequence on slices of the packed row ("sdpa_loop"). Exact;
+    on CPU attention is ~10% of the work for passages and the loop's overhead is tens of microseconds
+    per sequence and layer. Flex attention with a document mask (torch.compile'd) measured about as
+    fast per layer on 2 cores (85-110 ms vs 100-200 ms for 4k tokens, noisy), but it needs a new
+    block mask for every batch (0.15-0.3 s, as much as the batch's whole attention) and recompiles
+    while totals change (7 s each), so it does not pay here.
+
+Pooling is a segment mean (``index_add_``) over each sequence's tokens, ``<s>``/``</s>`` included,
+exactly what ``mean_pool`` computes on padded batches.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ATTENTION_NAME = "jinav3_varlen"
+
+
+# --------------------------------------------------------------------------------------------- kernels
+@lru_cache(maxsize=1)
+def _flash_attn_varlen():
+    try:
+        from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
+    except Exception:  # not installed, or built for another torch/CUDA
+        return None
+    return flash_attn_varlen_func
+
+
+@lru_cache(maxsize=1)
+def _torch_varlen():
+    """torch's varlen_attn and whether it takes ``scale=`` (torch 2.10/2.11 have no such argument)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except Exception:
+        return None, False
+    try:
+        takes_scale = "scale" in inspect.signature(varlen_attn).parameters
+    except (TypeError, ValueError):
+        takes_scale = False
+    return varlen_attn, takes_scale
+
+
+def varlen_backend(device: torch.device | str, dtype: torch.dtype = torch.bfloat16) -> str:
+    """Which kernel the packed path uses on ``device`` for activations of ``dtype``:
+    ``"flash_attn"``, ``"torch_varlen"`` (both CUDA, fp16/bf16 only) or ``"sdpa_loop"``."""
+    device = torch.device(device)
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        if _flash_attn_varlen() is not None:
+            return "flash_attn"
+        if _torch_varlen()[0] is not None:
+            return "torch_varlen"
+    return "sdpa_loop"
+
+
+def packing_supported(device: torch.device | str, dtype: torch.dtype = torch.float32) -> bool:
+    """True where the packed path measured faster than padded batches and should be the default:
+    CUDA with a varlen kernel (fp16/bf16), and the CPU (SDPA loop; benchmarks/RESULTS.md). Elsewhere
+    (CUDA fp32, MPS) ``forward_pooled_packed`` still works, exactly, but is not known to pay."""
+    device = torch.device(device)
+    return device.type == "cpu" or varlen_backend(device, dtype) != "sdpa_loop"
+
+
+def _sdpa_loop(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: Sequence[int], scale: float | None) -> torch.Tensor:
+    """q/k/v (heads, T, d) -> (T, heads, d): plain SDPA on each sequence's slice."""
+    out = torch.empty((q.shape[1], q.shape[0], q.shape[2]), dtype=q.dtype, device=q.device)
+    view = out.transpose(0, 1)  # (heads, T, d) view to write into
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b > a:
+            # 4-D inputs: CPU SDPA takes its fused (flash) kernel only for (batch, heads, S, d)
+            view[:, a:b] = F.scaled_dot_product_attention(q[None, :, a:b], k[None, :, a:b], v[None, :, a:b], scale=scale)[0]
+    return out
+
+
+@torch.compiler.disable  # stays eager inside a compiled layer (see compile_layers): no recompiles per length
+def varlen_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    cu_seq_lens_k: torch.Tensor | None = None,
+    max_length_q: int | None = None,
+    max_length_k: int | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: query/key/value (1, heads, T, d) of a packed row ->
+    (1, T, heads, d). Without ``cu_seq_lens_q`` it is transformers' SDPA (padded batches)."""
+    if cu_seq_lens_q is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if query.shape[0] != 1:
+        raise ValueError(f"packed attention expects one packed row, got a batch of {query.shape[0]}")
+    cu_k = cu_seq_lens_q if cu_seq_lens_k is None else cu_seq_lens_k
+    max_q = int(max_length_q) if max_length_q is not None else int((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).max())
+    max_k = int(max_length_k) if max_length_k is not None else max_q
+    backend = varlen_backend(query.device, query.dtype)
+    if backend == "sdpa_loop":
+        out = _sdpa_loop(query[0], key[0], value[0], cu_seq_lens_q.tolist(), scaling)
+        return out.unsqueeze(0), None
+    # (1, heads, T, d) -> (T, heads, d); after rotary these are usually already laid out (T, heads, d)
+    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))
+    cu_q, cu_k = cu_seq_lens_q.to(torch.int32), cu_k.to(torch.int32)
+    if backend == "flash_attn":
+        out = _flash_attn_varlen()(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=scaling, causal=False)
+    else:
+        varlen_attn, takes_scale = _torch_varlen()
+        if takes_scale:
+            out = varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling)
+        else:  # torch 2.10/2.11: fixed scale 1/sqrt(d), which is the model's own scaling
+            if scaling is not None and abs(scaling - q.shape[-1] ** -0.5) > 1e-12:
+                raise ValueError("this torch's varlen_attn has no scale argument and the model's scaling is not 1/sqrt(d)")
+            out = varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
+    return out.unsqueeze(0), None
+
+
+@lru_cache(maxsize=1)
+def register() -> str:
+    """Register :data:`ATTENTION_NAME` with transformers (attention function + SDPA's mask function)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, varlen_attention_forward)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    return ATTENTION_NAME
+
+
+@contextmanager
+def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """Run ``model`` with another registered attention function, then put the old one back."""
+    config = model.config
+    previous = config._attn_implementation
+    if previous == name:
+        yield
+        return
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
+def compile_layers(model: torch.nn.Module, dynamic: bool = True) -> None:
+    """``torch.compile`` every encoder layer in place (dynamic shapes: one graph for all packed
+    lengths), fusing bias + GELU, rotary and residual + LayerNorm; the attention function itself stays
+    eager. Measured on CPU (medium, packed 4k-token batches): ~15% less CPU time after a ~15 s
+    compile, so it is opt-in; on CUDA the elementwise share is larger (benchmarks/gpu_check.sh)."""
+    for layer in model.layers:
+        layer.compile(dynamic=dynamic)
+
+
+# --------------------------------------------------------------------------------------------- packing
+@dataclass
+class Packed:
+    """One packed row: ids and positions (1, T), cumulative lengths (n + 1,) int32 and the longest."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    cu_seq_lens: torch.Tensor
+    max_length: int
+    lengths: list[int]
+
+    def model_kwargs(self) -> dict:
+        return dict(
+            input_ids=self.input_ids,
+            position_ids=self.position_ids,
+            cu_seq_lens_q=self.cu_seq_lens,
+            cu_seq_lens_k=self.cu_seq_lens,
+            max_length_q=self.max_length,
+            max_length_k=self.max_length,
+        )
+
+
+def pack(ids: Sequence[Sequence[int]], device: torch.device | str) -> Packed:
+    """Concatenate token-id lists into one row; positions restart at 0 for every sequence."""
+    lengths = [len(row) for row in ids]
+    if not lengths or min(lengths) < 1:
+        raise ValueError("pack: every sequence needs at least one token")
+    flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=sum(lengths))
+    starts = np.repeat(np.cumsum([0] + lengths[:-1]), lengths)
+    positions = np.arange(len(flat), dtype=np.int64) - starts
+    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    device = torch.device(device)
+    pin = device.type == "cuda"
+
+    def put(array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if pin:
+            tensor = tensor.pin_memory()
+        return tensor.to(device, non_blocking=pin)
+
+    return Packed(put(flat)[None], put(positions)[None], put(cu), max(lengths), lengths)
+
+
+def segment_mean(hidden: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """(T, H) token states of packed sequences -> (n, H) float32 means, one per sequence."""
+    n = len(lengths)
+    counts = torch.tensor(lengths, device=hidden.device)
+    segment = torch.repeat_interleave(torch.arange(n, device=hidden.device), counts)
+    sums = torch.zeros((n, hidden.shape[-1]), dtype=torch.float32, device=hidden.device)
+    sums.index_add_(0, segment, hidden.to(torch.float32))
+    return sums / counts.unsqueeze(1).to(torch.float32)
+
+
+@torch.inference_mode()
+def forward_tokens_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, list[int]]:
+    """Token states (T, H) of all sequences, packed, and their lengths (for late chunking: split
+    the rows by ``lengths``). The model's active weights (merged task adapter) are used as they are."""
+    name = register()
+    packed = pack(ids, device)
+    with attention_implementation(model, name):
+        hidden = model(**packed.model_kwargs()).last_hidden_state[0]
+    return hidden, packed.lengths
+
+
+@torch.inference_mode()
+def forward_states_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> list[torch.Tensor]:
+    """Token states of each sequence, float32 on the CPU, ``[(len(ids[i]), H), ...]``: the packed
+    replacement of ``Encoder._forward_states`` (late chunking windows)."""
+    hidden, lengths = forward_tokens_packed(model, ids, device)
+    return list(hidden.float().cpu().split(lengths))
+
+
+@torch.inference_mode()
+def forward_pooled_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> np.ndarray:
+    """Mean-pooled (n, H) float32 embeddings of ``ids`` in ONE packed forward pass (the drop-in
+    replacement of ``Encoder._forward_pooled``: same input, same output)."""
+    hidden, lengths = forward_tokens_packed(model, ids, device)
+    return segment_mean(hidden, lengths).cpu().numpy()
