@@ -12,25 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import GOLDEN, golden
+from conftest import ENCODE_CASES as CASES
+from conftest import GOLDEN, NORMALIZED, RAW, golden
 from jinav3 import Encoder, InvalidArgumentError, ModelNotFoundError, TASKS
 from jinav3.errors import CheckpointFormatError
 
-NORMALIZED = dict(atol=1e-5, rtol=0)
-RAW = dict(atol=1e-4, rtol=1e-4)
-
-ENCODE_CASES = [
-    ("encode_retrieval.query.npy", dict(task="retrieval.query"), NORMALIZED),
-    ("encode_retrieval.passage.npy", dict(task="retrieval.passage"), NORMALIZED),
-    ("encode_separation.npy", dict(task="separation"), NORMALIZED),
-    ("encode_classification.npy", dict(task="classification"), NORMALIZED),
-    ("encode_text-matching.npy", dict(task="text-matching"), NORMALIZED),
-    ("encode_text-matching.npy", dict(), NORMALIZED),  # text-matching is the default task
-    ("encode_no_task.npy", dict(task=None), NORMALIZED),
-    ("encode_text-matching_dim32.npy", dict(task="text-matching", dimensions=32), NORMALIZED),
-    ("encode_retrieval.query_unnormalized.npy", dict(task="retrieval.query", normalize=False), RAW),
-    ("encode_retrieval.passage_maxlen16.npy", dict(task="retrieval.passage", max_length=16), NORMALIZED),
-]
+# The default task of encode() is text-matching, as in the Jina API.
+ENCODE_CASES = CASES + [("encode_text-matching.npy", dict(), NORMALIZED)]
 
 
 @pytest.fixture(params=["original", "native"])

@@ -7,7 +7,6 @@ pinecone-haystack against tests/doubles/pinecone_double.py (the real SDK over HT
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -27,18 +26,16 @@ from haystack.components.writers import DocumentWriter  # noqa: E402
 from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402
 from haystack.utils import ComponentDevice  # noqa: E402
 
+from conftest import SAMPLE_QUERIES, sample_passages  # noqa: E402
 from jinav3.errors import InvalidArgumentError  # noqa: E402
 from jinav3.integrations.haystack import JinaV3DocumentEmbedder, JinaV3TextEmbedder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PASSAGES = REPO / "examples" / "data" / "passages.jsonl"
-QUERIES = ["how often should sunscreen be reapplied?", "Wie kompostiert man zu Hause?", "茶", "tea ceremony history"]
+QUERIES = SAMPLE_QUERIES
 ALLOWED = ["jinav3.integrations.haystack"]
 
 
-def passages(n: int) -> list[dict]:
-    with open(PASSAGES, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()][:n]
+passages = sample_passages
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ MilvusVectorStore on Milvus Lite; every vector is checked against the Encoder it
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pickle
 import subprocess
@@ -25,17 +24,15 @@ from llama_index.core.ingestion import IngestionPipeline  # noqa: E402
 from llama_index.core.node_parser import SentenceSplitter  # noqa: E402
 from llama_index.core.schema import MetadataMode, TextNode  # noqa: E402
 
+from conftest import SAMPLE_QUERIES, sample_passages  # noqa: E402
 from jinav3.integrations.llama_index import JinaV3Embedding, JinaV3LateChunkingTransform  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PASSAGES = REPO / "examples" / "data" / "passages.jsonl"
 ARTICLES = REPO / "examples" / "data" / "articles"
-QUERIES = ["how often should sunscreen be reapplied?", "Wie kompostiert man zu Hause?", "茶", "tea ceremony history"]
+QUERIES = SAMPLE_QUERIES
 
 
-def passages(n: int) -> list[dict]:
-    with open(PASSAGES, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()][:n]
+passages = sample_passages
 
 
 @pytest.fixture(scope="module")

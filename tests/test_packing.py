@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
-from conftest import GOLDEN, golden
+from conftest import ENCODE_CASES, GOLDEN, NORMALIZED, RAW, golden
 from jinav3 import packing
 from jinav3.packing import (
     ATTENTION_NAME,
@@ -27,22 +27,9 @@ from jinav3.packing import (
 )
 from jinav3.pooling import mean_pool
 
-NORMALIZED = dict(atol=1e-5, rtol=0)
-RAW = dict(atol=1e-4, rtol=1e-4)
 SPEC = json.loads((GOLDEN / "late_chunking.json").read_text())
 LONG = SPEC["long"]
 
-ENCODE_CASES = [
-    ("encode_retrieval.query.npy", dict(task="retrieval.query"), NORMALIZED),
-    ("encode_retrieval.passage.npy", dict(task="retrieval.passage"), NORMALIZED),
-    ("encode_separation.npy", dict(task="separation"), NORMALIZED),
-    ("encode_classification.npy", dict(task="classification"), NORMALIZED),
-    ("encode_text-matching.npy", dict(task="text-matching"), NORMALIZED),
-    ("encode_no_task.npy", dict(task=None), NORMALIZED),
-    ("encode_text-matching_dim32.npy", dict(task="text-matching", dimensions=32), NORMALIZED),
-    ("encode_retrieval.query_unnormalized.npy", dict(task="retrieval.query", normalize=False), RAW),
-    ("encode_retrieval.passage_maxlen16.npy", dict(task="retrieval.passage", max_length=16), NORMALIZED),
-]
 
 
 def normalized(x: np.ndarray) -> np.ndarray:
