@@ -196,45 +196,42 @@ class Encoder:
         task = tasks_for(task, 1)[0]
         dimensions = None if dimensions is None else self.check_dimensions(dimensions)
         window, overlap = self._check_window(window, overlap)
+        spans = self._check_chunker(chunker, chunk_size, docs)
+
+        instruction = self.instruction(task)
+        planned = []  # (document index, TokenizedDocument, character spans of the chunks in the input)
+        for d, document in enumerate(docs):
+            if document.strip():
+                ids, offsets, first, stop = self._tokenize_with_offsets(instruction + document, len(instruction))
+                if chunker == "tokens":
+                    token_spans, text_spans = lc.fixed_token_spans(offsets, first, stop, chunk_size)
+                else:
+                    chars = lc.sentence_spans(document) if chunker == "sentences" else spans
+                    text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
+                    token_spans = lc.token_spans_for_chars(offsets, first, stop, text_spans)
+                planned.append((d, lc.TokenizedDocument(ids, token_spans), text_spans))
+
+        means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
+        results: list[list[lc.Chunk]] = [[] for _ in docs]
+        for (d, _, text_spans), vectors in zip(planned, means):
+            shifted = [(max(a - len(instruction), 0), b - len(instruction)) for a, b in text_spans]
+            results[d] = lc.make_chunks(docs[d], shifted, finish(vectors, dimensions, normalize))
+        return results
+
+    @staticmethod
+    def _check_chunker(chunker, chunk_size, docs: list[str]) -> list[tuple[int, int]] | None:
+        """Validate the chunker arguments; the caller's character spans come back checked."""
+        if chunk_size is not None and chunker != "tokens":
+            raise invalid("chunk_size", "only applies with chunker='tokens'")
         if isinstance(chunker, str):
             if chunker not in ("sentences", "tokens"):
                 raise invalid("chunker", f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
             if chunker == "tokens" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
                 raise invalid("chunk_size", f"chunker='tokens' needs a chunk_size of at least 1 token, got {chunk_size!r}")
-        elif len(docs) != 1:
+            return None
+        if len(docs) != 1:
             raise invalid("chunker", "explicit (start, end) spans apply to one document: use late_chunk()")
-        else:
-            spans = lc.check_char_spans(chunker, len(docs[0]))
-        if chunk_size is not None and chunker != "tokens":
-            raise invalid("chunk_size", "only applies with chunker='tokens'")
-
-        instruction = self.instruction(task)
-        planned = []  # (document index, TokenizedDocument, text char spans)
-        for d, document in enumerate(docs):
-            if not document.strip():
-                continue
-            ids, offsets, first, stop = self._tokenize_with_offsets(instruction + document, len(instruction))
-            if chunker == "tokens":
-                token_spans = lc.fixed_token_spans(first, stop, chunk_size)
-                text_spans = [(offsets[a][0], offsets[min(b, stop) - 1][1])
-                              for a, b in zip(range(first, stop, chunk_size), range(first + chunk_size, stop + chunk_size, chunk_size))]
-            else:
-                chars = lc.sentence_spans(document) if chunker == "sentences" else spans
-                text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
-                token_spans = lc.token_spans_for_chars(offsets, first, stop, text_spans)
-            planned.append((d, lc.TokenizedDocument(ids, token_spans), text_spans))
-
-        means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
-        results: list[list[lc.Chunk]] = [[] for _ in docs]
-        for (d, _, text_spans), vectors in zip(planned, means):
-            vectors = finish(vectors, dimensions, normalize)
-            for i, ((a, b), vector) in enumerate(zip(text_spans, vectors)):
-                start, end = max(a - len(instruction), 0), b - len(instruction)
-                trimmed = lc._trim(docs[d], start, end)
-                if trimmed is not None:
-                    start, end = trimmed
-                    results[d].append(lc.Chunk(len(results[d]), docs[d][start:end], start, end, vector))
-        return results
+        return lc.check_char_spans(chunker, len(docs[0]))
 
     def token_states(self, input_ids: Sequence[int], task: str | None = None, window: int | None = None,
                      overlap: int | None = None) -> np.ndarray:

@@ -61,10 +61,11 @@ def sentence_spans(document: str) -> list[tuple[int, int]]:
         spans.append((start, match.end()))
         start = match.end()
     spans.append((start, len(document)))
-    return [s for s in (_trim(document, a, b) for a, b in spans) if s is not None]
+    return [s for s in (trim_span(document, a, b) for a, b in spans) if s is not None]
 
 
-def _trim(document: str, start: int, end: int) -> tuple[int, int] | None:
+def trim_span(document: str, start: int, end: int) -> tuple[int, int] | None:
+    """``(start, end)`` without surrounding whitespace, or None when nothing is left."""
     while start < end and document[start].isspace():
         start += 1
     while end > start and document[end - 1].isspace():
@@ -122,12 +123,29 @@ def token_spans_for_chars(
     return spans
 
 
-def fixed_token_spans(first: int, stop: int, chunk_size: int) -> list[tuple[int, int]]:
-    """``chunk_size`` text tokens per chunk (the golden's fixed chunking), reference convention."""
-    spans = [(i, min(i + chunk_size, stop)) for i in range(first, stop, chunk_size)]
+def fixed_token_spans(
+    offsets: Sequence[tuple[int, int]], first: int, stop: int, chunk_size: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``chunk_size`` text tokens per chunk (the golden's fixed chunking): the token spans to pool
+    (reference convention) and each chunk's character span (first to last character of its tokens)."""
+    tokens = [(i, min(i + chunk_size, stop)) for i in range(first, stop, chunk_size)]
+    chars = [(offsets[a][0], offsets[b - 1][1]) for a, b in tokens]
+    spans = list(tokens)
     spans[0] = (0, spans[0][1])
     spans[-1] = (spans[-1][0], stop + 1)
-    return spans
+    return spans, chars
+
+
+def make_chunks(document: str, char_spans: Sequence[tuple[int, int]], vectors: np.ndarray) -> list[Chunk]:
+    """Chunks with whitespace-trimmed text (``document[start:end] == text``); a span with nothing
+    but whitespace gives no chunk. Numbered in order from 0."""
+    chunks: list[Chunk] = []
+    for (start, end), vector in zip(char_spans, vectors):
+        trimmed = trim_span(document, start, end)
+        if trimmed is not None:
+            a, b = trimmed
+            chunks.append(Chunk(len(chunks), document[a:b], a, b, vector))
+    return chunks
 
 
 # ------------------------------------------------------------------------------------------- windows
