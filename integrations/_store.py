@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PartialWriteError, SignatureMismatchError, StoreError, invalid
+from ..protocol import TextEncoder
 from ..tasks import check_task, index_task, search_task
 
 log = logging.getLogger("jinav3.integrations")
@@ -428,7 +429,7 @@ class VectorStore(ABC):
     default_batch_size = 64
     native_filter_hint = "a native filter"
 
-    def __init__(self, encoder, *, dimensions: int | None = None, passage_task: str | None = None,
+    def __init__(self, encoder: TextEncoder, *, dimensions: int | None = None, passage_task: str | None = None,
                  query_task: str | None = None, model_name: str | None = None, batch_size: int | None = None,
                  retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0, overlap_writes: bool = True):
         self.encoder = encoder

@@ -704,3 +704,12 @@ def test_chunkers_reach_the_encoder(encoder):
     store.add([{"id": "s", "text": text}], late_chunking=True, chunker="tokens", chunk_size=4)
     chunks = encoder.late_chunk(text, chunker="tokens", chunk_size=4)
     assert sorted(store.db) == sorted(store.chunk_id("s", c.index) for c in chunks) and len(chunks) > 2
+
+
+def test_stores_need_only_the_encoder_protocol(encoder):
+    """The stores depend on jinav3.protocol.TextEncoder, which the Encoder and other backends speak."""
+    from jinav3.protocol import TextEncoder
+
+    assert isinstance(encoder, TextEncoder)
+    assert isinstance(FakeEncoder(), TextEncoder)
+    assert not isinstance(object(), TextEncoder)
