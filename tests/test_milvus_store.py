@@ -20,27 +20,17 @@ from pymilvus.exceptions import MilvusException, MilvusUnavailableException  # n
 from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
 from jinav3.integrations.milvus import MilvusStore  # noqa: E402
 from milvus_server import ENV, MilvusServerProcess  # noqa: E402
+from test_store_common import FailingUpserts as CommonFailingUpserts  # noqa: E402
 from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402
 
 
-class FailingUpserts:
-    """A MilvusClient stand-in whose upserts fail after ``after`` good ones (all else passes through)."""
+class FailingUpserts(CommonFailingUpserts):
+    """A MilvusClient stand-in whose upserts fail after ``after`` good ones."""
 
-    def __init__(self, inner, after: int, status: int, times: int | None):
-        self.inner, self.after, self.status, self.times = inner, after, status, times
-        self.calls = self.fired = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def upsert(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls > self.after and (self.times is None or self.fired < self.times):
-            self.fired += 1
-            if self.status >= 500:
-                raise MilvusUnavailableException(message="injected: server unavailable")
-            raise MilvusException(code=1100, message="injected: invalid parameter")
-        return self.inner.upsert(*args, **kwargs)
+    def error(self, status: int) -> Exception:
+        if status >= 500:
+            return MilvusUnavailableException(message="injected: server unavailable")
+        return MilvusException(code=1100, message="injected: invalid parameter")
 
 
 class MilvusBackend(Backend):

@@ -17,28 +17,18 @@ from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: E402
 from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
 from jinav3.integrations._store import uuid_for  # noqa: E402
 from jinav3.integrations.qdrant import QdrantStore  # noqa: E402
+from test_store_common import FailingUpserts as CommonFailingUpserts  # noqa: E402
 from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402
 
 QDRANT_URL = os.environ.get("JINAV3_QDRANT_URL")
 
 
-class FailingUpserts:
-    """A QdrantClient stand-in that fails upserts after ``after`` good ones (all else passes through)."""
+class FailingUpserts(CommonFailingUpserts):
+    """A QdrantClient stand-in that fails upserts after ``after`` good ones."""
 
-    def __init__(self, inner, after: int, status: int, times: int | None):
-        self.inner, self.after, self.status, self.times = inner, after, status, times
-        self.calls = self.fired = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def upsert(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls > self.after and (self.times is None or self.fired < self.times):
-            self.fired += 1
-            raise UnexpectedResponse(status_code=self.status, reason_phrase="injected", content=b"injected",
-                                     headers=httpx.Headers())
-        return self.inner.upsert(*args, **kwargs)
+    def error(self, status: int) -> Exception:
+        return UnexpectedResponse(status_code=status, reason_phrase="injected", content=b"injected",
+                                  headers=httpx.Headers())
 
 
 class QdrantBackend(Backend):

@@ -191,6 +191,28 @@ def test_retry_backs_off_exponentially_then_gives_up():
     assert len(permanent) == 1
 
 
+class FailingUpserts:
+    """A store client stand-in whose upserts fail after ``after`` good ones (all else passes through);
+    each store's tests say how its client fails (``error``)."""
+
+    def __init__(self, inner, after: int, status: int, times: int | None):
+        self.inner, self.after, self.status, self.times = inner, after, status, times
+        self.calls = self.fired = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def error(self, status: int) -> Exception:
+        raise NotImplementedError
+
+    def upsert(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.after and (self.times is None or self.fired < self.times):
+            self.fired += 1
+            raise self.error(self.status)
+        return self.inner.upsert(*args, **kwargs)
+
+
 # ============================================================================================ the pipeline
 class FakeEncoder:
     """A deterministic encoder with the Encoder protocol (for pipeline tests without the model)."""
