@@ -151,3 +151,25 @@ def test_bad_input_rejected(encoder, call, argument):
 
 def test_empty_list_late_chunking(encoder):
     assert encoder.encode([], late_chunking=True).shape == (0, 64)
+
+
+def test_200k_token_document_runs_a_window_batch_at_a_time(encoder, monkeypatch):
+    """A 200,000-token document: each forward pass sees at most one token budget of windows, and only
+    per-chunk sums are kept (the states of a batch are dropped once pooled)."""
+    document = " ".join([LONG_DOCUMENT] * 700)
+    seen: list[int] = []
+    forward = encoder._forward_states
+
+    def spy(ids):
+        seen.append(sum(len(row) for row in ids))
+        return forward(ids)
+
+    monkeypatch.setattr(encoder, "_forward_states", spy)
+    chunks = encoder.late_chunk(document, chunker="tokens", chunk_size=512)
+    instruction = encoder.instruction("retrieval.passage")
+    n_tokens = len(encoder.tokenizer(instruction + document, verbose=False)["input_ids"])
+    n_document = n_tokens - 2 - len(encoder.tokenizer(instruction, add_special_tokens=False)["input_ids"])
+    assert n_tokens > 200_000
+    assert len(chunks) == -(-n_document // 512)  # ceil: every 512 document tokens, the last one shorter
+    assert len(seen) > 20 and max(seen) <= max(encoder.max_tokens_per_batch, encoder.max_length)
+    assert all(np.isfinite(c.embedding).all() for c in chunks)
