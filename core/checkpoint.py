@@ -28,6 +28,9 @@ from .lora import PEFT_PREFIX
 from .tasks import DEFAULT_INSTRUCTIONS, TASKS, adapter_name
 
 DEFAULT_MODEL = "jinaai/jina-embeddings-v3"
+# config.json key naming the model a native folder was converted from: a converted copy keeps the
+# model's name (vector stores record it in their signature), whatever folder it now lives in.
+CONVERTED_FROM_KEY = "jinav3_converted_from"
 # Skip what we never read: ONNX exports, pickled weights, other frameworks.
 _IGNORE = ["onnx/*", "*.onnx", "*.onnx_data", "*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ot"]
 
@@ -42,6 +45,7 @@ class Checkpoint:
     instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS))
     source: str = ""
     layout: str = ""
+    converted_from: str | None = None  # the model a native folder was written from by save()
 
 
 def resolve(model: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None) -> Path:
@@ -99,7 +103,8 @@ def load(folder: Path, dtype: torch.dtype, attn_implementation: str = "sdpa") ->
         model, adapters = _load_native(folder, dtype, attn_implementation)
     instructions = {**DEFAULT_INSTRUCTIONS, **(config.get("task_instructions") or {})}
     model.eval().requires_grad_(False)
-    return Checkpoint(model, tokenizer, adapters, instructions, source=str(folder), layout=layout)
+    return Checkpoint(model, tokenizer, adapters, instructions, source=str(folder), layout=layout,
+                      converted_from=config.get(CONVERTED_FROM_KEY))
 
 
 def _load_original(folder: Path, config: dict, dtype: torch.dtype, attn: str):
@@ -172,11 +177,13 @@ def _strip_peft_layers(model: torch.nn.Module) -> None:
         del model.peft_config
 
 
-def save(folder: str | os.PathLike, checkpoint: Checkpoint, base_state: dict[str, torch.Tensor]) -> Path:
-    """Write the native layout: config + base weights + tokenizer, and one peft adapter folder per task."""
+def save(folder: str | os.PathLike, checkpoint: Checkpoint, base_state: dict[str, torch.Tensor], name: str) -> Path:
+    """Write the native layout: config + base weights + tokenizer, and one peft adapter folder per
+    task; ``name`` (the model's name) is recorded as the model it was converted from."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = checkpoint.model
+    setattr(model.config, CONVERTED_FROM_KEY, name)
     model.config.task_instructions = checkpoint.instructions
     model.config.lora_adaptations = list(TASKS)
     model.save_pretrained(str(folder), state_dict=base_state)

@@ -46,7 +46,7 @@ class Encoder:
         # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
         self.packed = packing.packing_supported(device, self.dtype) if packed is None else bool(packed)
         self.max_tokens_per_batch = max_tokens_per_batch or default_token_budget(device)
-        self.name = checkpoint.source
+        self.name = checkpoint.converted_from or checkpoint.source
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
 
     # ----------------------------------------------------------------------------- loading, saving
@@ -77,13 +77,13 @@ class Encoder:
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir)
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
         encoder = cls(loaded, torch_device, max_tokens_per_batch, packed)
-        encoder.name = str(model)
+        encoder.name = loaded.converted_from or str(model)  # a converted copy keeps its model's name
         return encoder
 
     def save_pretrained(self, folder: str | os.PathLike) -> str:
         """Write the transformers-native layout (base weights + one peft adapter folder per task)."""
         with self._lock:
-            return str(ckpt.save(folder, self.checkpoint, self.lora.base_state_dict()))
+            return str(ckpt.save(folder, self.checkpoint, self.lora.base_state_dict(), self.name))
 
     # ----------------------------------------------------------------------------- facts
     @property

@@ -243,3 +243,9 @@ def test_folder_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(CheckpointFormatError, match="model_type"):
         Encoder.from_pretrained(tmp_path, device="cpu")
+
+
+def test_a_converted_copy_keeps_the_model_name(encoder, native_encoder, native_dir):
+    """Stores record the model name in their signature: a converted copy must not look like another model."""
+    assert native_encoder.name == encoder.name == str(GOLDEN)
+    assert json.loads((native_dir / "config.json").read_text())["jinav3_converted_from"] == str(GOLDEN)

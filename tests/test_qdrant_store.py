@@ -137,3 +137,14 @@ def test_point_layout(encoder):
     assert point.payload == {"id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "text": "Two.", "metadata": {"lang": "en"},
                              "start": 5, "end": 9}
     np.testing.assert_allclose(point.vector, encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
+
+
+def test_a_converted_copy_of_the_model_opens_the_same_collection(encoder, native_encoder):
+    """`jinav3 convert` then `--model DST`: same model, same signature, same vectors."""
+    client = QdrantClient(location=":memory:")
+    store = QdrantStore(encoder, "converted", client=client)
+    store.add(["Aloe vera soothes irritated skin.", "Green tea is rich in antioxidants."])
+    again = QdrantStore(native_encoder, "converted", client=client)
+    assert again.signature == store.signature and again.count() == 2
+    np.testing.assert_allclose([h.score for h in again.search("skin care", top_k=2)],
+                               [h.score for h in store.search("skin care", top_k=2)], atol=1e-5)
