@@ -218,7 +218,8 @@ def test_convert_then_model_dst_gives_same_vectors(tmp_path, capsys, golden_dir,
     assert code == 0, err
     from jinav3.integrations.qdrant import QdrantStore
 
-    with QdrantStore(encoder, path="jinav3-data/qdrant", model_name=str(dst), create=False) as store:
+    # the converted copy keeps the model's name: the original model opens the collection it filled
+    with QdrantStore(encoder, path="jinav3-data/qdrant", create=False) as store:
         stored = store.get([r["id"] for r in ROWS], with_vectors=True)
     assert [h.id for h in stored] == [r["id"] for r in ROWS]
     np.testing.assert_allclose(np.stack([h.vector for h in stored]), passage_vectors, atol=2e-5)
