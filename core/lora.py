@@ -30,9 +30,10 @@ PEFT_PREFIX = "base_model.model."
 
 @dataclass
 class _Factors:
+    """One module's LoRA pair; whether it is merged or looked up follows the module's type."""
+
     a: torch.Tensor  # (r, in) for linear, (r, num_embeddings) for embedding
     b: torch.Tensor  # (out, r) for linear, (dim, r) for embedding
-    embedding: bool
 
 
 def lora_scaling(config: LoraConfig) -> float:
@@ -56,9 +57,9 @@ def parse_adapter(state: dict[str, torch.Tensor]) -> dict[str, _Factors]:
     factors = {}
     for module, p in parts.items():
         if ".lora_A.weight" in p and ".lora_B.weight" in p:
-            factors[module] = _Factors(p[".lora_A.weight"], p[".lora_B.weight"], embedding=False)
+            factors[module] = _Factors(p[".lora_A.weight"], p[".lora_B.weight"])
         elif ".lora_embedding_A" in p and ".lora_embedding_B" in p:
-            factors[module] = _Factors(p[".lora_embedding_A"], p[".lora_embedding_B"], embedding=True)
+            factors[module] = _Factors(p[".lora_embedding_A"], p[".lora_embedding_B"])
         else:
             raise CheckpointFormatError(f"adapter: module {module!r} lacks one of its LoRA factors")
     return factors
