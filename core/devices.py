@@ -41,3 +41,12 @@ def default_token_budget(device: torch.device | str) -> int:
     benchmarks/RESULTS.md)."""
     device = torch.device(device)
     return {"cuda": 65536, "cpu": 4096}.get(device.type, 16384)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Host tensor -> ``device``; to CUDA through pinned memory without blocking, so the host goes on
+    preparing the next batch while this one is copied (stream order keeps the copy before its use)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -4,13 +4,15 @@
     enc.encode(["a", "b"], task="text-matching", dimensions=256)     # (2, 256)
     enc.encode_queries("what helps sensitive skin?")                 # (1024,)
 
-Steps: instruction prefix per task -> tokenize (truncate at the tokenizer's maximum) -> group by task,
-sort by length, token-budget batches -> forward with that task's LoRA merged -> mean pool ->
-Matryoshka cut -> L2 normalise -> back in input order.
+Steps: group by task -> instruction prefix -> tokenize (truncate at the tokenizer's maximum; on an
+accelerator in a background thread, chunk by chunk) -> sort by length, token-budget batches ->
+forward with that task's LoRA merged -> mean pool -> read back one batch late (core/pipeline.py) ->
+Matryoshka cut -> L2 normalise -> in input order.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,15 +23,17 @@ import torch
 
 from . import checkpoint as ckpt
 from . import late_chunking as lc
-from . import packing
-from .batching import token_budget_batches
-from .devices import default_token_budget, pick_device, pick_dtype
+from . import packing, pipeline
+from .batching import token_budget_batches, windowed_batches
+from .devices import default_token_budget, pick_device, pick_dtype, to_device
 from .errors import invalid
 from .lora import MergedTaskLoRA
 from .pooling import finish, mean_pool
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
 
 Texts = str | Sequence[str]
+
+CHUNK_TEXTS = 512  # texts tokenised per call: a fraction of a GPU batch, so the first batch starts early
 
 
 class Encoder:
@@ -46,8 +50,12 @@ class Encoder:
         # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
         self.packed = packing.packing_supported(device, self.dtype) if packed is None else bool(packed)
         self.max_tokens_per_batch = max_tokens_per_batch or default_token_budget(device)
+        # Tokenise in a background thread where the device computes asynchronously (core/pipeline.py).
+        self.overlap_tokenization = device.type != "cpu"
         self.name = checkpoint.converted_from or checkpoint.source
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
+        # A fast tokenizer must not be called from two threads at once: each call sets its truncation.
+        self._tokenizer_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- loading, saving
     @classmethod
@@ -266,7 +274,8 @@ class Encoder:
     def _tokenize_with_offsets(self, text: str, instruction_chars: int):
         """Ids and offsets of the whole text (no truncation: windows handle length), and the token
         range [first, stop) of the text after the instruction (<s> before it, </s> at stop)."""
-        encoded = self.tokenizer(text, return_offsets_mapping=True, return_attention_mask=False, verbose=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(text, return_offsets_mapping=True, return_attention_mask=False, verbose=False)
         ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         stop = len(ids) - 1
         first = 1
@@ -299,41 +308,57 @@ class Encoder:
     # ----------------------------------------------------------------------------- the work
     def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
         """Token ids with ``<s>``/``</s>``, truncated to ``max_length`` (specials kept)."""
-        encoded = self.tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)
         return encoded["input_ids"]
 
     def _pooled(self, items, tasks, max_length, batch_size, show_progress) -> np.ndarray:
-        prefixed = [self.instruction(t) + text for t, text in zip(tasks, items)]
-        ids = self.tokenize(prefixed, max_length)
+        """(n, H) float32 mean-pooled vectors of ``items``, in input order (pipeline: core/pipeline.py)."""
         out = np.empty((len(items), self.hidden_size), dtype=np.float32)
         progress = _progress(len(items), show_progress)
-        for task in dict.fromkeys(tasks):  # one group per task, in first-seen order
-            group = [i for i, t in enumerate(tasks) if t == task]
-            with self.adapter(task):
-                for batch in token_budget_batches([len(ids[i]) for i in group], self.max_tokens_per_batch, batch_size):
-                    rows = [group[j] for j in batch]
-                    out[rows] = self._forward_pooled([ids[i] for i in rows])
-                    progress.update(len(rows))
-        progress.close()
+        chunks = self._tokenized_chunks(items, tasks, max_length)
+        if self.overlap_tokenization and len(items) > CHUNK_TEXTS:  # one chunk: nothing to overlap with
+            chunks = pipeline.in_background(chunks)
+        try:
+            for task, task_chunks in itertools.groupby(chunks, key=lambda chunk: chunk[0]):
+                with self.adapter(task):
+                    readback = pipeline.LaggedReadback(out, progress.update)
+                    rows = (chunk_rows for _, chunk_rows in task_chunks)
+                    for batch in windowed_batches(rows, self.max_tokens_per_batch, batch_size, self.packed):
+                        readback.put([i for i, _ in batch], self._forward_pooled([ids for _, ids in batch]))
+                    readback.flush()  # before the next task's adapter is merged
+        finally:
+            chunks.close()
+            progress.close()
         return out
 
+    def _tokenized_chunks(self, items, tasks, max_length) -> Iterator[tuple[str | None, list[tuple[int, list[int]]]]]:
+        """(task, [(index, ids), ...]) for at most CHUNK_TEXTS texts at a time, one task after another
+        (first-seen order), instruction prefixed."""
+        for task in dict.fromkeys(tasks):
+            group = [i for i, t in enumerate(tasks) if t == task]
+            prefix = self.instruction(task)
+            for start in range(0, len(group), CHUNK_TEXTS):
+                part = group[start : start + CHUNK_TEXTS]
+                yield task, list(zip(part, self.tokenize([prefix + items[i] for i in part], max_length)))
+
     @torch.inference_mode()
-    def _forward_pooled(self, ids: list[list[int]]) -> np.ndarray:
-        """(n, H) float32 mean-pooled vectors of one batch of id lists."""
+    def _forward_pooled(self, ids: list[list[int]]) -> torch.Tensor:
+        """(n, H) float32 mean-pooled vectors of one batch of id lists, on the device, not waited for."""
         if self.packed:
-            return packing.forward_pooled_packed(self.model, ids, self.device)
+            return packing.pooled_packed(self.model, ids, self.device)
         input_ids, mask = self._pad(ids)
         hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, S, H)
-        return mean_pool(hidden, mask).cpu().numpy()
+        return mean_pool(hidden, mask)
 
     def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         longest = max(len(row) for row in ids)
-        input_ids = torch.full((len(ids), longest), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), longest), dtype=torch.long)
+        input_ids = np.full((len(ids), longest), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(ids), longest), dtype=np.int64)
         for r, row in enumerate(ids):
-            input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+            input_ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
-        return input_ids.to(self.device), mask.to(self.device)
+        return to_device(torch.from_numpy(input_ids), self.device), to_device(torch.from_numpy(mask), self.device)
 
     @contextmanager
     def adapter(self, task: str | None) -> Iterator[torch.nn.Module]:

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .devices import to_device
+
 ATTENTION_NAME = "jinav3_varlen"
 
 
@@ -182,11 +184,15 @@ def compile_layers(model: torch.nn.Module, dynamic: bool = True) -> None:
 # --------------------------------------------------------------------------------------------- packing
 @dataclass
 class Packed:
-    """One packed row: ids and positions (1, T), cumulative lengths (n + 1,) int32 and the longest."""
+    """One packed row of n sequences, T tokens in all, everything already on the device:
+    ids and positions (1, T), cumulative lengths (n + 1,) int32, the sequence of every token (T,)
+    and the lengths (n,) float32 for pooling, plus the longest length and the lengths as ints."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     cu_seq_lens: torch.Tensor
+    segments: torch.Tensor
+    counts: torch.Tensor
     max_length: int
     lengths: list[int]
 
@@ -202,7 +208,11 @@ class Packed:
 
 
 def pack(ids: Sequence[Sequence[int]], device: torch.device | str) -> Packed:
-    """Concatenate token-id lists into one row; positions restart at 0 for every sequence."""
+    """Concatenate token-id lists into one row; positions restart at 0 for every sequence.
+
+    Everything the forward pass and the pooling need is computed here, on the host, and sent in one
+    go (pinned, non-blocking on CUDA): a tensor built on the device from a Python list later would
+    make the host wait for the device, and the next batch could not be queued behind this one."""
     lengths = [len(row) for row in ids]
     if not lengths or min(lengths) < 1:
         raise ValueError("pack: every sequence needs at least one token")
@@ -210,37 +220,35 @@ def pack(ids: Sequence[Sequence[int]], device: torch.device | str) -> Packed:
     starts = np.repeat(np.cumsum([0] + lengths[:-1]), lengths)
     positions = np.arange(len(flat), dtype=np.int64) - starts
     cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    device = torch.device(device)
-    pin = device.type == "cuda"
+    segments = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    counts = np.asarray(lengths, dtype=np.float32)
 
     def put(array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(array)
-        if pin:
-            tensor = tensor.pin_memory()
-        return tensor.to(device, non_blocking=pin)
+        return to_device(torch.from_numpy(array), device)
 
-    return Packed(put(flat)[None], put(positions)[None], put(cu), max(lengths), lengths)
+    return Packed(put(flat)[None], put(positions)[None], put(cu), put(segments), put(counts), max(lengths), lengths)
 
 
-def segment_mean(hidden: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
-    """(T, H) token states of packed sequences -> (n, H) float32 means, one per sequence."""
-    n = len(lengths)
-    counts = torch.tensor(lengths, device=hidden.device)
-    segment = torch.repeat_interleave(torch.arange(n, device=hidden.device), counts)
-    sums = torch.zeros((n, hidden.shape[-1]), dtype=torch.float32, device=hidden.device)
-    sums.index_add_(0, segment, hidden.to(torch.float32))
-    return sums / counts.unsqueeze(1).to(torch.float32)
+def segment_mean(hidden: torch.Tensor, segments: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(T, H) token states of packed sequences, the sequence of each token (T,) and each sequence's
+    length (n,) -> (n, H) float32 means, one per sequence (``<s>``/``</s>`` included)."""
+    sums = torch.zeros((counts.shape[0], hidden.shape[-1]), dtype=torch.float32, device=hidden.device)
+    sums.index_add_(0, segments, hidden.to(torch.float32))
+    return sums / counts.unsqueeze(1)
+
+
+def _forward_packed(model: torch.nn.Module, packed: Packed) -> torch.Tensor:
+    """(T, H) token states of a packed row, with the model's active weights (merged task adapter)."""
+    with attention_implementation(model, register()):
+        return model(**packed.model_kwargs()).last_hidden_state[0]
 
 
 @torch.inference_mode()
 def forward_tokens_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, list[int]]:
     """Token states (T, H) of all sequences, packed, and their lengths (for late chunking: split
-    the rows by ``lengths``). The model's active weights (merged task adapter) are used as they are."""
-    name = register()
+    the rows by ``lengths``)."""
     packed = pack(ids, device)
-    with attention_implementation(model, name):
-        hidden = model(**packed.model_kwargs()).last_hidden_state[0]
-    return hidden, packed.lengths
+    return _forward_packed(model, packed), packed.lengths
 
 
 @torch.inference_mode()
@@ -252,8 +260,13 @@ def forward_states_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], 
 
 
 @torch.inference_mode()
+def pooled_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> torch.Tensor:
+    """Mean-pooled (n, H) float32 embeddings of ``ids`` from ONE packed forward pass, left on the
+    device and not waited for (read them back with ``pipeline.LaggedReadback`` or ``.cpu()``)."""
+    packed = pack(ids, device)
+    return segment_mean(_forward_packed(model, packed), packed.segments, packed.counts)
+
+
 def forward_pooled_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> np.ndarray:
-    """Mean-pooled (n, H) float32 embeddings of ``ids`` in ONE packed forward pass (the drop-in
-    replacement of ``Encoder._forward_pooled``: same input, same output)."""
-    hidden, lengths = forward_tokens_packed(model, ids, device)
-    return segment_mean(hidden, lengths).cpu().numpy()
+    """``pooled_packed`` as a numpy array on the host (n, H) float32."""
+    return pooled_packed(model, ids, device).cpu().numpy()

@@ -80,7 +80,7 @@ def test_packed_equals_padded_on_the_golden_model(encoder, golden_inputs):
 def padded_forward(encoder, ids):
     saved, encoder.packed = encoder.packed, False
     try:
-        return encoder._forward_pooled(ids)
+        return encoder._forward_pooled(ids).cpu().numpy()
     finally:
         encoder.packed = saved
 
@@ -178,7 +178,9 @@ def test_pack_positions_restart_per_sequence():
 
 def test_segment_mean():
     hidden = torch.arange(12, dtype=torch.float32).reshape(6, 2)
-    means = segment_mean(hidden, [3, 1, 2])
+    packed = pack([[1, 2, 3], [4], [5, 6]], "cpu")
+    assert packed.segments.tolist() == [0, 0, 0, 1, 2, 2] and packed.counts.tolist() == [3, 1, 2]
+    means = segment_mean(hidden, packed.segments, packed.counts)
     np.testing.assert_allclose(means.numpy(), [[2, 3], [6, 7], [9, 10]])
 
 
