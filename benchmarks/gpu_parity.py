@@ -8,7 +8,11 @@ Checks, each printed as PASS/FAIL with its number:
   * golden tiny model, bf16 (CUDA): packed (varlen kernel) and padded vs the fp32 golden: min cosine
     > 0.999, and packed vs padded;
   * random medium model in the device dtype: packed vs padded over mixed lengths up to 8192 tokens:
-    min cosine > 0.999 (bf16) — attention really confined to each sequence.
+    min cosine > 0.999 (bf16) — attention really confined to each sequence;
+  * the encode pipeline (background tokenisation, lagged readback) on more texts than one chunk:
+    the same vectors as the golden file, row for row;
+  * CUDA only, reported: how many times one packed forward + pooling makes the host wait for the
+    device (``torch.cuda.set_sync_debug_mode``), with where; 0 lets the next batch queue behind it.
 Exit code 0 even on FAIL (the caller decides); the JSON has every number.
 """
 
@@ -44,6 +48,27 @@ def encode_both(encoder, texts, task):
     return padded, packed
 
 
+def count_host_waits(model, ids, device) -> dict:
+    """Synchronisations in one packed forward + pooling (not the final read back), with the first
+    lines of where they happen: each one stops the host from queuing the next batch early."""
+    import warnings
+
+    from jinav3.packing import pooled_packed
+
+    pooled_packed(model, ids, device)  # warm: lazy initialisation is not the steady state
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            pooled_packed(model, ids, device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    where = [str(w.message).splitlines()[0][:200] for w in caught if "synchroniz" in str(w.message).lower()]
+    print(f"INFO  host waits in one packed forward + pooling: {len(where)}", *where[:5], sep="\n  ", flush=True)
+    return {"count": len(where), "where": where[:20]}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -77,6 +102,14 @@ def main(argv=None) -> dict:
                     check(f"tiny {name} {task} packed vs golden (min cos)", cosines(packed, want).min() > 0.999, cosines(packed, want).min())
                     check(f"tiny {name} {task} padded vs golden (min cos)", cosines(padded, want).min() > 0.999, cosines(padded, want).min())
                     check(f"tiny {name} {task} packed vs padded (min cos)", cosines(packed, padded).min() > 0.999, cosines(packed, padded).min())
+            if dtype == torch.float32:  # the pipeline: more texts than one tokenizer chunk, rows in order
+                from jinav3.encoder import CHUNK_TEXTS
+
+                repeats = CHUNK_TEXTS // len(texts) + 2
+                want = np.tile(np.load(GOLDEN / "encode_retrieval.passage.npy"), (repeats, 1))
+                got = encoder.encode(texts * repeats, task="retrieval.passage")
+                check(f"tiny {name} pipeline, {len(want)} texts vs golden (max abs)", np.abs(got - want).max() <= 1e-5,
+                      np.abs(got - want).max())
             del encoder
         except Exception as error:  # keep going: the report says what broke
             out["checks"][f"tiny {name}"] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
@@ -110,6 +143,8 @@ def main(argv=None) -> dict:
         padded = np.stack(padded)
         check(f"medium {str(dtype).removeprefix('torch.')} packed vs one-by-one (min cos)", cosines(packed, padded).min() > 0.999,
               cosines(packed, padded).min())
+        if device.type == "cuda":
+            out["host_waits_per_packed_forward"] = count_host_waits(model, ids, device)
     except Exception as error:
         out["checks"]["medium"] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
         print(f"FAIL  medium: {type(error).__name__}: {error}", flush=True)

@@ -3,10 +3,13 @@
 * ``card``: the model card's way with the transformers-native layout: ``AutoModel.from_pretrained``
   + ``load_adapter`` for the five task folders + ``set_adapter``; peft LoRA layers UNMERGED; batches
   of 32 in input order, padded to the longest, SDPA; mean pooling over the attention mask; L2 norm.
-* ``jinav3``: ``Encoder.encode(texts, task=...)`` as the Encoder ships it (length-sorted token-budget
-  batches, padded, SDPA, the task adapter merged into the weights).
-* ``jinav3-packed``: the same Encoder with ``_forward_pooled`` replaced by the packed, padding-free
-  forward of ``jinav3.packing`` (the integration proposed in benchmarks/RESULTS.md).
+* ``jinav3-padded``: ``Encoder.encode(texts, task=...)`` with ``packed=False``: length-sorted token-budget
+  batches, padded, SDPA, the task adapter merged into the weights.
+* ``jinav3-packed``: the Encoder as it ships on the CPU and on CUDA bf16/fp16: packed, padding-free
+  batches (``jinav3.packing``) through the encode pipeline (``jinav3.pipeline``).
+* ``jinav3-packed-inline`` / ``jinav3-packed-background``: the same with tokenisation forced in line
+  or into a background thread (what the pipeline's overlap is worth; the Encoder's default is the
+  background whenever there is more than one chunk of 512 texts).
 * ``sentence-transformers``: ``SentenceTransformer(native_dir)`` (Transformer + mean Pooling) with
   the peft adapter loaded and set, ``encode(prompt=instruction, batch_size=32)`` (length-sorted).
 """
@@ -86,20 +89,22 @@ class EncoderWay:
     """jinav3's Encoder, run packed (padding-free) or padded with its own token budget; the settings
     apply to this way only, while it encodes (the ways share one loaded Encoder)."""
 
-    def __init__(self, encoder, packed: bool = False, budget: int | None = None, name: str | None = None):
-        self.encoder, self.packed, self.budget = encoder, packed, budget
+    def __init__(self, encoder, packed: bool = False, budget: int | None = None, name: str | None = None,
+                 overlap: bool | None = None):
+        self.encoder, self.packed, self.budget, self.overlap = encoder, packed, budget, overlap
         self.name = name or ("jinav3-packed" if packed else "jinav3-padded")
 
     @contextmanager
     def _mode(self):
         enc = self.encoder
-        saved = enc.packed, enc.max_tokens_per_batch
+        saved = enc.packed, enc.max_tokens_per_batch, enc.overlap_tokenization
         enc.packed = self.packed
         enc.max_tokens_per_batch = self.budget or enc.max_tokens_per_batch
+        enc.overlap_tokenization = enc.overlap_tokenization if self.overlap is None else self.overlap
         try:
             yield enc
         finally:
-            enc.packed, enc.max_tokens_per_batch = saved
+            enc.packed, enc.max_tokens_per_batch, enc.overlap_tokenization = saved
 
     def encode(self, texts: list[str], task: str, batch_size: int | None = None) -> np.ndarray:
         with self._mode() as enc:

@@ -4,8 +4,8 @@
     enc.encode(["a", "b"], task="text-matching", dimensions=256)     # (2, 256)
     enc.encode_queries("what helps sensitive skin?")                 # (1024,)
 
-Steps: group by task -> instruction prefix -> tokenize (truncate at the tokenizer's maximum; on an
-accelerator in a background thread, chunk by chunk) -> sort by length, token-budget batches ->
+Steps: group by task -> instruction prefix -> tokenize (truncate at the tokenizer's maximum; chunk by
+chunk, in a background thread when there is more than one chunk) -> sort by length, token-budget batches ->
 forward with that task's LoRA merged -> mean pool -> read back one batch late (core/pipeline.py) ->
 Matryoshka cut -> L2 normalise -> in input order.
 """
@@ -50,8 +50,8 @@ class Encoder:
         # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
         self.packed = packing.packing_supported(device, self.dtype) if packed is None else bool(packed)
         self.max_tokens_per_batch = max_tokens_per_batch or default_token_budget(device)
-        # Tokenise in a background thread where the device computes asynchronously (core/pipeline.py).
-        self.overlap_tokenization = device.type != "cpu"
+        # Tokenise in a background thread while batches run (core/pipeline.py); False: in line.
+        self.overlap_tokenization = True
         self.name = checkpoint.converted_from or checkpoint.source
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
         # A fast tokenizer must not be called from two threads at once: each call sets its truncation.

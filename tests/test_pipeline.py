@@ -112,7 +112,7 @@ def test_lagged_readback_stores_each_batch_one_step_late():
 # ----------------------------------------------------------------------------------- the Encoder
 @pytest.fixture(scope="module")
 def overlapping_encoder():
-    """The golden model with the accelerator pipeline forced on (background tokenisation) and a
+    """The golden model with background tokenisation on (the default, pinned here) and a
     budget so small that every text is its own window."""
     enc = Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=40)
     enc.overlap_tokenization = True
