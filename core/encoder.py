@@ -70,6 +70,7 @@ class Encoder:
         attn_implementation: str = "sdpa",
         max_tokens_per_batch: int | None = None,
         packed: bool | None = None,
+        torch_compile: bool = False,
     ) -> "Encoder":
         """Load a hub id (through the huggingface_hub cache) or a local folder of either layout.
 
@@ -77,7 +78,12 @@ class Encoder:
         picks it where it pays: the CPU, and CUDA in bf16/fp16 with a varlen kernel; False keeps
         padded, length-sorted batches with ``attn_implementation`` (SDPA).
         max_tokens_per_batch: tokens per forward pass (default 4,096 packed on the CPU, 65,536 on CUDA).
+        torch_compile: ``torch.compile`` every encoder layer (``packing.compile_layers``: dynamic
+        shapes, attention left eager), fusing the elementwise work between the matrix products. The
+        first batches pay seconds of compilation; on the CPU benchmark it then saves ~15% of the time.
         """
+        if not isinstance(torch_compile, bool):
+            raise invalid("torch_compile", f"must be True or False, got {torch_compile!r}")
         if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 1):
             raise invalid("max_tokens_per_batch", f"must be a positive integer, got {max_tokens_per_batch!r}")
         torch_device = pick_device(device)
@@ -85,6 +91,8 @@ class Encoder:
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir)
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
         encoder = cls(loaded, torch_device, max_tokens_per_batch, packed)
+        if torch_compile:
+            packing.compile_layers(encoder.model)
         encoder.name = loaded.converted_from or str(model)  # a converted copy keeps its model's name
         return encoder
 

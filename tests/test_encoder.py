@@ -113,6 +113,22 @@ def test_task_switching_is_bit_identical(golden_inputs):
     np.testing.assert_allclose(enc.encode(texts, task=None), golden("encode_no_task.npy"), **NORMALIZED)
 
 
+def test_compiled_layers_keep_golden_parity_across_task_switches(golden_inputs):
+    """torch_compile=True: the compiled layers must see every task's merged weights (written in place)."""
+    enc = Encoder.from_pretrained(GOLDEN, device="cpu", torch_compile=True)
+    texts = golden_inputs["texts"]
+    for task in ["retrieval.passage", "retrieval.query", "retrieval.passage", None]:
+        want = golden("encode_no_task.npy" if task is None else f"encode_{task}.npy")
+        np.testing.assert_allclose(enc.encode(texts, task=task), want, **NORMALIZED)
+
+
+def test_bad_load_arguments_are_named():
+    with pytest.raises(InvalidArgumentError, match="^torch_compile"):
+        Encoder.from_pretrained(GOLDEN, device="cpu", torch_compile="yes")
+    with pytest.raises(InvalidArgumentError, match="^max_tokens_per_batch"):
+        Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=0)
+
+
 def test_threads_get_their_own_task(encoder, golden_inputs):
     texts = golden_inputs["texts"]
     results, errors = {}, []
