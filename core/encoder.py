@@ -12,6 +12,7 @@ Matryoshka cut -> L2 normalise -> in input order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -295,8 +296,9 @@ class Encoder:
         if not documents:
             return []
         with self.adapter(task):
+            batches = functools.partial(token_budget_batches, packed=self.packed)
             return lc.pool_documents(self._forward_states, documents, self.hidden_size, window, overlap,
-                                     self.max_tokens_per_batch, token_budget_batches)
+                                     self.max_tokens_per_batch, batches)
 
     @torch.inference_mode()
     def _forward_states(self, ids: list[list[int]]) -> list[torch.Tensor]:
