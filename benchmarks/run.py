@@ -162,9 +162,9 @@ def main(argv=None) -> dict:
     # ------------------------------------------------------------------ corpus
     texts = corpus.passages(tokenizer, tokens, seed=args.seed)
     prefix = encoder.instruction(TASK)
-    t = time.perf_counter()
-    lengths = [len(ids) for ids in tokenizer([prefix + t for t in texts])["input_ids"]]
-    tokenize_seconds = time.perf_counter() - t  # host work every way pays; jinav3 overlaps it on accelerators
+    started = time.perf_counter()
+    lengths = [len(ids) for ids in tokenizer([prefix + text for text in texts])["input_ids"]]
+    tokenize_seconds = time.perf_counter() - started  # host work every way pays; jinav3 overlaps it with the device's
     n_tokens = int(sum(lengths))
     flops = useful_flops(lengths, size.layers, size.hidden, size.ffn)
     padded32 = sum(max(lengths[i : i + 32]) * len(lengths[i : i + 32]) for i in range(0, len(lengths), 32))
