@@ -93,7 +93,7 @@ class LaggedReadback:
         if vectors.device.type == "cuda":
             host = vectors.to("cpu", non_blocking=True)  # lands in pinned memory: a real async copy
             ready = torch.cuda.Event()
-            ready.record()
+            ready.record(torch.cuda.current_stream(vectors.device))  # that GPU's stream, e.g. cuda:1
         else:
             host, ready = vectors.cpu(), None
         self.flush()
