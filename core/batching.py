@@ -27,7 +27,7 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int 
     budget still gets a batch of its own)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
-    tokens = 0  # padded: the longest row (the first, as sorted); packed: the sum so far
+    tokens = 0  # the batch's sum of lengths so far (the packed cost; padded batches use rows x first row)
     for i in order:
         cost = tokens + lengths[i] if packed else (len(batch) + 1) * (lengths[batch[0]] if batch else lengths[i])
         full = batch and (cost > max_tokens or (max_rows is not None and len(batch) >= max_rows))

@@ -217,10 +217,9 @@ def pack(ids: Sequence[Sequence[int]], device: torch.device | str) -> Packed:
     if not lengths or min(lengths) < 1:
         raise ValueError("pack: every sequence needs at least one token")
     flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=sum(lengths))
-    starts = np.repeat(np.cumsum([0] + lengths[:-1]), lengths)
-    positions = np.arange(len(flat), dtype=np.int64) - starts
     cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    segments = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    segments = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)  # the sequence of each token
+    positions = np.arange(len(flat), dtype=np.int64) - cu[:-1][segments]  # minus its sequence's start
     counts = np.asarray(lengths, dtype=np.float32)
 
     def put(array: np.ndarray) -> torch.Tensor:

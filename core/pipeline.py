@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from queue import Empty, Full, Queue
+from queue import Full, Queue
 from typing import TypeVar
 
 import numpy as np
@@ -68,11 +68,7 @@ def in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
                 return
             yield item
     finally:
-        stop.set()
-        try:  # unblock a producer waiting on a full queue
-            queue.get_nowait()
-        except Empty:
-            pass
+        stop.set()  # a producer waiting to put sees it within one put timeout
         thread.join()
 
 
