@@ -24,13 +24,11 @@ from transformers.initialization import no_init_weights
 
 from . import convert
 from .errors import CheckpointFormatError, ModelNotFoundError
+from .identity import CONVERTED_FROM_KEY
 from .lora import PEFT_PREFIX
 from .tasks import DEFAULT_INSTRUCTIONS, TASKS, adapter_name
 
 DEFAULT_MODEL = "jinaai/jina-embeddings-v3"
-# config.json key naming the model a native folder was converted from: a converted copy keeps the
-# model's name (vector stores record it in their signature), whatever folder it now lives in.
-CONVERTED_FROM_KEY = "jinav3_converted_from"
 # Skip what we never read: ONNX exports, pickled weights, other frameworks.
 _IGNORE = ["onnx/*", "*.onnx", "*.onnx_data", "*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ot"]
 
@@ -75,6 +73,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, cache_dir: st
         ) from error
 
 
+# ------------------------------------------------------------------------------------------- loading
 def read_config(folder: Path) -> dict:
     config_file = folder / "config.json"
     if not config_file.is_file():

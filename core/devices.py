@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import invalid
+from .validation import choice
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
@@ -14,13 +15,46 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise invalid("device", f"{device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from error
+    _check_available(chosen)
+    return chosen
+
+
+def _check_available(device: torch.device) -> None:
+    """Refuse a device this machine lacks now, by name: torch itself fails later, at the first
+    ``.to(device)``, with an AssertionError or RuntimeError that does not say which argument was wrong."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "no CUDA device is visible (driver, CUDA_VISIBLE_DEVICES)" if torch.backends.cuda.is_built() \
+                else f"this torch build ({torch.__version__}) has no CUDA support"
+            raise invalid("device", f"{str(device)!r}: CUDA is not available: {why}; available here: {_available()}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise invalid("device", f"{str(device)!r}: no such GPU, {count} CUDA device(s) visible; "
+                                    f"available here: {_available()}")
+    elif device.type == "mps" and not _mps_available():
+        raise invalid("device", f"{str(device)!r}: MPS (Apple GPU) is not available on this machine or torch build; "
+                                f"available here: {_available()}")
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def _available() -> str:
+    """The devices a caller can pass here, for error messages: 'cpu', 'cuda:0', ..., 'mps'."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return ", ".join(repr(n) for n in names)
 
 
 def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -30,8 +64,7 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
         if dtype not in _DTYPES.values():
             raise invalid("dtype", f"{dtype} is not supported; use float32, bfloat16 or float16")
         return dtype
-    if dtype not in _DTYPES:
-        raise invalid("dtype", f"{dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    choice(dtype, "dtype", ("auto", *_DTYPES))  # "auto" is handled above: listed for the message
     return _DTYPES[dtype]
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import identity
 from . import late_chunking as lc
 from . import packing, pipeline
 from .batching import token_budget_batches, windowed_batches
@@ -31,6 +32,7 @@ from .errors import invalid
 from .lora import MergedTaskLoRA
 from .pooling import finish, mean_pool
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
+from .validation import boolean, choice, int_in_range, positive_int
 
 Texts = str | Sequence[str]
 
@@ -41,7 +43,9 @@ class Encoder:
     """jina-embeddings-v3 on transformers' ``JinaEmbeddingsV3Model`` with one merged LoRA adapter per task."""
 
     def __init__(self, checkpoint: ckpt.Checkpoint, device: torch.device, max_tokens_per_batch: int | None = None,
-                 packed: bool | None = None):
+                 packed: bool | None = None, *, name: str | None = None, label: str | None = None):
+        """``name``: the model's identity (``checkpoint.model_identity``), recorded by vector stores;
+        ``label``: a readable name for messages. Both default to those of ``checkpoint.source``."""
         self.checkpoint = checkpoint
         self.model = checkpoint.model.to(device)
         self.tokenizer = checkpoint.tokenizer
@@ -49,11 +53,13 @@ class Encoder:
         self.dtype = next(self.model.parameters()).dtype
         self.lora = MergedTaskLoRA(self.model, checkpoint.adapters)
         # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
-        self.packed = packing.packing_supported(device, self.dtype) if packed is None else bool(packed)
-        self.max_tokens_per_batch = max_tokens_per_batch or default_token_budget(device)
+        self.packed = packing.packing_supported(device, self.dtype) if packed is None else boolean(packed, "packed")
+        self.max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True) \
+            or default_token_budget(device)
         # Tokenise in a background thread while batches run (core/pipeline.py); False: in line.
         self.overlap_tokenization = True
-        self.name = checkpoint.converted_from or checkpoint.source
+        self.name = name or identity.model_identity(checkpoint.source)
+        self.label = label or identity.model_label(checkpoint.source)
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
         # A fast tokenizer must not be called from two threads at once: each call sets its truncation.
         self._tokenizer_lock = threading.Lock()
@@ -83,22 +89,22 @@ class Encoder:
         shapes, attention left eager), fusing the elementwise work between the matrix products. The
         first batches pay seconds of compilation; on the CPU benchmark it then saves ~15% of the time.
         """
-        if not isinstance(torch_compile, bool):
-            raise invalid("torch_compile", f"must be True or False, got {torch_compile!r}")
-        if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 1):
-            raise invalid("max_tokens_per_batch", f"must be a positive integer, got {max_tokens_per_batch!r}")
+        torch_compile = boolean(torch_compile, "torch_compile")
+        max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True)
+        packed = None if packed is None else boolean(packed, "packed")
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir)
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
-        encoder = cls(loaded, torch_device, max_tokens_per_batch, packed)
+        encoder = cls(loaded, torch_device, max_tokens_per_batch, packed,
+                      name=identity.model_identity(model, folder), label=identity.model_label(model))
         if torch_compile:
             packing.compile_layers(encoder.model)
-        encoder.name = loaded.converted_from or str(model)  # a converted copy keeps its model's name
         return encoder
 
     def save_pretrained(self, folder: str | os.PathLike) -> str:
-        """Write the transformers-native layout (base weights + one peft adapter folder per task)."""
+        """Write the transformers-native layout (base weights + one peft adapter folder per task). The
+        copy records this model's identity (``name``), so it opens the same vector-store collections."""
         with self._lock:
             return str(ckpt.save(folder, self.checkpoint, self.lora.base_state_dict(), self.name))
 
@@ -149,12 +155,13 @@ class Encoder:
         single = isinstance(texts, str)
         items = self._check_texts(texts)
         tasks = tasks_for(task, len(items))
-        dimensions = None if dimensions is None else self.check_dimensions(dimensions)
+        dimensions = self.check_dimensions(dimensions)
+        normalize = boolean(normalize, "normalize")
         max_length = self._check_max_length(max_length)
-        if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-            raise invalid("batch_size", f"must be a positive integer or None, got {batch_size!r}")
-        if late_chunking:
-            vectors = self._encode_late_chunking(items, tasks, dimensions, normalize, window or max_length, overlap)
+        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+        if boolean(late_chunking, "late_chunking"):
+            window = max_length if window is None else window
+            vectors = self._encode_late_chunking(items, tasks, dimensions, normalize, window, overlap)
             return vectors[0] if single else vectors
         if window is not None or overlap is not None:
             raise invalid("window", "window and overlap only apply with late_chunking=True")
@@ -191,8 +198,7 @@ class Encoder:
         tokens (default: the model maximum) overlapping windows (``overlap``, default 256) are used.
         Returns chunks with ``text == document[start:end]`` and ``embedding``; a blank document gives [].
         """
-        if not isinstance(document, str):
-            raise invalid("document", f"must be a str, got {type(document).__name__}")
+        self._check_text(document, "document")
         return self.late_chunk_documents([document], task, chunker, chunk_size, window, overlap, dimensions, normalize)[0]
 
     def late_chunk_documents(
@@ -211,12 +217,42 @@ class Encoder:
         result equals one call per document."""
         docs = self._check_texts(documents, "documents")
         task = tasks_for(task, 1)[0]
-        dimensions = None if dimensions is None else self.check_dimensions(dimensions)
+        dimensions = self.check_dimensions(dimensions)
+        normalize = boolean(normalize, "normalize")
         window, overlap = self._check_window(window, overlap)
         spans = self._check_chunker(chunker, chunk_size, docs)
 
+        planned = self._plan_chunks(docs, task, chunker, chunk_size, spans)
+        means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
+        results: list[list[lc.Chunk]] = [[] for _ in docs]
+        for (d, _, char_spans), vectors in zip(planned, means):
+            results[d] = lc.make_chunks(docs[d], char_spans, finish(vectors, dimensions, normalize))
+        return results
+
+    def chunk_spans(
+        self,
+        documents: Sequence[str],
+        task: str | None = RETRIEVAL_PASSAGE,
+        chunker: str | Sequence[tuple[int, int]] = "sentences",
+        chunk_size: int | None = None,
+    ) -> list[list[tuple[int, int]]]:
+        """Where ``late_chunk_documents`` would put each document's chunks, without embedding anything:
+        per document the (start, end) character spans of its chunks, in order (``document[start:end]``
+        is the chunk's text). Stores check every chunk against their limits with it before writing."""
+        docs = self._check_texts(documents, "documents")
+        task = tasks_for(task, 1)[0]
+        spans = self._check_chunker(chunker, chunk_size, docs)
+        out: list[list[tuple[int, int]]] = [[] for _ in docs]
+        for d, _, char_spans in self._plan_chunks(docs, task, chunker, chunk_size, spans):
+            out[d] = [t for t in (lc.trim_span(docs[d], a, b) for a, b in char_spans) if t is not None]
+        return out
+
+    def _plan_chunks(self, docs: list[str], task: str | None, chunker, chunk_size: int | None,
+                     spans: list[tuple[int, int]] | None) -> list[tuple[int, lc.TokenizedDocument, list[tuple[int, int]]]]:
+        """(document index, its tokens and the token spans to pool, the chunks' character spans in the
+        document) for every non-blank document."""
         instruction = self.instruction(task)
-        planned = []  # (document index, TokenizedDocument, character spans of the chunks in the input)
+        planned = []
         for d, document in enumerate(docs):
             if document.strip():
                 ids, offsets, first, stop = self._tokenize_with_offsets(instruction + document, len(instruction))
@@ -226,14 +262,10 @@ class Encoder:
                     chars = lc.sentence_spans(document) if chunker == "sentences" else spans
                     text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
                     token_spans = lc.token_spans_for_chars(offsets, first, stop, text_spans)
-                planned.append((d, lc.TokenizedDocument(ids, token_spans), text_spans))
-
-        means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
-        results: list[list[lc.Chunk]] = [[] for _ in docs]
-        for (d, _, text_spans), vectors in zip(planned, means):
-            shifted = [(max(a - len(instruction), 0), b - len(instruction)) for a, b in text_spans]
-            results[d] = lc.make_chunks(docs[d], shifted, finish(vectors, dimensions, normalize))
-        return results
+                # offsets count the instruction in front of the document: back to the document's own
+                char_spans = [(max(a - len(instruction), 0), b - len(instruction)) for a, b in text_spans]
+                planned.append((d, lc.TokenizedDocument(ids, token_spans), char_spans))
+        return planned
 
     @staticmethod
     def _check_chunker(chunker, chunk_size, docs: list[str]) -> list[tuple[int, int]] | None:
@@ -241,10 +273,11 @@ class Encoder:
         if chunk_size is not None and chunker != "tokens":
             raise invalid("chunk_size", "only applies with chunker='tokens'")
         if isinstance(chunker, str):
-            if chunker not in ("sentences", "tokens"):
-                raise invalid("chunker", f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
-            if chunker == "tokens" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-                raise invalid("chunk_size", f"chunker='tokens' needs a chunk_size of at least 1 token, got {chunk_size!r}")
+            choice(chunker, "chunker", ("sentences", "tokens"), alternative="a list of (start, end) spans")
+            if chunker == "tokens":
+                if chunk_size is None:
+                    raise invalid("chunk_size", "chunker='tokens' needs a chunk_size (tokens per chunk)")
+                positive_int(chunk_size, "chunk_size")
             return None
         if len(docs) != 1:
             raise invalid("chunker", "explicit (start, end) spans apply to one document: use late_chunk()")
@@ -254,7 +287,8 @@ class Encoder:
                      overlap: int | None = None) -> np.ndarray:
         """(n, hidden) float32 states of every token of one id sequence (ids as given, specials
         included), through the same windows as late chunking when it is longer than ``window``."""
-        ids = [int(i) for i in input_ids]
+        vocabulary = int(self.model.config.vocab_size)
+        ids = [int_in_range(i, f"input_ids[{k}]", 0, vocabulary - 1) for k, i in enumerate(input_ids)]
         if not ids:
             raise invalid("input_ids", "must hold at least one token id")
         task = tasks_for(task, 1)[0]
@@ -310,10 +344,7 @@ class Encoder:
         return [hidden[r, : len(row)] for r, row in enumerate(ids)]
 
     def _check_window(self, window, overlap) -> tuple[int, int]:
-        window = self.max_length if window is None else window
-        overlap = min(lc.DEFAULT_OVERLAP, window // 2) if overlap is None else overlap
-        lc.check_window(window, overlap, self.max_length)
-        return window, overlap
+        return lc.check_window(window, overlap, self.max_length)
 
     # ----------------------------------------------------------------------------- the work
     def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
@@ -383,28 +414,34 @@ class Encoder:
             yield self.model
 
     # ----------------------------------------------------------------------------- checks
-    def check_dimensions(self, dimensions) -> int:
-        if isinstance(dimensions, bool) or not isinstance(dimensions, (int, np.integer)) or not 1 <= dimensions <= self.hidden_size:
-            raise invalid("dimensions", f"must be an integer from 1 to {self.hidden_size} (or None for all), got {dimensions!r}")
-        return int(dimensions)
+    def check_dimensions(self, dimensions) -> int | None:
+        """The Matryoshka size as an int from 1 to the hidden size; None (all of it) passes through."""
+        return int_in_range(dimensions, "dimensions", 1, self.hidden_size, allow_none=True)
 
     def _check_max_length(self, max_length) -> int:
-        if max_length is None:
-            return self.max_length
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= self.max_length:
-            raise invalid("max_length", f"must be an integer from 2 to {self.max_length} (or None), got {max_length!r}")
-        return max_length
+        checked = int_in_range(max_length, "max_length", 2, self.max_length, allow_none=True)
+        return self.max_length if checked is None else checked
 
-    @staticmethod
-    def _check_texts(texts, argument: str = "texts") -> list[str]:
+    @classmethod
+    def _check_texts(cls, texts, argument: str = "texts") -> list[str]:
         if isinstance(texts, str):
-            return [texts]
+            return [cls._check_text(texts, argument)]
         if isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
             raise invalid(argument, f"must be a str or a list of str, got {type(texts).__name__}")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise invalid(f"{argument}[{i}]", f"must be a str, got {type(text).__name__}")
-        return list(texts)
+        return [cls._check_text(text, f"{argument}[{i}]") for i, text in enumerate(texts)]
+
+    @staticmethod
+    def _check_text(text, argument: str) -> str:
+        """A str the tokenizer can take: a lone surrogate (from bad decoding) would fail it mid-batch
+        with its own error, after other batches already ran."""
+        if not isinstance(text, str):
+            raise invalid(argument, f"must be a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise invalid(argument, f"contains a lone surrogate (U+{ord(text[error.start]):04X}) at character "
+                                    f"{error.start}; text must be valid Unicode") from None
+        return text
 
 
 class _NoProgress:

@@ -36,14 +36,24 @@ class SignatureMismatchError(StoreError, ValueError):
 
 
 class PartialWriteError(StoreError):
-    """A write failed for good after some batches landed; ``written_ids`` and ``failed_ids`` say which."""
+    """A write failed for good after some points were sent. ``written_ids``: records whose every point
+    is stored; ``failed_ids``: the others; ``unpruned_ids``: written records whose stale points from an
+    earlier write (old chunks) may still be there because removing them failed. Running the same
+    ``add()`` again finishes all three."""
 
-    def __init__(self, message: str, written_ids: list[str], failed_ids: list[str]):
+    def __init__(self, message: str, written_ids: list[str], failed_ids: list[str],
+                 unpruned_ids: list[str] | None = None):
         super().__init__(message)
         self.written_ids = list(written_ids)
         self.failed_ids = list(failed_ids)
+        self.unpruned_ids = list(unpruned_ids or [])
 
 
 def invalid(argument: str, problem: str) -> InvalidArgumentError:
     """Build the error for a bad argument: ``invalid("top_k", "must be >= 1, got 0")``."""
     return InvalidArgumentError(f"{argument}: {problem}")
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional part, for an installed package and for a clone of the repository."""
+    return f'pip install "jinav3[{extra}]" (from a clone of the repository: pip install -e ".[{extra}]")'

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .errors import invalid
+from .validation import int_in_range, is_integer
 
 DEFAULT_OVERLAP = 256
 # A sentence ends at . ! ? (and their full-width forms) followed by whitespace, at CJK 。！？ (no
@@ -81,7 +82,7 @@ def check_char_spans(spans, length: int) -> list[tuple[int, int]]:
             start, end = span
         except (TypeError, ValueError):
             raise invalid(f"chunker[{i}]", f"must be a (start, end) pair of character offsets, got {span!r}") from None
-        if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in (start, end)):
+        if not (is_integer(start) and is_integer(end)):
             raise invalid(f"chunker[{i}]", f"offsets must be integers, got {span!r}")
         if not 0 <= start < end <= length:
             raise invalid(f"chunker[{i}]", f"span {tuple(span)} is out of range: need 0 <= start < end <= {length}")
@@ -158,11 +159,12 @@ def windows(length: int, window: int, overlap: int) -> list[tuple[int, int, int]
     return [(i, min(i + window, length), 0 if i == 0 else overlap) for i in range(0, length, step)]
 
 
-def check_window(window: int, overlap: int, max_length: int) -> None:
-    if isinstance(window, bool) or not isinstance(window, int) or not 2 <= window <= max_length:
-        raise invalid("window", f"must be an integer from 2 to {max_length} tokens, got {window!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
-        raise invalid("overlap", f"must be an integer from 0 to window - 1 = {window - 1}, got {overlap!r}")
+def check_window(window: int | None, overlap: int | None, max_length: int) -> tuple[int, int]:
+    """Checked ``(window, overlap)``; None means ``max_length`` tokens, and an overlap of
+    DEFAULT_OVERLAP (at most half the window)."""
+    window = int_in_range(max_length if window is None else window, "window", 2, max_length, note="tokens")
+    overlap = min(DEFAULT_OVERLAP, window // 2) if overlap is None else overlap
+    return window, int_in_range(overlap, "overlap", 0, window - 1, note="(window - 1)")
 
 
 class SpanPooler:

@@ -7,7 +7,7 @@ is a query.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 
 from .errors import invalid
 
@@ -49,15 +49,20 @@ def task_of_adapter(name: str) -> str:
 
 def check_task(task: str | None, argument: str = "task") -> str | None:
     """Return ``task`` if it is one of the five names or None; raise a clear error otherwise."""
-    if task is None or task in TASKS:
+    if task is None or (isinstance(task, str) and task in TASKS):
         return task
-    raise invalid(argument, f"unknown task {task!r}; use one of {', '.join(TASKS)} (or None for no adapter)")
+    problem = f"unknown task {task!r}" if isinstance(task, str) else f"must be a task name (str) or None, got {task!r}"
+    raise invalid(argument, f"{problem}; use one of {', '.join(TASKS)} (or None for no adapter)")
 
 
 def tasks_for(task: str | None | Sequence[str | None], n: int) -> list[str | None]:
     """Expand ``task`` to one task per text: a single name applies to all, a list must have length n."""
     if task is None or isinstance(task, str):
         return [check_task(task)] * n
+    # Anything else must be an ordered list of names; a number would fail as "not iterable" in list().
+    if isinstance(task, (bytes, bytearray, Mapping, Set)) or not isinstance(task, Iterable):
+        raise invalid("task", f"must be a task name, None, or a list with one task per text, got {task!r}; "
+                              f"use one of {', '.join(TASKS)}")
     tasks = list(task)
     if len(tasks) != n:
         raise invalid("task", f"a list of tasks needs one task per text: got {len(tasks)} tasks for {n} texts")

@@ -19,11 +19,14 @@ lives here:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import math
 import random
+import re
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PartialWriteError, SignatureMismatchError, StoreError, invalid
+from ..identity import same_model
 from ..protocol import TextEncoder
 from ..tasks import check_task, index_task, search_task
 
@@ -99,19 +103,57 @@ class Point:
     end: int | None = None
 
 
+# Characters no id may hold: C0 controls other than tab, newline and carriage return, and DEL. NUL
+# cannot be written in a Milvus Lite expression nor sent to Pinecone; the others are never meant.
+_ID_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_INT_METADATA = 2**63 - 1  # Milvus JSON and Pinecone numbers hold no integer beyond int64
+
+
+def check_unicode(value: str, where: str) -> str:
+    """``value`` if it is valid Unicode text (no lone surrogate, which no store can encode as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise invalid(where, f"contains a lone surrogate ({value[e.start]!r} at position {e.start}); "
+                             "text must be valid Unicode") from None
+    return value
+
+
 def _check_id(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise invalid(where, f"must be a non-empty str (or an int), got {type(value).__name__}")
-    value = str(value)
+    value = check_unicode(str(value), where)
     if not value.strip():
         raise invalid(where, "must be a non-empty string")
     if CHUNK_MARK in value:
         raise invalid(where, f"{value!r} contains {CHUNK_MARK!r}, which is reserved for chunk ids")
+    bad = _ID_FORBIDDEN.search(value)
+    if bad:
+        raise invalid(where, f"{value!r} contains the control character {bad.group()!r} at position {bad.start()}; "
+                             "ids may hold any other character (tabs and line breaks included)")
     return value
 
 
+def _check_json_value(value: Any, where: str) -> None:
+    """Walk a JSON value for what json.dumps lets through but stores refuse."""
+    if isinstance(value, str):
+        check_unicode(value, where)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -MAX_INT_METADATA - 1 <= value <= MAX_INT_METADATA:
+            raise invalid(where, f"the integer {value} does not fit in 64 bits (-2**63 .. 2**63-1), which is what "
+                                 "Milvus and Pinecone store; write it as a string")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key, where)
+            _check_json_value(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_value(item, where)
+
+
 def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
-    """A JSON object with string keys whose values JSON can hold (no NaN/inf), copied."""
+    """A JSON object with string keys whose values JSON can hold (no NaN/inf, valid Unicode, integers
+    within 64 bits), copied."""
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
@@ -120,9 +162,11 @@ def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
         if not isinstance(key, str) or not key:
             raise invalid(where, f"keys must be non-empty strings, got {key!r}")
     try:
-        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+        copied = json.loads(json.dumps(dict(metadata), allow_nan=False))
     except (TypeError, ValueError) as e:
         raise invalid(where, f"must be JSON-serialisable (str, int, float, bool, None, list, dict): {e}") from None
+    _check_json_value(copied, where)
+    return copied
 
 
 def normalize_records(records: Any) -> list[Record]:
@@ -151,6 +195,7 @@ def normalize_records(records: Any) -> list[Record]:
             raise invalid(where, f"must be a dict or a str, got {type(item).__name__}")
         if not isinstance(text, str):
             raise invalid(f"{where}.text", f"must be a str, got {type(text).__name__}")
+        check_unicode(text, f"{where}.text")
         if not text.strip():
             raise invalid(f"{where}.text", "is empty; there is nothing to embed")
         rid = text_id(text) if rid is None else _check_id(rid, f"{where}.id")
@@ -174,7 +219,7 @@ def check_ids(ids: Any, argument: str = "ids") -> list[str]:
     for i, value in enumerate(ids):
         if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
             raise invalid(f"{argument}[{i}]", f"must be a non-empty str, got {value!r}")
-        out.append(str(value))
+        out.append(check_unicode(str(value), f"{argument}[{i}]"))
     return list(dict.fromkeys(out))
 
 
@@ -202,7 +247,12 @@ def json_size(obj: Any) -> int:
 # ============================================================================================ signature
 @dataclass(frozen=True)
 class Signature:
-    """What the vectors in a collection are: model, size, metric and the tasks on each side."""
+    """What the vectors in a collection are: model, size, metric and the tasks on each side.
+
+    ``model`` is the model's identity (``jinav3.identity``: a hub id, or a local folder's recorded name
+    or content fingerprint), so the same weights match however their folder is spelled;
+    ``model_label`` is a readable name shown beside it (never compared).
+    """
 
     model: str
     dimensions: int
@@ -210,10 +260,14 @@ class Signature:
     query_task: str
     metric: str = METRIC
     version: int = SIGNATURE_VERSION
+    model_label: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "dimensions": self.dimensions, "passage_task": self.passage_task,
-                "query_task": self.query_task, "metric": self.metric, "version": self.version}
+        out = {"model": self.model, "dimensions": self.dimensions, "passage_task": self.passage_task,
+               "query_task": self.query_task, "metric": self.metric, "version": self.version}
+        if self.model_label is not None and self.model_label != self.model:
+            out["model_label"] = self.model_label
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -221,8 +275,10 @@ class Signature:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Signature":
         try:
+            label = data.get("model_label")
             return cls(str(data["model"]), int(data["dimensions"]), str(data["passage_task"]),
-                       str(data["query_task"]), str(data.get("metric", METRIC)), int(data.get("version", 1)))
+                       str(data["query_task"]), str(data.get("metric", METRIC)), int(data.get("version", 1)),
+                       None if label is None else str(label))
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(f"unreadable jinav3 signature {dict(data)!r}: {e}") from None
 
@@ -233,10 +289,21 @@ class Signature:
         except json.JSONDecodeError as e:
             raise StoreError(f"unreadable jinav3 signature {text!r}: {e}") from None
 
+    @property
+    def shown_model(self) -> str:
+        """``model`` with its readable label, for messages."""
+        if self.model_label and self.model_label != self.model:
+            return f"{self.model} ({self.model_label})"
+        return self.model
+
     def differences(self, other: "Signature") -> list[str]:
-        """``["dimensions: collection 64, encoder 32", ...]`` for every field that differs (self = stored)."""
+        """``["dimensions: collection 64, encoder 32", ...]`` for every field that differs (self = stored).
+        The model is compared by identity (:func:`jinav3.identity.same_model`), so a signature written
+        before identities, holding the folder as it was typed, still matches the same weights."""
         out = []
-        for name in ("model", "dimensions", "passage_task", "query_task", "metric"):
+        if not same_model(self.model, other.model):
+            out.append(f"model: it has {self.shown_model!r}, this store uses {other.shown_model!r}")
+        for name in ("dimensions", "passage_task", "query_task", "metric"):
             a, b = getattr(self, name), getattr(other, name)
             if a != b:
                 out.append(f"{name}: it has {a!r}, this store uses {b!r}")
@@ -431,7 +498,8 @@ class VectorStore(ABC):
 
     def __init__(self, encoder: TextEncoder, *, dimensions: int | None = None, passage_task: str | None = None,
                  query_task: str | None = None, model_name: str | None = None, batch_size: int | None = None,
-                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0, overlap_writes: bool = True):
+                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0, overlap_writes: bool = True,
+                 adopt_signature: bool = False):
         self.encoder = encoder
         self.dimensions = int(encoder.output_size(dimensions))
         self.passage_task = index_task(passage_task)
@@ -439,7 +507,15 @@ class VectorStore(ABC):
         name = model_name if model_name is not None else getattr(encoder, "name", None)
         if not isinstance(name, str) or not name:
             raise invalid("model_name", "the encoder has no name; pass model_name= to record in the signature")
-        self.signature = Signature(name, self.dimensions, self.passage_task, self.query_task)
+        label = getattr(encoder, "label", None) if model_name is None else None
+        self.signature = Signature(name, self.dimensions, self.passage_task, self.query_task,
+                                   model_label=label if isinstance(label, str) else None)
+        if not isinstance(adopt_signature, bool):
+            raise invalid("adopt_signature", f"must be True or False, got {adopt_signature!r}")
+        # With adopt_signature, what the caller left unset is read from an existing collection's signature.
+        self._adoptable = {arg for arg, value in (("dimensions", dimensions), ("passage_task", passage_task),
+                                                    ("query_task", query_task)) if value is None} \
+            if adopt_signature else set()
         self.batch_size = check_positive(batch_size, "batch_size") or self.default_batch_size
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise invalid("retries", f"must be an integer >= 0, got {retries!r}")
@@ -472,7 +548,20 @@ class VectorStore(ABC):
             exists, size, metric, stored = self._retry(self._describe, "describe")
             if not exists:
                 raise StoreError(f"{self.where} was created but cannot be found")
+        elif stored is not None and self._adoptable:
+            self._adopt(stored)
         check_signature(self.where, self.signature, size=size, metric=metric, stored=stored)
+
+    def _adopt(self, stored: Signature) -> None:
+        """Take the dimensions and tasks the caller did not give from the collection's signature."""
+        if "dimensions" in self._adoptable:
+            self.dimensions = int(self.encoder.output_size(stored.dimensions))
+        if "passage_task" in self._adoptable:
+            self.passage_task = index_task(stored.passage_task)
+        if "query_task" in self._adoptable:
+            self.query_task = search_task(stored.query_task)
+        self.signature = dataclasses.replace(self.signature, dimensions=self.dimensions,
+                                             passage_task=self.passage_task, query_task=self.query_task)
 
     # ------------------------------------------------------------------------------ store-specific
     @abstractmethod
@@ -517,9 +606,9 @@ class VectorStore(ABC):
                 raise invalid(f"{where}.id", f"is {size} bytes; {self.kind} ids may have at most {self.max_id_bytes} "
                                              f"bytes{' including the chunk suffix (' + str(room) + ' bytes)' if room else ''}")
 
-    def _check_chunk(self, point: Point) -> None:
-        """Store-specific limits on one chunk, known only once a record is chunked (before its batch is
-        written; earlier batches may have been written by then)."""
+    def _check_chunk(self, point: Point, where: str) -> None:
+        """Store-specific limits on one chunk (its text, its metadata with the text); ``where`` names the
+        record for the message. Called before anything is written (see ``_check_planned_chunks``)."""
 
     def _request_size(self, point: Point) -> int:
         """Bytes one point adds to a write request (only used when ``max_request_bytes`` is set)."""
@@ -567,55 +656,32 @@ class VectorStore(ABC):
             raise invalid("chunk_size", "only applies with late_chunking=True")
         for i, record in enumerate(recs):
             self._check_record(record, f"records[{i}]", late_chunking)
+        if late_chunking:
+            self._check_planned_chunks(recs, task, chunker, chunk_size)
         if not recs:
             return []
         batches = [recs[i:i + batch_size] for i in range(0, len(recs), batch_size)]
         progress = _progress(len(recs), show_progress, f"Writing to {self.where}")
-        written: list[str] = []
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jinav3-write") if self.overlap_writes else None
-
-        def submit(points: list[Point], batch: list[Record]) -> Future:
-            if executor is not None:  # written while the next batch is embedded
-                return executor.submit(self._write_batch, points, batch)
-            future: Future = Future()
-            try:
-                future.set_result(self._write_batch(points, batch))
-            except BaseException as e:  # noqa: BLE001 - delivered through the future
-                future.set_exception(e)
-            return future
-
-        def collect(in_flight) -> None:
-            future, b, batch = in_flight
-            try:
-                written.extend(future.result())
-            except _BatchFailure as f:
-                self._fail(written, recs, f.cause, f"writing batch {b + 1} of {len(batches)}")
-            progress.update(len(batch))
-
-        in_flight = None
+        report = _WriteReport()
+        writer = BatchWriter(functools.partial(self._write_batch, report=report), self.overlap_writes)
         try:
             for b, batch in enumerate(batches):
+                label = f"batch {b + 1} of {len(batches)}"
                 try:
                     points = self._embed(batch, task, late_chunking, chunker, chunk_size)
                 except Exception as e:
-                    if in_flight is None:
-                        raise  # nothing was written
-                    previous, in_flight = in_flight, None
-                    collect(previous)
-                    self._fail(written, recs, e, f"embedding batch {b + 1} of {len(batches)}")
-                if in_flight is not None:
-                    previous, in_flight = in_flight, None
-                    collect(previous)
-                in_flight = (submit(points, batch), b, batch)
-                if executor is None:
-                    previous, in_flight = in_flight, None
-                    collect(previous)
-            if in_flight is not None:
-                previous, in_flight = in_flight, None
-                collect(previous)
+                    self._stop(writer, report, recs, e, f"embedding {label}")
+                try:
+                    writer.submit(points, batch, label=label)  # first waits for the previous batch's write
+                except _BatchFailure as e:
+                    self._stop(writer, report, recs, e, "")
+                progress.update(len(batch))
+            try:
+                writer.wait()
+            except _BatchFailure as e:
+                self._stop(writer, report, recs, e, "")
         finally:
-            if executor is not None:
-                executor.shutdown(wait=True)
+            writer.close()
             progress.close()
         return [r.id for r in recs]
 
@@ -736,19 +802,35 @@ class VectorStore(ABC):
         for r, chunks in zip(batch, chunked):
             if not chunks:
                 raise invalid("records", f"record {r.id!r}: late chunking found no chunk in its text")
-            if chunks:
-                vectors = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
-                self._check_vectors(vectors, len(chunks))
-            for c in chunks:
-                points.append(Point(point_key(r.id, c.index), r.id, int(c.index),
-                                    np.asarray(c.embedding, dtype=np.float32), c.text, r.metadata, int(c.start), int(c.end)))
-        if self.max_id_bytes is not None:
-            for p in points:
-                if len(p.key.encode("utf-8")) > self.max_id_bytes:
-                    raise invalid("records", f"chunk id {p.key!r} is longer than {self.max_id_bytes} bytes")
-        for p in points:
-            self._check_chunk(p)
+            vectors = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
+            self._check_vectors(vectors, len(chunks))
+            for c, vector in zip(chunks, vectors):
+                points.append(Point(point_key(r.id, c.index), r.id, int(c.index), vector, c.text, r.metadata,
+                                    int(c.start), int(c.end)))
+        for p in points:  # already checked up front when the encoder can plan its chunks (chunk_spans)
+            self._check_chunk_point(p, "records")
         return points
+
+    def _check_planned_chunks(self, recs: list[Record], task: str, chunker: Any, chunk_size: Any) -> None:
+        """Check every chunk against the store's limits before anything is embedded or written. Chunk
+        texts are known before any vector is: the encoder's ``chunk_spans`` says where they fall (an
+        encoder without it has its chunks checked batch by batch instead)."""
+        plan = getattr(self.encoder, "chunk_spans", None)
+        if plan is None:
+            return
+        planned = plan([r.text for r in recs], task=task, chunker=chunker, chunk_size=chunk_size)
+        for i, (r, spans) in enumerate(zip(recs, planned)):
+            if not spans:
+                raise invalid(f"records[{i}].text", f"record {r.id!r}: late chunking finds no chunk in it")
+            for n, (start, end) in enumerate(spans):
+                point = Point(point_key(r.id, n), r.id, n, np.empty(0, np.float32), r.text[start:end], r.metadata,
+                              int(start), int(end))
+                self._check_chunk_point(point, f"records[{i}]")
+
+    def _check_chunk_point(self, point: Point, where: str) -> None:
+        if self.max_id_bytes is not None and len(point.key.encode("utf-8")) > self.max_id_bytes:
+            raise invalid(f"{where}.id", f"chunk id {point.key!r} is longer than {self.max_id_bytes} bytes")
+        self._check_chunk(point, where)
 
     def _requests(self, points: list[Point]) -> list[list[Point]]:
         out: list[list[Point]] = []
@@ -766,59 +848,117 @@ class VectorStore(ABC):
             out.append(current)
         return out
 
-    def _write_batch(self, points: list[Point], batch: list[Record]) -> list[str]:
-        """Write one batch's points in requests within the store's limits, then remove stale chunks of
-        re-written records. Returns the batch's record ids; on failure raises _BatchFailure (the whole
-        batch then counts as not written, although some of its points may have landed)."""
+    def _write_batch(self, points: list[Point], batch: list[Record], report: "_WriteReport", label: str) -> None:
+        """Write one batch's points in requests within the store's limits, then remove the stale points
+        of its documents. ``report`` learns which records landed whole, and which of those may still
+        have stale points; a failure after retries raises _BatchFailure."""
+        keys_of: dict[str, list[str]] = {r.id: [] for r in batch}
+        for p in points:
+            keys_of[p.doc_id].append(p.key)
+        stored: set[str] = set()
+        report.attempted = True
         try:
             for request in self._requests(points):
-                self._retry(lambda: self._upsert(request), f"upsert of {len(request)} points")
+                self._retry(lambda request=request: self._upsert(request), f"upsert of {len(request)} points")
+                stored.update(p.key for p in request)
+        except Exception as e:
+            raise _BatchFailure(f"writing {label}", e) from e
+        finally:  # a record counts as written only when every one of its points is
+            report.written += [r.id for r in batch if all(k in stored for k in keys_of[r.id])]
+        try:
             self._prune_stale(points, batch)
-        except Exception as e:  # noqa: BLE001 - reported with the ids
-            raise _BatchFailure(e) from e
-        return [r.id for r in batch]
+        except Exception as e:
+            report.unpruned += [r.id for r in batch]
+            raise _BatchFailure(f"removing stale points of {label}", e) from e
 
     def _prune_stale(self, points: list[Point], batch: list[Record]) -> None:
+        """Delete every point of the batch's documents that this write did not make.
+
+        New points are numbered 0..n-1 (or are one whole record), so the stale ones are found by the
+        parent id every point carries, whatever is left from earlier writes: chunks numbered n and up
+        and the whole record (when chunked), every chunk (when whole). The new points are written
+        first, so a crash at any moment leaves at worst stale points that the next add() removes.
+        """
         n_chunks: dict[str, int | None] = {r.id: None for r in batch}
         for p in points:
             if p.chunk != WHOLE:
                 n_chunks[p.doc_id] = max(n_chunks[p.doc_id] or 0, p.chunk + 1)
-        # Chunks are always numbered 0..n-1, so a stale point exists iff one of these keys does.
-        probe: dict[str, str] = {}
-        for doc, n in n_chunks.items():
-            if n is None:
-                probe[point_key(doc, 0)] = doc
-            else:
-                probe[point_key(doc, n)] = doc
-                probe[doc] = doc
-        stale: set[str] = set()
-        keys = list(probe)
-        for i in range(0, len(keys), self.max_points_per_request):
-            part = keys[i:i + self.max_points_per_request]
-            for hit in self._retry(lambda: self._fetch(part, False), "fetch"):
-                if hit.id in probe:
-                    stale.add(probe[hit.id])
         groups: dict[int | None, list[str]] = {}
-        for doc in stale:
-            groups.setdefault(n_chunks[doc], []).append(doc)
+        for doc, n in n_chunks.items():
+            groups.setdefault(n, []).append(doc)
         for n, docs in groups.items():
-            docs.sort()
-            self._retry(lambda: self._prune(docs, n), "removal of stale chunks")
+            for i in range(0, len(docs), self.max_points_per_request):
+                part = sorted(docs[i:i + self.max_points_per_request])
+                self._retry(lambda part=part, n=n: self._prune(part, n), "removal of stale points")
 
-    def _fail(self, written: list[str], recs: list[Record], cause: BaseException, what: str) -> None:
-        done = set(written)
-        failed = [r.id for r in recs if r.id not in done]
+    def _stop(self, writer: "BatchWriter", report: "_WriteReport", recs: list[Record], cause: BaseException,
+              step: str) -> None:
+        """Raise for a failed add(): the cause itself when nothing was sent to the store yet, else an
+        exact PartialWriteError (after the write still in flight has finished, so its records count)."""
+        try:
+            writer.wait()
+        except _BatchFailure:  # its records are in the report; the first failure is the one reported
+            pass
+        if isinstance(cause, _BatchFailure):
+            step, cause = cause.step, cause.cause
+        elif not report.attempted:
+            raise cause  # embedding failed before anything was sent: nothing to report
+        done, unpruned_set = set(report.written), set(report.unpruned)
         ok = [r.id for r in recs if r.id in done]
+        failed = [r.id for r in recs if r.id not in done]
+        unpruned = [r.id for r in recs if r.id in unpruned_set]
+        stale = (f"; {len(unpruned)} of the written records may still have stale points from an earlier write "
+                 f"(first: {unpruned[:3]})" if unpruned else "")
         raise PartialWriteError(
-            f"{self.where}: {what} failed ({type(cause).__name__}: {cause}); {len(ok)} of {len(recs)} records "
-            f"were written, {len(failed)} were not (first: {failed[:3]}). Run the same add() again to finish: ids "
-            "are deterministic, so nothing is duplicated.", ok, failed) from cause
+            f"{self.where}: {step} failed ({type(cause).__name__}: {cause}); {len(ok)} of {len(recs)} records were "
+            f"written, {len(failed)} were not{' (first: ' + str(failed[:3]) + ')' if failed else ''}{stale}. Run the "
+            "same add() again to finish: ids are deterministic, so nothing is duplicated.",
+            ok, failed, unpruned) from cause
+
+
+@dataclass
+class _WriteReport:
+    """What an add() has written so far, filled in by the writer thread."""
+
+    attempted: bool = False  # some points were sent to the store
+    written: list[str] = field(default_factory=list)  # record ids whose every point is stored
+    unpruned: list[str] = field(default_factory=list)  # written, but stale points may remain
 
 
 class _BatchFailure(Exception):
-    def __init__(self, cause: BaseException):
-        super().__init__(str(cause))
-        self.cause = cause
+    """A batch's write failed for good: ``step`` says what (for the message), ``cause`` why."""
+
+    def __init__(self, step: str, cause: BaseException):
+        super().__init__(f"{step}: {cause}")
+        self.step, self.cause = step, cause
+
+
+class BatchWriter:
+    """Runs ``write(points, batch)`` for one batch while the caller embeds the next (a one-worker
+    executor); with ``overlap=False`` each write runs at once in the caller's thread. At most one
+    write is in flight: :meth:`submit` first waits for the previous one and raises its error."""
+
+    def __init__(self, write: Callable[..., None], overlap: bool):
+        self._write = write
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jinav3-write") if overlap else None
+        self._pending: Future | None = None
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        self.wait()
+        if self._executor is None:
+            self._write(*args, **kwargs)
+        else:
+            self._pending = self._executor.submit(self._write, *args, **kwargs)
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
 
 _group_hits = group_by_document  # search() has a parameter of that name

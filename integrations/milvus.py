@@ -22,17 +22,19 @@ filter expression.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError, invalid
-from ._store import WHOLE, Hit, Point, Record, Signature, VectorStore, is_transient, json_size, make_hit
+from ..errors import StoreError, install_hint, invalid
+from ._store import WHOLE, Hit, Point, Record, Signature, VectorStore, is_transient, json_size, log, make_hit
 
 try:
     from pymilvus import DataType, MilvusClient
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError('MilvusStore needs pymilvus (and milvus-lite for local files): pip install "jinav3[milvus]"') from e
+    raise ImportError("MilvusStore needs pymilvus (and milvus-lite for local files): " + install_hint("milvus")) from e
 
 SIGNATURE_PROPERTY = "jinav3.signature"
 MAX_TEXT_BYTES = 65_535
@@ -41,17 +43,42 @@ MAX_KEY_BYTES = 1024
 _FIELDS = ["id", "text", "metadata", "doc_id", "chunk", "start", "end"]
 
 
+# Characters a Milvus string literal cannot carry: Milvus Lite refuses every escape of them.
+_UNWRITABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _literal(value: Any) -> str:
-    """A Milvus expression literal."""
+    """A Milvus expression literal, exact for any value: strings are double-quoted with JSON's escapes
+    (backslash, quote, \\n, \\r, \\t), which the Milvus server's Go parser and Milvus Lite both read
+    back to the same string. Every id and filter value enters an expression through here."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)
+    text = str(value)
+    bad = _UNWRITABLE.search(text)
+    if bad:  # ids are checked before they get here; a filter value with one can match nothing stored
+        raise invalid("filter", f"{text!r} holds the control character {bad.group()!r}, which a Milvus expression "
+                                "cannot carry")
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _string_list(values: list[str]) -> str:
     return "[" + ", ".join(_literal(v) for v in values) + "]"
+
+
+def _checked_uri(uri: Any) -> str:
+    """``uri`` as a string; a Milvus Lite file must be in a folder that exists (Milvus Lite would fail
+    with an unrelated error)."""
+    if not isinstance(uri, (str, Path)) or not str(uri):
+        raise invalid("uri", f"must be a Milvus Lite file path (ending in .db) or a server URL, got {uri!r}")
+    text = str(uri)
+    if "://" not in text:
+        folder = Path(text).expanduser().parent
+        if not folder.is_dir():
+            raise invalid("uri", f"the folder {str(folder)!r} of the Milvus Lite file {text!r} does not exist; "
+                                 "create it first")
+    return text
 
 
 class MilvusStore(VectorStore):
@@ -100,12 +127,13 @@ class MilvusStore(VectorStore):
             self.client, self._owns_client = client, False
         else:
             kwargs = dict(client_kwargs or {})
-            kwargs["uri"] = str(uri)
+            kwargs["uri"] = _checked_uri(uri)
             if token is not None:
                 kwargs["token"] = token
             self.client, self._owns_client = MilvusClient(**kwargs), True
         try:
             self._open(create)
+            self._ensure_vector_index()
             self.client.load_collection(self.collection)
         except BaseException:
             self.close()
@@ -136,6 +164,16 @@ class MilvusStore(VectorStore):
         stored = (info.get("properties") or {}).get(SIGNATURE_PROPERTY)
         return (True, None if size is None else int(size), None if metric is None else str(metric).lower(),
                 None if stored is None else Signature.from_json(stored))
+
+    def _ensure_vector_index(self) -> None:
+        """A collection without a vector index cannot be loaded or searched: index it now (with this
+        store's index type and the cosine metric), so nothing is written that cannot be found."""
+        if self.client.list_indexes(self.collection, field_name="vector"):
+            return
+        log.warning("%s has no vector index; creating a %s index (COSINE)", self.where, self.index_type)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="vector", index_type=self.index_type, metric_type="COSINE", params=self.index_params)
+        self._retry(lambda: self.client.create_index(self.collection, index), "create the vector index")
 
     def _create(self) -> None:
         sig = self.signature
@@ -177,11 +215,11 @@ class MilvusStore(VectorStore):
                         entity.get("doc_id"), entity.get("chunk"), entity.get("start"), entity.get("end"),
                         entity.get("vector") if with_vector else None)
 
-    def _check_chunk(self, point: Point) -> None:
+    def _check_chunk(self, point: Point, where: str) -> None:
         size = len(point.text.encode("utf-8"))
         if size > MAX_TEXT_BYTES:
-            raise invalid("records", f"chunk {point.key!r} has {size} bytes of text; Milvus holds at most "
-                                     f"{MAX_TEXT_BYTES} (use smaller chunks)")
+            raise invalid(f"{where}.text", f"chunk {point.key!r} has {size} bytes of text; Milvus holds at most "
+                                           f"{MAX_TEXT_BYTES} per chunk (use smaller chunks, e.g. chunker='tokens')")
 
     def _upsert(self, points: list[Point]) -> None:
         self.client.upsert(self.collection, data=[{
@@ -204,8 +242,10 @@ class MilvusStore(VectorStore):
         return hits
 
     def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
+        # not client.get(ids=...): pymilvus splices the ids into the expression unescaped
         fields = _FIELDS + (["vector"] if with_vectors else [])
-        rows = self.client.get(self.collection, ids=keys, output_fields=fields, **self._read_kwargs())
+        rows = self.client.query(self.collection, filter=f"id in {_string_list(keys)}", output_fields=fields,
+                                 **self._read_kwargs())
         return [self._hit(dict(row), None, with_vectors) for row in rows]
 
     def _delete(self, ids: list[str]) -> None:

@@ -34,13 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError, invalid
+from ..errors import StoreError, install_hint, invalid
 from ._store import WHOLE, Hit, Point, Record, Signature, VectorStore, json_size, make_hit
 
 try:
     from pinecone import Pinecone, ServerlessSpec
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError('PineconeStore needs the pinecone SDK (9.x): pip install "jinav3[pinecone]"') from e
+    raise ImportError("PineconeStore needs the pinecone SDK (9.x): " + install_hint("pinecone")) from e
 
 MAX_METADATA_BYTES = 40_960
 MAX_REQUEST_BYTES = 2_000_000
@@ -203,6 +203,9 @@ class PineconeStore(VectorStore):
 
     def _check_record(self, record: Record, where: str, late_chunking: bool) -> None:
         super()._check_record(record, where, late_chunking)
+        if not record.id.isascii():  # the Pinecone SDK refuses any other vector id
+            raise invalid(f"{where}.id", f"{record.id!r} is not ASCII; Pinecone vector ids must be ASCII "
+                                         "(give the record an ASCII id and keep the name in its metadata)")
         for key, value in record.metadata.items():
             if key in RESERVED_KEYS:
                 raise invalid(f"{where}.metadata", f"key {key!r} is reserved by jinav3 on Pinecone ({', '.join(RESERVED_KEYS)})")
@@ -221,11 +224,11 @@ class PineconeStore(VectorStore):
                                                "bytes of metadata per vector (the text is kept in metadata): "
                                                "shorten it, or add long texts with late_chunking=True")
 
-    def _check_chunk(self, point: Point) -> None:
+    def _check_chunk(self, point: Point, where: str) -> None:
         size = json_size(self._point_metadata(point))
         if size > MAX_METADATA_BYTES:
-            raise invalid("records", f"chunk {point.key!r}: its metadata with its text is {size} bytes; Pinecone "
-                                     f"allows {MAX_METADATA_BYTES} (use smaller chunks)")
+            raise invalid(f"{where}.text", f"chunk {point.key!r}: its metadata with its text is {size} bytes; "
+                                           f"Pinecone allows {MAX_METADATA_BYTES} (use smaller chunks)")
 
     def _vector(self, p: Point) -> dict[str, Any]:
         return {"id": p.key, "values": p.vector.tolist(), "metadata": self._point_metadata(p)}

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError, invalid
+from ..errors import StoreError, install_hint, invalid
 from ._store import WHOLE, Hit, Point, Signature, VectorStore, is_transient, make_hit, uuid_for
 
 try:
     from qdrant_client import QdrantClient, models
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError('QdrantStore needs qdrant-client: pip install "jinav3[qdrant]"') from e
+    raise ImportError("QdrantStore needs qdrant-client: " + install_hint("qdrant")) from e
 
 SIGNATURE_KEY = "jinav3"  # key of the signature in the collection's metadata
 

@@ -263,5 +263,164 @@ def test_folder_that_is_not_a_checkpoint(tmp_path):
 
 def test_a_converted_copy_keeps_the_model_name(encoder, native_encoder, native_dir):
     """Stores record the model name in their signature: a converted copy must not look like another model."""
-    assert native_encoder.name == encoder.name == str(GOLDEN)
-    assert json.loads((native_dir / "config.json").read_text())["jinav3_converted_from"] == str(GOLDEN)
+    assert encoder.name.startswith("sha256:")  # a local folder is named by its content, not its path
+    assert native_encoder.name == encoder.name
+    assert json.loads((native_dir / "config.json").read_text())["jinav3_converted_from"] == encoder.name
+    assert native_encoder.label == str(native_dir.resolve())
+
+
+# ------------------------------------------------------------------------------------------- clean errors
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
+def test_cuda_without_cuda_is_a_named_error(device):
+    with pytest.raises(InvalidArgumentError, match="^device") as info:
+        Encoder.from_pretrained(GOLDEN, device=device)
+    assert "CUDA is not available" in str(info.value) and "'cpu'" in str(info.value)
+
+
+def test_cuda_index_beyond_the_visible_gpus(monkeypatch):
+    """Pretend a one-GPU machine (no model is loaded: pick_device refuses before anything is moved)."""
+    from jinav3.devices import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(InvalidArgumentError, match=r"^device: 'cuda:1': no such GPU, 1 CUDA device"):
+        pick_device("cuda:1")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks a machine without MPS")
+def test_mps_without_mps_is_a_named_error():
+    with pytest.raises(InvalidArgumentError, match="^device: 'mps': MPS"):
+        Encoder.from_pretrained(GOLDEN, device="mps")
+
+
+def test_auto_device_still_picks_one():
+    from jinav3.devices import pick_device
+
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("task,argument", [
+    (5, "task"), (2.5, "task"), (b"separation", "task"), ({"separation"}, "task"),
+    (["separation", 7], r"task\[1\]"), (["separation", None, ["text-matching"]], r"task\[2\]"),
+])
+def test_task_that_is_not_a_name_lists_the_five(encoder, task, argument):
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}") as info:
+        encoder.encode(["a", "b", "c"][: len(task) if isinstance(task, list) else 2], task=task)
+    for name in TASKS:
+        assert name in str(info.value)
+
+
+def test_task_that_is_not_a_name_in_late_chunk(encoder):
+    with pytest.raises(InvalidArgumentError, match="^task"):
+        encoder.late_chunk("a. b.", task=3)
+
+
+@pytest.mark.parametrize("call,argument", [
+    (lambda e: e.encode("abc\ud800"), "texts"),
+    (lambda e: e.encode(["ok", "fine", "x", "abc\udfff def"]), r"texts\[3\]"),
+    (lambda e: e.encode(["ok", "x\ud800"], late_chunking=True), r"texts\[1\]"),
+    (lambda e: e.encode_queries(["x\ud83d"]), r"texts\[0\]"),
+    (lambda e: e.late_chunk("one. two\ud800."), "document"),
+    (lambda e: e.late_chunk_documents(["fine", "bad\udc00"]), r"documents\[1\]"),
+])
+def test_lone_surrogate_is_named_before_any_work(encoder, call, argument):
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}: contains a lone surrogate \(U\+D[89A-F][0-9A-F]{{2}}\)"):
+        call(encoder)
+
+
+def test_valid_astral_text_is_not_a_surrogate(encoder):
+    assert encoder.encode(["emoji \U0001F600 fine"]).shape == (1, 64)  # a real pair, written as one code point
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(max_length=np.int64(8)), dict(batch_size=np.int64(2)), dict(dimensions=np.int32(16)),
+    dict(normalize=np.bool_(False)), dict(late_chunking=np.bool_(True), window=np.int64(16), overlap=np.int64(4)),
+])
+def test_numpy_scalars_are_accepted(encoder, golden_inputs, kwargs):
+    texts = golden_inputs["texts"][:3]
+    plain = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in kwargs.items()}
+    np.testing.assert_array_equal(encoder.encode(texts, **kwargs), encoder.encode(texts, **plain))
+
+
+def test_numpy_scalars_in_late_chunk_and_loading(encoder, golden_inputs):
+    document = " ".join(golden_inputs["texts"])
+    want = encoder.late_chunk(document, chunker="tokens", chunk_size=8, window=32, overlap=8)
+    got = encoder.late_chunk(document, chunker="tokens", chunk_size=np.int64(8), window=np.int64(32), overlap=np.int64(8))
+    assert [c.text for c in got] == [c.text for c in want]
+    np.testing.assert_array_equal(np.stack([c.embedding for c in got]), np.stack([c.embedding for c in want]))
+    small = Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=np.int64(64))
+    assert small.max_tokens_per_batch == 64 and type(small.max_tokens_per_batch) is int
+
+
+@pytest.mark.parametrize("kwargs,argument,message", [
+    (dict(max_length=True), "max_length", "must be an integer from 2 to"),
+    (dict(max_length=8.0), "max_length", "must be an integer from 2 to"),
+    (dict(batch_size=True), "batch_size", "must be a positive integer or None, got True"),
+    (dict(batch_size=np.float64(2)), "batch_size", "must be a positive integer"),
+    (dict(batch_size=-1), "batch_size", "must be a positive integer"),
+    (dict(dimensions=True), "dimensions", "must be an integer from 1 to 64"),
+    (dict(normalize="yes"), "normalize", "must be True or False"),
+    (dict(normalize=1), "normalize", "must be True or False"),
+    (dict(late_chunking="no"), "late_chunking", "must be True or False"),
+    (dict(late_chunking=True, window=0), "window", "must be an integer from 2 to"),
+    (dict(late_chunking=True, window=16, overlap=16), "overlap", r"must be an integer from 0 to 15 \(window - 1\)"),
+    (dict(late_chunking=True, window="16"), "window", "must be an integer"),
+])
+def test_bad_numbers_and_flags_are_named(encoder, kwargs, argument, message):
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}: {message}"):
+        encoder.encode(["one", "two"], **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(chunker="tokens", chunk_size=np.float64(8)), "chunk_size"),
+    (dict(chunker="tokens", chunk_size=True), "chunk_size"),
+    (dict(chunker="words"), "chunker"),
+    (dict(chunker=["not", "spans"]), r"chunker\[0\]"),
+    (dict(normalize=None), "normalize"),
+    (dict(dimensions="8"), "dimensions"),
+])
+def test_bad_late_chunk_arguments_are_named(encoder, kwargs, argument):
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}"):
+        encoder.late_chunk("one. two.", **kwargs)
+
+
+def test_bad_token_ids_are_named(encoder):
+    with pytest.raises(InvalidArgumentError, match=r"^input_ids\[1\]: must be an integer from 0 to"):
+        encoder.token_states([0, 10**9, 2])
+    with pytest.raises(InvalidArgumentError, match=r"^input_ids\[0\]"):
+        encoder.token_states(["5"])
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(max_tokens_per_batch=True), "max_tokens_per_batch"),
+    (dict(max_tokens_per_batch=2.0), "max_tokens_per_batch"),
+    (dict(torch_compile=1), "torch_compile"),
+    (dict(packed="no"), "packed"),
+    (dict(dtype="int8"), "dtype"),
+    (dict(dtype=["float32"]), "dtype"),
+])
+def test_bad_load_options_are_named(kwargs, argument):
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}"):
+        Encoder.from_pretrained(GOLDEN, device="cpu", **kwargs)
+
+
+def test_the_argument_checks_themselves():
+    from jinav3.validation import boolean, choice, int_in_range, positive_int
+
+    assert positive_int(np.int64(3), "n") == 3 and type(positive_int(np.uint8(3), "n")) is int
+    assert positive_int(None, "n", allow_none=True) is None
+    for bad in (0, -2, True, np.bool_(True), 1.0, "1", None):
+        with pytest.raises(InvalidArgumentError, match=r"^n: must be a positive integer, got"):
+            positive_int(bad, "n")
+    assert int_in_range(np.int16(5), "k", 5, 5) == 5
+    with pytest.raises(InvalidArgumentError, match=r"^k: must be an integer from 1 to 4 \(or None\), got 5$"):
+        int_in_range(5, "k", 1, 4, allow_none=True)
+    assert boolean(np.bool_(True), "flag") is True
+    with pytest.raises(InvalidArgumentError, match="^flag: must be True or False, got 0$"):
+        boolean(0, "flag")
+    assert choice("a", "mode", ("a", "b")) == "a"
+    with pytest.raises(InvalidArgumentError, match=r"^mode: must be one of 'a', 'b' or a list, got \['a'\]$"):
+        choice(["a"], "mode", ("a", "b"), alternative="a list")

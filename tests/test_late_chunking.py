@@ -173,3 +173,15 @@ def test_200k_token_document_runs_a_window_batch_at_a_time(encoder, monkeypatch)
     assert len(chunks) == -(-n_document // 512)  # ceil: every 512 document tokens, the last one shorter
     assert len(seen) > 20 and max(seen) <= max(encoder.max_tokens_per_batch, encoder.max_length)
     assert all(np.isfinite(c.embedding).all() for c in chunks)
+
+
+@pytest.mark.parametrize("chunker, chunk_size", [("sentences", None), ("tokens", 5)])
+def test_chunk_spans_say_where_the_chunks_fall_without_embedding(encoder, chunker, chunk_size):
+    documents = ["Berlin is big. It has 3.8 million people!  Many parks.", "   ", "茶起源于中国。唐代人开始饮茶。",
+                 "One sentence without an end"]
+    chunked = encoder.late_chunk_documents(documents, chunker=chunker, chunk_size=chunk_size)
+    spans = encoder.chunk_spans(documents, chunker=chunker, chunk_size=chunk_size)
+    assert spans == [[(c.start, c.end) for c in chunks] for chunks in chunked]
+    assert spans[1] == [] and all(spans[i] for i in (0, 2, 3))
+    one = "Alpha beta. Gamma delta."
+    assert encoder.chunk_spans([one], chunker=[(0, 5), (12, 24)]) == [[(0, 5), (12, 24)]]

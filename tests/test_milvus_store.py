@@ -34,6 +34,7 @@ class FailingUpserts(CommonFailingUpserts):
 
 
 class MilvusBackend(Backend):
+    chunk_text_limit = 65_535
     def __init__(self, name: str, client: MilvusClient):
         self.name, self.client = name, client
         self.collections: list[str] = []

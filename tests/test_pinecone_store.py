@@ -27,6 +27,8 @@ KEY = "test-key"
 
 
 class PineconeBackend(Backend):
+    chunk_text_limit = 40_960
+    ascii_ids_only = True
     name = "pinecone-double"
 
     def __init__(self, double: PineconeDouble):

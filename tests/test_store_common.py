@@ -268,6 +268,7 @@ class MemoryStore(VectorStore):
         self.db: dict[str, Point] = {} if db is None else db
         self.upserts: list[list[str]] = []
         self.fail_upsert: dict[int, BaseException] = {}  # upsert call number (1-based) -> error
+        self.fail_prune: BaseException | None = None  # every removal of stale points fails with this
         self.threads: set[str] = set()
         self._open()
 
@@ -302,6 +303,8 @@ class MemoryStore(VectorStore):
             del self.db[k]
 
     def _prune(self, doc_ids, keep_chunks):
+        if self.fail_prune is not None:
+            raise self.fail_prune
         for k in [k for k, p in self.db.items() if p.doc_id in doc_ids and (
                 (keep_chunks is None and p.chunk >= 0) or (keep_chunks is not None and (p.chunk >= keep_chunks or p.chunk == WHOLE)))]:
             del self.db[k]
@@ -338,6 +341,38 @@ def test_permanent_failure_reports_written_and_failed_ids_then_rerun_finishes(ov
     store.fail_upsert = {}
     store.add(records)
     assert store.count() == 10 and sorted(store.db) == sorted(r["id"] for r in records)
+
+
+def test_a_record_counts_as_written_only_when_all_its_points_are():
+    # 4 points per request: the 3-chunk record "b" straddles the failing 2nd request
+    records = [{"id": "a", "text": "A1. A2."}, {"id": "b", "text": "B1. B2. B3."}, {"id": "c", "text": "C1."}]
+    store = MemoryStore(FakeEncoder(), batch_size=10, retries=0)
+    store.fail_upsert = {2: ValueError("disk full")}
+    with pytest.raises(PartialWriteError) as e:
+        store.add(records, late_chunking=True)
+    assert (e.value.written_ids, e.value.failed_ids, e.value.unpruned_ids) == (["a"], ["b", "c"], [])
+    assert "b::chunk:0" in store.db and "writing batch 1 of 1 failed" in str(e.value)
+    store.fail_upsert = {}
+    store.add(records, late_chunking=True)
+    assert sorted(store.db) == ["a::chunk:0", "a::chunk:1", "b::chunk:0", "b::chunk:1", "b::chunk:2", "c::chunk:0"]
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failed_cleanup_is_its_own_condition_and_a_rerun_finishes(overlap):
+    store = MemoryStore(FakeEncoder(), batch_size=2, retries=1, backoff=0, overlap_writes=overlap)
+    store.add([{"id": "d", "text": "One. Two. Three. Four. Five."}], late_chunking=True)
+    records = [{"id": "d", "text": "One. Two."}, {"id": "e", "text": "E."}, {"id": "f", "text": "F."}]
+    store.fail_prune = ValueError("delete refused")
+    with pytest.raises(PartialWriteError) as e:
+        store.add(records)
+    # the first batch's points are all stored: written, but d's old chunks are still there
+    assert (e.value.written_ids, e.value.failed_ids, e.value.unpruned_ids) == (["d", "e"], ["f"], ["d", "e"])
+    message = str(e.value)
+    assert "removing stale points of batch 1 of 2 failed" in message and "2 of 3 records were written" in message
+    assert "d::chunk:4" in store.db and "d" in store.db
+    store.fail_prune = None
+    store.add(records)
+    assert sorted(store.db) == ["d", "e", "f"]
 
 
 def test_transient_failures_are_retried():
@@ -430,6 +465,8 @@ class Backend:
 
     name = "backend"
     persistent = True
+    chunk_text_limit: int | None = None  # bytes of text (with metadata) a chunk may have on this store
+    ascii_ids_only = False  # Pinecone: its SDK refuses other vector ids
 
     def make(self, encoder, name: str, **kwargs) -> VectorStore:
         raise NotImplementedError
@@ -478,7 +515,168 @@ def assert_ranking(hits, expected: dict[str, float], top_k: int):
     assert len({h.id for h in hits}) == len(hits)
 
 
-class StoreContract:
+# ============================================================================================ hostile input
+# Ids a hostile (or merely Windows-using) user writes. Every one must be stored, fetched, searched,
+# re-added and deleted exactly; REFUSED ones must be refused before anything is written.
+HOSTILE_IDS = [
+    "O'Brien notes.md", 'say "hi"', "back\\slash", "new\nline", "carriage\rreturn", "tab\tstop", "emoji 🙂🎉",
+    "C:\\Users\\o'brien\\notes.md", "\\\\server\\share", "\\'", "x\\n", "a\\x41\\u0041", "ünïcödé ✓ 中文",
+    "doc::chunk", "::chunk", "chunk:3", "a::b::c", " leading and trailing ", "$and", "id in ['x']",
+    'x" or id != "', "] or true or [", "%s{0}", "#", "1",
+]
+REFUSED_IDS = {
+    "nul\x00byte": "control character", "bell\x07": "control character", "del\x7f": "control character",
+    "lone \ud800 surrogate": "lone surrogate", "doc::chunk:1": "reserved for chunk ids", "   ": "non-empty",
+}
+
+
+def hostile_records() -> list[dict]:
+    return [{"id": rid, "text": f"Record {i}: {text}", "metadata": {"n": i, "lang": "en"}}
+            for i, (rid, text) in enumerate(zip(HOSTILE_IDS, [r["text"] for r in corpus(len(HOSTILE_IDS))]))]
+
+
+def sentences(n: int, tag: str = "") -> str:
+    """A document the sentence chunker cuts into exactly ``n`` chunks."""
+    words = ["Rivers carry silt to the sea", "Farmers rotate crops each year", "Bees pollinate the orchard",
+             "Rain fills the old cistern", "Wind turns the mill stones", "Snow covers the high pass"]
+    return " ".join(f"{words[i % len(words)]} {tag}{i}." for i in range(n))
+
+
+class HostileInputContract:
+    """Ids, re-add shapes and limits that once lost, duplicated or stranded data (issue 11). Mixed
+    into :class:`StoreContract`, so it runs on every store."""
+
+    def stored_keys(self, store, doc_ids, max_chunks: int = 16) -> set[str]:
+        keys = [k for d in doc_ids for k in [d] + [store.chunk_id(d, i) for i in range(max_chunks)]]
+        return {h.id for h in store.get(keys, with_vectors=False)}
+
+    def test_hostile_ids_round_trip(self, backend, encoder, name):
+        records = hostile_records()
+        store = backend.make(encoder, name)
+        if backend.ascii_ids_only:
+            for i, r in enumerate(records):
+                if not r["id"].isascii():
+                    with pytest.raises(InvalidArgumentError, match=r"^records\[1\]\.id: .*ASCII"):
+                        store.add([records[0], r])
+            records = [r for r in records if r["id"].isascii()]
+            assert store.count() == 0
+        assert store.add(records, batch_size=7) == [r["id"] for r in records]
+        backend.settle(store, len(records))
+        assert store.count() == len(records)
+        got = store.get([r["id"] for r in records])
+        assert [h.id for h in got] == [r["id"] for r in records]
+        np.testing.assert_allclose(np.stack([h.vector for h in got]),
+                                   encoder.encode_passages([r["text"] for r in records]), atol=ATOL)
+        hits = store.search(QUERIES[0], top_k=len(records))
+        assert sorted(h.id for h in hits) == sorted(r["id"] for r in records)
+        for r in records[:6]:  # filters on metadata still reach each hostile id
+            assert [h.id for h in store.search(QUERIES[0], top_k=3, filter={"n": r["metadata"]["n"]})] == [r["id"]]
+        # the same documents late-chunked: every whole point is replaced by its chunks, nothing stale
+        chunked = [dict(r, text=sentences(3, tag=str(i))) for i, r in enumerate(records)]
+        store.add(chunked, late_chunking=True, batch_size=5)
+        backend.settle(store, 3 * len(records))
+        assert store.count() == 3 * len(records)
+        assert self.stored_keys(store, [r["id"] for r in records], 4) == {
+            store.chunk_id(r["id"], i) for r in records for i in range(3)}
+        hit = store.get([store.chunk_id(records[0]["id"], 1)])[0]
+        assert hit.parent_id == records[0]["id"] and hit.chunk == 1
+        # and back to whole records: the chunks go
+        store.add(records[:9])
+        backend.settle(store, 9 + 3 * (len(records) - 9))
+        assert self.stored_keys(store, [r["id"] for r in records[:9]], 4) == {r["id"] for r in records[:9]}
+        # deleting by the hostile document ids removes their points, and only theirs
+        store.delete([r["id"] for r in records])
+        backend.settle(store, 0)
+        assert store.count() == 0
+
+    @pytest.mark.parametrize("bad_id", sorted(REFUSED_IDS))
+    def test_unusable_ids_are_refused_before_any_write(self, backend, encoder, name, bad_id):
+        store = backend.make(encoder, name)
+        with pytest.raises(InvalidArgumentError, match=r"^records\[3\]\.id: .*" + re.escape(REFUSED_IDS[bad_id])):
+            store.add([*corpus(3), {"id": bad_id, "text": "text"}])
+        assert store.count() == 0
+
+    def test_ids_at_the_length_limit(self, backend, encoder, name):
+        store = backend.make(encoder, name)
+        limit = store.max_id_bytes
+        if limit is None:
+            long_id = "é" * 2000  # no limit: a long id works like any other
+            store.add([{"id": long_id, "text": "a long id"}])
+            backend.settle(store, 1)
+            assert [h.id for h in store.get([long_id])] == [long_id]
+            return
+        exact = ("x" * limit if backend.ascii_ids_only
+                 else "é" * (limit // 2) + "x" * (limit % 2))  # exactly `limit` bytes of UTF-8
+        assert len(exact.encode()) == limit
+        with pytest.raises(InvalidArgumentError, match=r"^records\[1\]\.id: .*bytes"):
+            store.add([{"id": "ok", "text": "fine"}, {"id": exact + "x", "text": "one byte too long"}])
+        with pytest.raises(InvalidArgumentError, match=r"^records\[0\]\.id: .*chunk suffix"):
+            store.add([{"id": exact, "text": sentences(2)}], late_chunking=True)
+        assert store.count() == 0
+        store.add([{"id": exact, "text": "exactly at the limit"}])
+        backend.settle(store, 1)
+        assert [h.id for h in store.get([exact])] == [exact]
+        store.delete([exact])
+        backend.settle(store, 0)
+        assert store.count() == 0
+
+    @pytest.mark.parametrize("record, argument", [
+        ({"id": "s", "text": "lone \udc00 surrogate"}, r"records\[2\]\.text"),
+        ({"id": "s", "text": "t", "metadata": {"k": "lone \ud83d"}}, r"records\[2\]\.metadata"),
+        ({"id": "s", "text": "t", "metadata": {"big": 2**64}}, r"records\[2\]\.metadata"),
+        ({"id": "s", "text": "t", "metadata": {"nested": [1, {"big": -(2**63) - 1}]}}, r"records\[2\]\.metadata"),
+    ])
+    def test_values_no_store_holds_are_refused_before_any_write(self, backend, encoder, name, record, argument):
+        store = backend.make(encoder, name)
+        with pytest.raises(InvalidArgumentError, match="^" + argument):
+            store.add([*corpus(2), record], batch_size=1)
+        assert store.count() == 0
+
+    def test_a_chunk_past_the_store_limit_is_refused_before_any_write(self, backend, encoder, name):
+        store = backend.make(encoder, name)
+        huge = "word " * 14_000 + "end."  # one sentence of 70 kB: more than Milvus or Pinecone keep per chunk
+        records = [*corpus(3), {"id": "huge", "text": "A short first sentence. " + huge}]
+        if backend.chunk_text_limit is None:
+            store.add(records, late_chunking=True, batch_size=1)
+            backend.settle(store, 3 * 1 + 2)
+            return
+        with pytest.raises(InvalidArgumentError, match=r"^records\[3\]\.text: chunk 'huge::chunk:1'"):
+            store.add(records, late_chunking=True, batch_size=1)
+        assert store.count() == 0
+
+    def test_readd_with_other_shapes_leaves_exactly_the_new_points(self, backend, encoder, name):
+        store = backend.make(encoder, name)
+        doc, other = "O'Brien notes.md", "neighbour"
+        store.add([{"id": other, "text": sentences(4, "n")}], late_chunking=True)
+
+        def add(text, **options):
+            store.add([{"id": doc, "text": text}], **options)
+
+        def expect(keys):
+            backend.settle(store, len(keys) + 4)
+            assert self.stored_keys(store, [doc]) == set(keys)
+            assert store.count() == len(keys) + 4
+            assert self.stored_keys(store, [other]) == {store.chunk_id(other, i) for i in range(4)}
+
+        add(sentences(10), late_chunking=True)
+        expect([store.chunk_id(doc, i) for i in range(10)])
+        store.delete([store.chunk_id(doc, 0), store.chunk_id(doc, 3)])  # gaps, as a crash mid-pruning leaves
+        expect([store.chunk_id(doc, i) for i in range(10) if i not in (0, 3)])
+        add(sentences(5), late_chunking=True)  # fewer chunks
+        expect([store.chunk_id(doc, i) for i in range(5)])
+        store.delete([store.chunk_id(doc, 0)])
+        add(sentences(1))  # chunked -> whole, with chunk 0 gone
+        expect([doc])
+        add(sentences(12), late_chunking=True)  # whole -> more chunks
+        expect([store.chunk_id(doc, i) for i in range(12)])
+        add(sentences(2), late_chunking=True, chunker="tokens", chunk_size=4)
+        n = len(encoder.late_chunk(sentences(2), chunker="tokens", chunk_size=4))
+        expect([store.chunk_id(doc, i) for i in range(n)])
+        add(sentences(3))
+        expect([doc])
+
+
+class StoreContract(HostileInputContract):
     """Tests every store passes. Subclasses provide the ``backend`` fixture."""
 
     @pytest.fixture
@@ -735,3 +933,4 @@ def test_stores_need_only_the_encoder_protocol(encoder):
     assert isinstance(encoder, TextEncoder)
     assert isinstance(FakeEncoder(), TextEncoder)
     assert not isinstance(object(), TextEncoder)
+

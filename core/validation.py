@@ -1,0 +1,56 @@
+"""The argument checks of core, one implementation each, so every argument is judged and worded alike.
+
+Each check returns the value as a plain Python type (numpy integers and booleans are accepted, since
+values computed with numpy are common) or raises ``InvalidArgumentError`` whose message starts with
+the argument's name: ``batch_size: must be a positive integer or None, got 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+
+from .errors import invalid
+
+
+def is_integer(value: Any) -> bool:
+    """An int or numpy integer, not a bool (``True`` is an int to Python, never a count to a caller)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def positive_int(value: Any, argument: str, *, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= 1 (None passes through when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if is_integer(value) and value >= 1:
+        return int(value)
+    raise invalid(argument, f"must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+
+
+def int_in_range(value: Any, argument: str, low: int, high: int, *, allow_none: bool = False, note: str = "") -> int | None:
+    """``value`` as an int with ``low <= value <= high``; ``note`` follows the bounds in the message
+    (a unit such as "tokens", or where the bound comes from)."""
+    if value is None and allow_none:
+        return None
+    if is_integer(value) and low <= value <= high:
+        return int(value)
+    bounds = f"from {low} to {high}" + (f" {note}" if note else "")
+    raise invalid(argument, f"must be an integer {bounds}{' (or None)' if allow_none else ''}, got {value!r}")
+
+
+def boolean(value: Any, argument: str) -> bool:
+    """``value`` as a bool: True or False only (numpy booleans too), so 'no' or 0 is not taken for a choice."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise invalid(argument, f"must be True or False, got {value!r}")
+
+
+def choice(value: Any, argument: str, allowed: Collection[str], *, alternative: str = "") -> str:
+    """``value`` if it is one of ``allowed``; ``alternative`` names another accepted form for the message
+    (the caller handles that form before asking)."""
+    if isinstance(value, str) and value in allowed:
+        return value
+    options = ", ".join(repr(a) for a in allowed) + (f" or {alternative}" if alternative else "")
+    raise invalid(argument, f"must be one of {options}, got {value!r}")
