@@ -13,6 +13,7 @@ import threading
 
 from jinav3.checkpoint import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters)
 from jinav3.errors import invalid
+from jinav3.validation import positive_int
 from jinav3.tasks import check_task
 
 _lock = threading.Lock()
@@ -68,23 +69,7 @@ def clear() -> None:
 
 def check_dimensions(dimensions, argument: str = "dimensions") -> int | None:
     """None or an integer >= 1; the upper bound (the model's size) is checked when the model loads."""
-    if dimensions is None:
-        return None
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
-        raise invalid(argument, f"must be an integer >= 1 (or None for the full size), got {dimensions!r}")
-    return dimensions
-
-
-def check_positive(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise invalid(argument, f"must be an integer >= 1, got {value!r}")
-    return value
-
-
-def check_bool(value, argument: str) -> bool:
-    if not isinstance(value, bool):
-        raise invalid(argument, f"must be True or False, got {value!r}")
-    return value
+    return positive_int(dimensions, argument, allow_none=True)
 
 
 def check_task_override(task, argument: str = "task") -> str | None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import PartialWriteError, SignatureMismatchError, StoreError, invalid
 from ..identity import same_model
+from ..validation import int_in_range, positive_int
 from ..protocol import TextEncoder
 from ..tasks import check_task, index_task, search_task
 
@@ -224,19 +225,9 @@ def check_ids(ids: Any, argument: str = "ids") -> list[str]:
 
 
 def check_top_k(top_k: Any, maximum: int | None = None) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise invalid("top_k", f"must be an integer >= 1, got {top_k!r}")
-    if maximum is not None and top_k > maximum:
-        raise invalid("top_k", f"must be at most {maximum} on this store, got {top_k}")
-    return int(top_k)
-
-
-def check_positive(value: Any, argument: str, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise invalid(argument, f"must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
+    if maximum is None:
+        return positive_int(top_k, "top_k")  # type: ignore[return-value]  # never None without allow_none
+    return int_in_range(top_k, "top_k", 1, maximum, note="on this store")  # type: ignore[return-value]
 
 
 def json_size(obj: Any) -> int:
@@ -516,7 +507,7 @@ class VectorStore(ABC):
         self._adoptable = {arg for arg, value in (("dimensions", dimensions), ("passage_task", passage_task),
                                                     ("query_task", query_task)) if value is None} \
             if adopt_signature else set()
-        self.batch_size = check_positive(batch_size, "batch_size") or self.default_batch_size
+        self.batch_size = positive_int(batch_size, "batch_size", allow_none=True) or self.default_batch_size
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise invalid("retries", f"must be an integer >= 0, got {retries!r}")
         for arg, value in (("backoff", backoff), ("max_backoff", max_backoff)):
@@ -646,7 +637,7 @@ class VectorStore(ABC):
         the same ``add`` again finishes the job.
         """
         task = self._write_task(task)
-        batch_size = check_positive(batch_size, "batch_size") or self.batch_size
+        batch_size = positive_int(batch_size, "batch_size", allow_none=True) or self.batch_size
         if not isinstance(late_chunking, bool):
             raise invalid("late_chunking", f"must be True or False, got {late_chunking!r}")
         recs = normalize_records(records)
@@ -762,7 +753,7 @@ class VectorStore(ABC):
             if chunker not in ("sentences", "tokens"):
                 raise invalid("chunker", f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
             if chunker == "tokens":
-                check_positive(chunk_size, "chunk_size", allow_none=False)
+                positive_int(chunk_size, "chunk_size")
             elif chunk_size is not None:
                 raise invalid("chunk_size", "only applies with chunker='tokens'")
         else:

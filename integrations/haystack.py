@@ -19,6 +19,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 
 from jinav3.errors import invalid
 from jinav3.tasks import index_task, search_task
+from jinav3.validation import boolean, positive_int
 
 from . import _encoder_cache as shared
 
@@ -32,9 +33,9 @@ class _JinaV3Embedder:
         self.model = shared.model_key(model)
         self.device, self.dtype = shared.check_device_dtype(device, dtype)
         self.dimensions = shared.check_dimensions(dimensions)
-        self.batch_size = shared.check_positive(batch_size, "batch_size")
-        self.progress_bar = shared.check_bool(progress_bar, "progress_bar")
-        self.normalize = shared.check_bool(normalize, "normalize")
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self.progress_bar = boolean(progress_bar, "progress_bar")
+        self.normalize = boolean(normalize, "normalize")
         self.task = shared.check_task_override(task)
         self.encoder = None
 
@@ -191,7 +192,7 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
             raise invalid("embedding_separator", f"must be a str, got {embedding_separator!r}")
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
-        self.late_chunking = shared.check_bool(late_chunking, "late_chunking")
+        self.late_chunking = boolean(late_chunking, "late_chunking")
 
     def _init_parameters(self) -> dict[str, Any]:
         return {

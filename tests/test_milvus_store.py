@@ -138,3 +138,54 @@ def test_milvus_limits_are_checked_before_writing(encoder, tmp_path):
         store.search("q", filter={"lang": {"$eq": "de"}})
     assert store.count() == 0
     store.close()
+
+
+def test_a_lite_file_in_a_missing_folder_is_refused_and_creates_nothing(encoder, tmp_path):
+    missing = tmp_path / "no" / "such" / "folder"
+    with pytest.raises(InvalidArgumentError, match=r"^uri: the folder .*does not exist"):
+        MilvusStore(encoder, "docs", uri=str(missing / "m.db"))
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("side", ["lite", "server"])
+def test_a_collection_without_a_vector_index_is_indexed_before_anything_is_written(encoder, tmp_path, request, side):
+    """Made with our schema but no index (another tool, or a crash between create and index): a
+    write would land in a collection that cannot be loaded or searched. The store indexes it."""
+    uri = str(tmp_path / "m.db") if side == "lite" else request.getfixturevalue("milvus_server").uri
+    client = MilvusClient(uri=uri)
+    name = f"noindex_{side}_{os.getpid()}"
+    if client.has_collection(name):
+        client.drop_collection(name)
+    with MilvusStore(encoder, name, client=client) as made:  # our schema, then the index dropped
+        schema_signature = made.signature
+    client.release_collection(name)
+    for index in client.list_indexes(name, field_name="vector"):
+        client.drop_index(name, index)
+    assert not client.list_indexes(name, field_name="vector")
+    store = MilvusStore(encoder, name, client=client)
+    assert store.signature == schema_signature and client.list_indexes(name, field_name="vector")
+    store.add(corpus(6))
+    assert_ranking(store.search(QUERIES[0], top_k=3), brute_force(encoder, corpus(6), QUERIES[0]), 3)
+    client.drop_collection(name)
+    client.close()
+
+
+def test_ids_that_need_escaping_match_exactly_on_the_server(encoder, request):
+    """On a Milvus server a backslash id once matched nothing, so its stale chunks stayed: the chunk
+    points of such documents are found and pruned by their parent id."""
+    client = MilvusClient(uri=request.getfixturevalue("milvus_server").uri)
+    name = f"escape_{os.getpid()}"
+    store = MilvusStore(encoder, name, client=client)
+    try:
+        ids = ["C:\\docs\\a.md", "O'Brien\\'s", 'q"uote\\"', "x\\n\ny"]
+        store.add([{"id": i, "text": "One. Two. Three. Four."} for i in ids], late_chunking=True)
+        assert store.count() == 16
+        store.add([{"id": i, "text": "One. Two."} for i in ids], late_chunking=True)
+        assert store.count() == 8
+        assert sorted(h.id for h in store.get([store.chunk_id(i, n) for i in ids for n in range(4)])) == sorted(
+            store.chunk_id(i, n) for i in ids for n in range(2))
+        store.delete(ids)
+        assert store.count() == 0
+    finally:
+        client.drop_collection(name)
+        client.close()
