@@ -1,8 +1,11 @@
 """jinav3: the real jina-embeddings-v3 vectors, on transformers + peft, without remote code.
 
-``Encoder`` is imported on first use, so that ``import jinav3`` (and the command line's ``--help``)
+``Encoder`` (and ``Chunk``) are imported on first use, so that ``import jinav3`` (and the command line's ``--help``)
 does not pay for torch and transformers until a model is needed.
 """
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from .errors import (
     CheckpointFormatError,
@@ -16,12 +19,17 @@ from .errors import (
 )
 from .tasks import DEFAULT_TASK, INDEX_TASK, SEARCH_TASK, TASKS
 
-__version__ = "0.1.0"
+from .protocol import TextEncoder
+
+try:
+    __version__ = _version("jinav3")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Encoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK", "JinaV3Error", "InvalidArgumentError",
-    "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError", "SignatureMismatchError",
-    "PartialWriteError",
+    "Encoder", "Chunk", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK", "JinaV3Error",
+    "InvalidArgumentError", "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError",
+    "SignatureMismatchError", "PartialWriteError", "__version__",
 ]
 
 
@@ -30,4 +38,8 @@ def __getattr__(name: str):
         from .encoder import Encoder
 
         return Encoder
+    if name == "Chunk":
+        from .late_chunking import Chunk
+
+        return Chunk
     raise AttributeError(f"module 'jinav3' has no attribute {name!r}")

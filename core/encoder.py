@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import overload
 
 import numpy as np
 import torch
@@ -127,6 +128,18 @@ class Encoder:
         return "" if task is None else self.checkpoint.instructions.get(task, "")
 
     # ----------------------------------------------------------------------------- encode
+    @overload
+    def encode(self, texts: str, task: str | None | Sequence[str | None] = ..., dimensions: int | None = ...,
+               normalize: bool = ..., max_length: int | None = ..., late_chunking: bool = ...,
+               batch_size: int | None = ..., show_progress: bool = ..., *, window: int | None = ...,
+               overlap: int | None = ...) -> np.ndarray: ...  # shape (d,)
+
+    @overload
+    def encode(self, texts: Sequence[str], task: str | None | Sequence[str | None] = ...,
+               dimensions: int | None = ..., normalize: bool = ..., max_length: int | None = ...,
+               late_chunking: bool = ..., batch_size: int | None = ..., show_progress: bool = ..., *,
+               window: int | None = ..., overlap: int | None = ...) -> np.ndarray: ...  # shape (n, d)
+
     def encode(
         self,
         texts: Texts,

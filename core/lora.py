@@ -23,9 +23,10 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
-from .errors import CheckpointFormatError
+from .errors import CheckpointFormatError, invalid
 
 PEFT_PREFIX = "base_model.model."
+_OWNER = "_jinav3_task_lora"  # set on a model once a MergedTaskLoRA manages it
 
 
 @dataclass
@@ -69,6 +70,12 @@ class MergedTaskLoRA:
     """Holds every task's LoRA factors and the pristine base weights; ``activate(task)`` merges one."""
 
     def __init__(self, model: nn.Module, adapters: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]]):
+        # Merging writes the task into the model's weights and hooks its embeddings: a second owner
+        # would snapshot already-merged weights as "pristine" and add every hook twice.
+        if getattr(model, _OWNER, None) is not None:
+            raise invalid("checkpoint", "its model already belongs to an Encoder (task weights are merged into it in "
+                                        "place); load the checkpoint again, e.g. with Encoder.from_pretrained(...)")
+        setattr(model, _OWNER, True)
         self.model = model
         self.configs = {name: config for name, (config, _) in adapters.items()}
         self.states = {name: state for name, (_, state) in adapters.items()}  # peft format, for saving

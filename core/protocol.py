@@ -7,16 +7,19 @@ cache in front of the model) and the Qdrant, Milvus and Pinecone helpers take it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE
 
+if TYPE_CHECKING:  # late_chunking imports torch; the protocol must not
+    from .late_chunking import Chunk
+
 
 @runtime_checkable
 class TextEncoder(Protocol):
-    name: str  # model name or path, recorded in a collection's signature
+    name: str  # the model's identity (jinav3.identity), recorded in a collection's signature
 
     def output_size(self, dimensions: int | None = None) -> int:
         """The vector size ``encode`` returns for ``dimensions`` (None: the full size)."""
@@ -29,5 +32,8 @@ class TextEncoder(Protocol):
     def late_chunk_documents(self, documents: Sequence[str], task: str | None = RETRIEVAL_PASSAGE,
                              chunker: str | Sequence[tuple[int, int]] = "sentences", chunk_size: int | None = None,
                              window: int | None = None, overlap: int | None = None, dimensions: int | None = None,
-                             normalize: bool = True) -> list:
-        """One list of ``jinav3.late_chunking.Chunk`` (index, text, start, end, embedding) per document."""
+                             normalize: bool = True) -> "list[list[Chunk]]":
+        """One list of ``jinav3.Chunk`` (index, text, start, end, embedding) per document.
+
+        An encoder may also offer ``chunk_spans(documents, task=, chunker=, chunk_size=)`` (where the
+        chunks fall, without embedding); stores then check every chunk before writing anything."""

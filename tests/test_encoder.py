@@ -424,3 +424,23 @@ def test_the_argument_checks_themselves():
     assert choice("a", "mode", ("a", "b")) == "a"
     with pytest.raises(InvalidArgumentError, match=r"^mode: must be one of 'a', 'b' or a list, got \['a'\]$"):
         choice(["a"], "mode", ("a", "b"), alternative="a list")
+
+
+def test_a_loaded_checkpoint_belongs_to_one_encoder(encoder):
+    """A second Encoder on the same model would snapshot merged weights as pristine and hook the
+    embeddings twice (vectors drift): refused."""
+    from jinav3 import Encoder
+
+    with pytest.raises(InvalidArgumentError, match="^checkpoint: its model already belongs to an Encoder"):
+        Encoder(encoder.checkpoint, encoder.device)
+    np.testing.assert_allclose(encoder.encode(["still exact"]), encoder.encode(["still exact"]), atol=0)
+
+
+def test_public_surface():
+    import jinav3
+
+    for name in ("Encoder", "Chunk", "TextEncoder", "__version__"):
+        assert name in jinav3.__all__ and getattr(jinav3, name) is not None
+    from importlib.metadata import version
+
+    assert jinav3.__version__ == version("jinav3")
