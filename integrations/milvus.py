@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
-from ._store import WHOLE, Hit, Point, Record, Signature, VectorStore, is_transient, json_size, log, make_hit
+from .records import WHOLE, Hit, Point, Record, json_size, make_hit
+from .retries import is_transient
+from .signature import Signature, log
+from .store import VectorStore
 
 try:
     from pymilvus import DataType, MilvusClient

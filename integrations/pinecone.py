@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
-from ._store import WHOLE, Hit, Point, Record, Signature, VectorStore, json_size, make_hit
+from .records import WHOLE, Hit, Point, Record, json_size, make_hit
+from .signature import Signature
+from .store import VectorStore
 
 try:
     from pinecone import Pinecone, ServerlessSpec

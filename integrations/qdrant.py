@@ -25,7 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
-from ._store import WHOLE, Hit, Point, Signature, VectorStore, is_transient, make_hit, uuid_for
+from .records import WHOLE, Hit, Point, make_hit, uuid_for
+from .retries import is_transient
+from .signature import Signature
+from .store import VectorStore
 
 try:
     from qdrant_client import QdrantClient, models

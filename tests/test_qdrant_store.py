@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient, models  # noqa: E402
 from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: E402
 
 from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
-from jinav3.integrations._store import uuid_for  # noqa: E402
+from jinav3.integrations.records import uuid_for  # noqa: E402
 from jinav3.integrations.qdrant import QdrantStore  # noqa: E402
 from test_store_common import FailingUpserts as CommonFailingUpserts  # noqa: E402
 from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402

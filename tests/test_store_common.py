@@ -1,4 +1,5 @@
-"""The shared store machinery (integrations/_store.py), and the contract every store must meet.
+"""The shared store machinery (integrations/store.py and its records, signature, filters, retries and
+writer modules), and the contract every store must meet.
 
 ``StoreContract`` holds the tests that run on every store; test_qdrant_store.py, test_milvus_store.py
 and test_pinecone_store.py subclass it with a ``backend`` fixture (see ``Backend`` below). The rest
@@ -20,11 +21,12 @@ import numpy as np
 import pytest
 
 from jinav3.errors import InvalidArgumentError, PartialWriteError, SignatureMismatchError, StoreError
-from jinav3.integrations import _store
-from jinav3.integrations._store import (
-    WHOLE, Point, Signature, VectorStore, call_with_retry, check_portable_filter, check_signature,
-    group_by_document, is_transient, make_hit, normalize_records, parse_filter, point_key, text_id, uuid_for,
-)
+from jinav3.integrations import records as records_module
+from jinav3.integrations.filters import check_portable_filter, parse_filter
+from jinav3.integrations.records import WHOLE, Point, group_by_document, make_hit, normalize_records, point_key, text_id, uuid_for
+from jinav3.integrations.retries import call_with_retry, is_transient
+from jinav3.integrations.signature import check_signature
+from jinav3.integrations.store import Signature, VectorStore
 
 PASSAGES = Path(__file__).resolve().parents[1] / "examples" / "data" / "passages.jsonl"
 ATOL = 1e-5
@@ -90,7 +92,7 @@ def test_point_keys_and_uuids_are_deterministic():
     assert point_key("a1", 3) == "a1::chunk:3"
     assert uuid_for("a1") == uuid_for("a1") != uuid_for("a1::chunk:0")
     assert uuid.UUID(uuid_for("a1")).version == 5
-    assert uuid_for("a1") == str(uuid.uuid5(_store.ID_NAMESPACE, "a1"))
+    assert uuid_for("a1") == str(uuid.uuid5(records_module.ID_NAMESPACE, "a1"))
 
 
 # ============================================================================================ signature

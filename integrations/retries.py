@@ -1,0 +1,67 @@
+"""Retries of transient store errors: exponential backoff with jitter, one policy for every store."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("jinav3.integrations")
+
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Timeouts, dropped connections, HTTP 408/429/5xx and gRPC UNAVAILABLE-like errors, anywhere in
+    the exception's cause chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            return True
+        for attr in ("status_code", "status", "http_status"):
+            code = getattr(exc, attr, None)
+            if isinstance(code, int) and not isinstance(code, bool) and (code in _TRANSIENT_STATUS or 500 <= code < 600):
+                return True
+        code = getattr(exc, "code", None)
+        if callable(code):
+            try:
+                name = getattr(code(), "name", None)
+            except Exception:  # noqa: BLE001 - a foreign code() that needs arguments
+                name = None
+            if name in _TRANSIENT_GRPC:
+                return True
+        name, module = type(exc).__name__, type(exc).__module__ or ""
+        if module.startswith(("httpx", "httpcore")) and name in (
+                "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "ConnectError", "RemoteProtocolError",
+                "ReadError", "WriteError"):
+            return True
+        if module.startswith(("pymilvus", "pinecone")) and name in (
+                "MilvusUnavailableException", "PineconeTimeoutError", "PineconeConnectionError", "ServiceError",
+                "RateLimitError"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def call_with_retry(fn: Callable[[], Any], *, what: str, retries: int, backoff: float, max_backoff: float,
+                    transient: Callable[[BaseException], bool] = is_transient,
+                    sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Run ``fn``; on a transient error wait ``backoff * 2**attempt`` (jittered, capped) and try again,
+    at most ``retries`` more times. Permanent errors and the last transient one are raised."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as e:
+            if attempt >= retries or not transient(e):
+                raise
+            delay = min(max_backoff, backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
+            log.warning("%s failed (%s: %s); retry %d of %d in %.2fs", what, type(e).__name__, e, attempt + 1,
+                        retries, delay)
+            if delay > 0:
+                sleep(delay)
+            attempt += 1
