@@ -8,12 +8,15 @@
 
 Store URIs: ``qdrant:PATH`` (local mode, the default ``qdrant:./jinav3-data/qdrant``),
 ``qdrant+http://HOST:PORT``, ``milvus:PATH.db`` (Milvus Lite), ``milvus+http://HOST:PORT``,
-``pinecone:INDEX`` (``$PINECONE_API_KEY``). The model is ``--model``, else ``$JINAV3_MODEL``, else
-``jinaai/jina-embeddings-v3``.
+``pinecone:INDEX`` (``$PINECONE_API_KEY``). A server's credentials come from ``--api-key-env NAME``
+(the variable holding the key or token) or the URI's ``user:password@``; whatever holds a secret is
+printed redacted (``root:***@``) and scrubbed from every message. The model is ``--model``, else
+``$JINAV3_MODEL``, else ``jinaai/jina-embeddings-v3``.
 
-Errors are one line on stderr (``jinav3: error: ...``) and a non-zero exit; ``JINAV3_DEBUG=1`` shows
-the traceback instead. It lives in ``jinav3.integrations`` because it talks to stores, which
-``jinav3`` (core) never imports.
+Errors are one line on stderr (``jinav3: error: ...``): exit status 2 for a usage error (a bad option
+value, found before any work), 1 for a failure of the work; ``JINAV3_DEBUG=1`` prints the traceback
+before it. It lives in ``jinav3.integrations`` because it talks to stores, which ``jinav3`` (core)
+never imports.
 """
 
 from __future__ import annotations
@@ -22,21 +25,33 @@ import argparse
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
+
+from jinav3.errors import InvalidArgumentError, JinaV3Error, SignatureMismatchError, StoreError, install_hint
 
 DEFAULT_DATA_DIR = "./jinav3-data"
 DEFAULT_STORE = "qdrant:./jinav3-data/qdrant"
 DEFAULT_COLLECTION = "jinav3"
 MODEL_ENV = "JINAV3_MODEL"
 DEBUG_ENV = "JINAV3_DEBUG"
+PINECONE_KEY_ENV = "PINECONE_API_KEY"
 WORK_RETRIES = 5  # retries of a transient store error once the store is open
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Loggers of the Milvus clients, which log each failed call with its traceback before raising it.
+MILVUS_LOGGERS = ("pymilvus", "milvus_lite")
 
 STORE_FORMS = "qdrant:PATH, qdrant+http://HOST:PORT, milvus:PATH.db, milvus+http://HOST:PORT or pinecone:INDEX"
 
@@ -46,102 +61,321 @@ OPTIONAL_PACKAGES = ("qdrant-client", "pymilvus", "milvus-lite", "pinecone", "ha
 
 
 class CLIError(Exception):
-    """A failure to report as one line, without a traceback."""
+    """A failure of the work, reported as one line without a traceback (exit status 1)."""
+
+
+class UsageError(CLIError):
+    """A bad command line: an option value found wrong before any work started (exit status 2)."""
+
+
+def exit_status(error: BaseException) -> int:
+    """THE exit status of a failed run: 2 for a usage error, 1 for a failure of the work."""
+    return 2 if isinstance(error, UsageError) else 1
+
+
+# ============================================================================================ secrets
+# What in a URI is secret: the user info (the PASSWORD of user:PASSWORD@, all of TOKEN@) and the value of
+# every token-like query parameter (?token=, ?api_key=, ?key=, ?password=, ?secret=, ...).
+_USER_INFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#]*)@")
+_SECRET_PARAMETER = re.compile(r"[?&][^=&#]*(?:token|key|pass|pwd|secret|auth|credential)[^=&#]*=(?P<value>[^&#]*)",
+                               re.IGNORECASE)
+
+
+def _secret_spans(uri: str) -> list[tuple[int, int]]:
+    """(start, end) of each secret in ``uri``: the one definition that redact() and uri_secrets() share."""
+    spans = []
+    user = _USER_INFO.match(uri)
+    if user:
+        start, end = user.span("info")
+        colon = user["info"].find(":")
+        spans.append((start + colon + 1 if colon >= 0 else start, end))
+    if "://" in uri and "?" in uri:
+        spans += [m.span("value") for m in _SECRET_PARAMETER.finditer(uri, uri.index("?"))]
+    return [(start, end) for start, end in spans if end > start]
+
+
+def redact(uri: str) -> str:
+    """``uri`` fit to print: ``milvus+http://root:***@host:19530``, ``qdrant+https://***@host``, ``...?token=***``."""
+    for start, end in sorted(_secret_spans(uri), reverse=True):
+        uri = uri[:start] + "***" + uri[end:]
+    return uri
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """The secrets in ``uri``, as written and percent-decoded (a client may echo either)."""
+    found = [uri[start:end] for start, end in _secret_spans(uri)]
+    return found + [unquote(secret) for secret in found if unquote(secret) != secret]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """THE scrubber: ``text`` with every known secret replaced by ``***`` (longest first, so none is left in part)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def api_key_values(args) -> list[str]:
+    """The values of the API key variables this run may use, to scrub from what it prints."""
+    names = (getattr(args, "api_key_env", None), PINECONE_KEY_ENV)
+    return [os.environ[name] for name in names if name and os.environ.get(name)]
 
 
 # ============================================================================================ stores
 @dataclass(frozen=True)
 class StoreURI:
-    """A parsed ``--store`` value: ``scheme`` (qdrant, milvus, pinecone), ``mode`` (local, server,
-    index) and ``target`` (a path, a URL or an index name)."""
+    """A parsed ``--store`` value: ``scheme`` (qdrant, milvus, pinecone), ``mode`` (local, server, index),
+    ``target`` (a path, a server URL without its user info, or an index name), ``user_info`` (the URL's
+    ``user:password`` or token, or None) and ``api_key`` (from the environment, set by :func:`with_credentials`).
+    Print it as :attr:`shown`: ``raw`` holds the credentials as typed."""
 
     raw: str
     scheme: str
     mode: str
     target: str
+    user_info: str | None = None
+    api_key: str | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        return f"StoreURI({self.shown!r})"
+
+    @property
+    def shown(self) -> str:
+        """The URI with its secrets redacted: the only form that is ever printed."""
+        return redact(self.raw)
+
+    @property
+    def secrets(self) -> list[str]:
+        return uri_secrets(self.raw) + ([self.api_key] if self.api_key else [])
 
 
 def place(store: StoreURI, collection: str) -> str:
     """``qdrant:./data collection 'docs'`` / ``pinecone:idx namespace 'docs'``: for messages."""
-    return f"{store.raw} {'namespace' if store.scheme == 'pinecone' else 'collection'} {collection!r}"
-
-
-def check_credentials(store: StoreURI) -> None:
-    """Fail before loading the model when a store needs a credential that is not set."""
-    if store.scheme == "pinecone" and not os.environ.get("PINECONE_API_KEY"):
-        raise CLIError(f"store {store.raw}: set PINECONE_API_KEY to your Pinecone API key")
+    return f"{store.shown} {'namespace' if store.scheme == 'pinecone' else 'collection'} {collection!r}"
 
 
 def parse_store(uri: str) -> StoreURI:
-    """Parse a store URI; raise CLIError naming the accepted forms for anything else."""
-    raw = uri
-    scheme, sep, rest = uri.partition(":")
+    """Parse a store URI; raise UsageError naming the accepted forms for anything else."""
+    shown = redact(uri)
+    user = _USER_INFO.match(uri)
+    bare = user["head"] + uri[user.end():] if user else uri  # the URI without its user info
+    scheme, sep, rest = bare.partition(":")
     if not sep or not rest:
-        raise CLIError(f"store: {raw!r} is not a store URI; use {STORE_FORMS}")
+        raise UsageError(f"store: {shown!r} is not a store URI; use {STORE_FORMS}")
     base, plus, transport = scheme.partition("+")
     if base not in ("qdrant", "milvus", "pinecone"):
-        raise CLIError(f"store: unknown scheme {scheme!r} in {raw!r}; use {STORE_FORMS}")
+        raise UsageError(f"store: unknown scheme {scheme!r} in {shown!r}; use {STORE_FORMS}")
     if plus:
         if base == "pinecone" or transport not in ("http", "https") or not rest.startswith("//") or len(rest) <= 2:
-            raise CLIError(f"store: unknown scheme {scheme!r} in {raw!r}; use {STORE_FORMS}")
-        return StoreURI(raw, base, "server", f"{transport}:{rest}")
-    if base == "pinecone":
-        return StoreURI(raw, base, "index", rest)
+            raise UsageError(f"store: unknown scheme {scheme!r} in {shown!r}; use {STORE_FORMS}")
+        return StoreURI(uri, base, "server", f"{transport}:{rest}", user["info"] if user else None)
     if rest.startswith("//"):
-        raise CLIError(f"store: {raw!r}: for a server write {base}+http:{rest}; for a local path write {base}:PATH")
+        raise UsageError(f"store: {shown!r}: for a server write {base}+http:{shown.partition(':')[2]}; "
+                         f"for a local path write {base}:PATH")
+    if base == "pinecone":
+        return StoreURI(uri, base, "index", rest)
     if base == "milvus" and not rest.endswith(".db"):
-        raise CLIError(f"store: {raw!r}: Milvus Lite needs a file name ending in .db, e.g. milvus:./jinav3-data/milvus.db")
-    return StoreURI(raw, base, "local", rest)
+        raise UsageError(f"store: {shown!r}: Milvus Lite needs a file name ending in .db, e.g. milvus:./jinav3-data/milvus.db")
+    return StoreURI(uri, base, "local", rest)
 
 
-def open_store(store: StoreURI, encoder, collection: str, dimensions: int | None, create: bool = True):
-    """The store helper for ``store`` (imports its client only now); ``create=False`` refuses a missing
-    collection with a hint to index first."""
-    # Open without retries, so a wrong or unreachable address fails at once; retry transient errors
-    # of the work itself (see open_store's end).
-    kwargs: dict[str, Any] = {"collection": collection, "create": create, "retries": 0}
-    if dimensions is not None:
-        kwargs["dimensions"] = dimensions
+def with_credentials(store: StoreURI, variable: str | None) -> StoreURI:
+    """``store`` with its API key from ``$variable`` (``--api-key-env``), else ``$PINECONE_API_KEY`` for Pinecone.
+    Fails before the model loads when a credential is missing; the value itself is never printed."""
+    if variable:
+        if not _ENV_NAME.fullmatch(variable):  # most likely the key itself: say so without echoing it
+            raise UsageError("--api-key-env: give the NAME of an environment variable (letters, digits, _) "
+                             "that holds the API key, not the key itself")
+        if store.mode == "local":
+            raise UsageError(f"--api-key-env: {store.shown} is a local store; an API key only applies to a server "
+                             "(qdrant+http..., milvus+http...) or Pinecone")
+        if store.user_info is not None:
+            raise UsageError(f"--api-key-env: {store.shown} carries credentials already (user info); "
+                             "give them in one place")
+        if not os.environ.get(variable):
+            raise UsageError(f"--api-key-env: ${variable} is {'empty' if variable in os.environ else 'not set'}; "
+                             "set it to the API key")
+        return replace(store, api_key=os.environ[variable])
+    if store.scheme == "pinecone":
+        if not os.environ.get(PINECONE_KEY_ENV):
+            raise UsageError(f"store {store.shown}: set {PINECONE_KEY_ENV} to your Pinecone API key "
+                             "(or name the variable that holds it with --api-key-env)")
+        return replace(store, api_key=os.environ[PINECONE_KEY_ENV])
+    return store
+
+
+def store_of(args) -> StoreURI:
+    return with_credentials(parse_store(args.store), args.api_key_env)
+
+
+def connection(store: StoreURI) -> dict[str, Any]:
+    """The keyword arguments that point a store class (and its client) at ``store``, credentials included:
+    user info goes to the client as its credential, never inside the URL it may echo."""
+    if store.scheme == "pinecone":
+        return {"index": store.target, "api_key": store.api_key}
+    if store.mode == "local":
+        return {("path" if store.scheme == "qdrant" else "uri"): str(Path(store.target).expanduser())}
+    user = unquote(store.user_info) if store.user_info else None
+    if store.scheme == "qdrant":  # Qdrant has API keys, no users: the password of user:KEY@, or all of KEY@
+        name, colon, password = (user or "").partition(":")
+        key = store.api_key or (password if colon else name) or None
+        return {"url": store.target, **({"api_key": key} if key else {})}
+    token = store.api_key or user  # Milvus takes "user:password" or an API key as its token
+    return {"uri": store.target, **({"token": token} if token else {})}
+
+
+def index_hint(store: StoreURI, collection: str) -> str:
+    return shlex.join(["jinav3", "index", "CORPUS", "--store", store.shown, "--collection", collection])
+
+
+def store_class(store: StoreURI):
+    """The store helper class for ``store``; its client is imported only now."""
     try:
         if store.scheme == "qdrant":
-            from .qdrant import QdrantStore as Store
+            from .qdrant import QdrantStore
 
-            if store.mode == "local":
-                Path(store.target).expanduser().mkdir(parents=True, exist_ok=True)
-                kwargs["path"] = str(Path(store.target).expanduser())
-            else:
-                kwargs["url"] = store.target
-        elif store.scheme == "milvus":
-            from .milvus import MilvusStore as Store
+            return QdrantStore
+        if store.scheme == "milvus":
+            from .milvus import MilvusStore
 
-            if store.mode == "local":
-                Path(store.target).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                kwargs["uri"] = str(Path(store.target).expanduser())
-            else:
-                kwargs["uri"] = store.target
-        else:
-            from .pinecone import PineconeStore as Store
+            return MilvusStore
+        from .pinecone import PineconeStore
 
-            # the API key comes from $PINECONE_API_KEY; the SDK reads $PINECONE_CONTROLLER_HOST itself
-            kwargs["index"] = store.target
-            kwargs["namespace"] = kwargs.pop("collection")
+        return PineconeStore
     except ImportError as error:
-        extra = {"qdrant": "qdrant", "milvus": "milvus", "pinecone": "pinecone"}[store.scheme]
-        raise CLIError(f"store: {store.raw} needs the {store.scheme} client: pip install \"jinav3[{extra}]\" "
-                       f"({error})") from error
+        cause = error.__cause__ or error
+        raise CLIError(f"store {store.shown} needs the {store.scheme} client: {install_hint(store.scheme)} "
+                       f"({cause})") from error
+
+
+def open_store(store: StoreURI, encoder, collection: str, dimensions: int | None, create: bool = True,
+               adopt_signature: bool = False):
+    """The store helper for ``store``. ``create=False`` (search) creates nothing, not even the folder or file of a
+    local store, and refuses a missing collection naming the ones there are; ``adopt_signature`` takes the
+    dimensions and tasks left unset from the collection's signature."""
+    Store = store_class(store)
+    # Open without retries, so a wrong or unreachable address fails at once; the work retries transient errors.
+    kwargs: dict[str, Any] = {"create": create, "retries": 0, "adopt_signature": adopt_signature,
+                              "namespace" if store.scheme == "pinecone" else "collection": collection,
+                              **connection(store)}
+    if dimensions is not None:
+        kwargs["dimensions"] = dimensions
+    made = local_folders(store, collection, create)
     try:
         opened = Store(encoder, **kwargs)
-        opened.retries = WORK_RETRIES
-        return opened
-    except Exception as error:
-        from jinav3.errors import SignatureMismatchError, StoreError
+    except BaseException as error:
+        for folder in made:  # nothing is left behind by a store that did not open
+            with suppress(OSError):
+                folder.rmdir()
+        if isinstance(error, InvalidArgumentError) or not isinstance(error, Exception):
+            raise  # an option's value (--dimensions, --collection): setting_up() makes it a usage error
+        raise open_failure(store, collection, create, error) from error
+    if not create and store.scheme == "pinecone":
+        _require_namespace(opened, store, collection)
+    opened.retries = WORK_RETRIES
+    return opened
 
-        if not create and isinstance(error, StoreError) and not isinstance(error, SignatureMismatchError) \
-                and "does not exist" in str(error):
-            missing = f"index {store.target!r}" if store.scheme == "pinecone" else f"collection {collection!r}"
-            raise CLIError(f"store {store.raw}: {missing} does not exist; index a corpus into it first: "
-                           f"jinav3 index CORPUS --store {store.raw} --collection {collection}") from error
-        raise store_failure(store, error) from error
+
+def local_folders(store: StoreURI, collection: str, create: bool) -> list[Path]:
+    """Refuse to search a local store that is not there (its client would make it); make the folders a new
+    Milvus Lite file needs (Qdrant makes its own) and return them, innermost first."""
+    if store.mode != "local":
+        return []
+    path = Path(store.target).expanduser()
+    if not create and not path.exists():
+        raise CLIError(f"store {store.shown} does not exist; index a corpus into it first: "
+                       f"{index_hint(store, collection)}")
+    if store.scheme != "milvus":
+        return []
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def open_failure(store: StoreURI, collection: str, create: bool, error: Exception) -> CLIError:
+    """Why the store did not open, in one line: for a search, a missing collection names the ones there are."""
+    if create or not isinstance(error, StoreError) or isinstance(error, SignatureMismatchError) \
+            or "does not exist" not in str(error):
+        return store_failure(store, error)
+    if store.scheme == "pinecone":
+        return missing(store, collection, "index", store.target, pinecone_indexes(store))
+    return missing(store, collection, "collection", collection, collections(store))
+
+
+def missing(store: StoreURI, collection: str, kind: str, name: str, there: list[str] | None) -> CLIError:
+    """The refusal of a search on a missing collection, naming the ones there are (``there``, when known)."""
+    kinds = {"index": "indexes"}.get(kind, kind + "s")
+    listed = "" if there is None else f" ({kinds} there: {', '.join(map(repr, there))})" if there \
+        else f" (there are no {kinds})"
+    return CLIError(f"store {store.shown}: {kind} {name!r} does not exist{listed}; index a corpus into it first: "
+                    f"{index_hint(store, collection)}")
+
+
+def collections(store: StoreURI) -> list[str] | None:
+    """The collections of a Qdrant or Milvus store, for a "does not exist" message (None if they cannot be read)."""
+    try:
+        if store.scheme == "qdrant":
+            from qdrant_client import QdrantClient
+
+            client = QdrantClient(**connection(store))
+            try:
+                return sorted(c.name for c in client.get_collections().collections)
+            finally:
+                client.close()
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(**connection(store))
+        try:
+            return sorted(client.list_collections())
+        finally:
+            client.close()
+    except Exception:  # the list only helps the message: failing to read it must not replace the message
+        return None
+
+
+def pinecone_indexes(store: StoreURI) -> list[str] | None:
+    try:
+        from pinecone import Pinecone
+
+        return sorted(Pinecone(api_key=store.api_key).list_indexes().names())
+    except Exception:  # as for collections()
+        return None
+
+
+def _require_namespace(opened, store: StoreURI, collection: str) -> None:
+    """Pinecone has no empty namespaces: searching one that is not there is a mistake, not "No results"."""
+    try:
+        namespaces = sorted(opened.index.describe_index_stats().namespaces or {})
+    except Exception:  # the search itself reports a store that fails
+        return
+    if collection in namespaces or (collection == "" and "__default__" in namespaces):
+        return
+    _close(opened)
+    error = missing(store, collection, "namespace", collection, namespaces)
+    raise CLIError(f"{error} (a namespace written seconds ago may not be listed yet)")
+
+
+def store_failure(store: StoreURI, error: Exception) -> CLIError:
+    """The one-line report of a store's failure; clients' messages may hold the URL with its credentials."""
+    message = str(error) if isinstance(error, JinaV3Error) else f"store {store.shown}: {type(error).__name__}: {error}"
+    return CLIError(scrub(message, store.secrets))
+
+
+@contextmanager
+def setting_up():
+    """While the model loads and the store opens, nothing has been done yet: a library InvalidArgumentError then
+    names an option's value (--dimensions, --dtype, --device, --collection), which makes it a usage error."""
+    try:
+        yield
+    except InvalidArgumentError as error:
+        raise UsageError(str(error)) from error
+
+
+def check_model_options(args) -> None:
+    """--device and --dtype checked before a corpus is read or a model loaded."""
+    from jinav3.devices import pick_device, pick_dtype
+
+    with setting_up():
+        pick_dtype(args.dtype, pick_device(args.device))
 
 
 # ============================================================================================ helpers
@@ -166,14 +400,6 @@ def load_encoder(args):
 def one_line(text: str, limit: int = 600) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def store_failure(store: StoreURI, error: Exception) -> CLIError:
-    from jinav3.errors import JinaV3Error
-
-    if isinstance(error, JinaV3Error):
-        return CLIError(str(error))
-    return CLIError(f"store {store.raw}: {type(error).__name__}: {error}")
 
 
 def count_tokens(encoder, texts: list[str]) -> int:
@@ -228,20 +454,21 @@ class IndexProgress:
 def cmd_index(args) -> int:
     from .corpus import read_corpus
 
-    store = parse_store(args.store)
-    check_credentials(store)
+    store = store_of(args)
     if args.chunk_size is not None and (args.chunker != "tokens" or not args.late_chunking):
-        raise CLIError("--chunk-size: only applies with --late-chunking --chunker tokens")
+        raise UsageError("--chunk-size: only applies with --late-chunking --chunker tokens")
     if args.chunker == "tokens" and args.late_chunking and args.chunk_size is None:
-        raise CLIError("--chunker tokens: give --chunk-size N (tokens per chunk)")
+        raise UsageError("--chunker tokens: give --chunk-size N (tokens per chunk)")
+    check_model_options(args)
     records = read_corpus(args.corpus, id_field=args.id_field, text_field=args.text_field, strict=args.strict)
     if not records:
         raise CLIError(f"corpus: {args.corpus!r} holds no document with text in field {args.text_field!r}")
     if not args.quiet and sys.stderr.isatty():  # loading the real model takes a while: say what is going on
         print(f"jinav3: {len(records)} documents read; loading {model_choice(args.model)[0]} ...", file=sys.stderr)
-    encoder = load_encoder(args)
-    progress = IndexProgress(encoder, len(records), args.quiet)
-    target = open_store(store, progress, args.collection, args.dimensions)
+    with setting_up():
+        encoder = load_encoder(args)
+        progress = IndexProgress(encoder, len(records), args.quiet)
+        target = open_store(store, progress, args.collection, args.dimensions)
 
     options: dict[str, Any] = {}
     if args.late_chunking:
@@ -288,12 +515,12 @@ def parse_filters(items: list[str]) -> dict[str, Any]:
         typed = ":=" in item and item.index(":=") < item.index("=") + 1
         key, _, value = item.partition(":=" if typed else "=")
         if not key or (not typed and "=" not in item):
-            raise CLIError(f"--filter: {item!r} is not key=value (or key:=JSON for numbers and booleans)")
+            raise UsageError(f"--filter: {item!r} is not key=value (or key:=JSON for numbers and booleans)")
         if typed:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as error:
-                raise CLIError(f"--filter: {item!r}: the value after := must be JSON ({error.msg})") from error
+                raise UsageError(f"--filter: {item!r}: the value after := must be JSON ({error.msg})") from error
         values = value if isinstance(value, list) else [value]
         if key in filters:
             previous = filters[key] if isinstance(filters[key], list) else [filters[key]]
@@ -332,13 +559,13 @@ def print_table(hits: list[dict[str, Any]], out) -> None:
 
 
 def cmd_search(args) -> int:
-    store = parse_store(args.store)
-    check_credentials(store)
+    store = store_of(args)
     filters = parse_filters(args.filter or [])
-    if args.top_k < 1:
-        raise CLIError(f"--top-k: must be at least 1, got {args.top_k}")
-    encoder = load_encoder(args)
-    target = open_store(store, encoder, args.collection, args.dimensions, create=False)
+    check_model_options(args)
+    with setting_up():
+        encoder = load_encoder(args)
+        # the collection knows the --dimensions and tasks it was made with: use them unless given
+        target = open_store(store, encoder, args.collection, args.dimensions, create=False, adopt_signature=True)
     options: dict[str, Any] = {"top_k": args.top_k}
     if filters:
         options["filter"] = filters
@@ -364,6 +591,7 @@ def cmd_convert(args) -> int:
     destination = Path(args.dst).expanduser()
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise CLIError(f"convert: {args.dst!r} already exists and is not an empty folder; choose a new folder")
+    check_model_options(args)
     encoder = Encoder.from_pretrained(args.src, device=args.device, dtype=args.dtype)
     destination.parent.mkdir(parents=True, exist_ok=True)
     # write next to the destination, then rename: an interrupted convert leaves no half-written model
@@ -402,6 +630,7 @@ def cmd_info(args) -> int:
     from jinav3 import __version__
     from jinav3.devices import pick_device, pick_dtype
 
+    check_model_options(args)
     rows: list[tuple[str, str]] = []
 
     def section(title: str) -> None:
@@ -476,8 +705,15 @@ def _in_cache(model: str) -> str:
 
 
 # ============================================================================================ parser
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are UsageErrors: one ``jinav3: error:`` line and exit 2, like every usage error."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jinav3",
         description="Index and search text with jina-embeddings-v3 vectors in Qdrant, Milvus or Pinecone.",
         epilog=f"Store URIs: {STORE_FORMS}. Model: --model, else ${MODEL_ENV}, else jinaai/jina-embeddings-v3. "
@@ -495,8 +731,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default=DEFAULT_STORE, metavar="URI", help=f"{STORE_FORMS} (default: %(default)s)")
         p.add_argument("--collection", default=DEFAULT_COLLECTION, metavar="NAME",
                        help="collection (Qdrant, Milvus) or namespace (Pinecone) (default: %(default)s)")
-        p.add_argument("--dimensions", type=int, metavar="N",
-                       help="Matryoshka size 1..1024 (default: all); search with the size you indexed with")
+        p.add_argument("--dimensions", type=_positive, metavar="N",
+                       help="Matryoshka size 1..1024 (index default: all; search default: the collection's)")
+        p.add_argument("--api-key-env", metavar="NAME",
+                       help="environment variable holding the API key or token of a server or Pinecone (Qdrant "
+                            f"api key, Milvus token; default for Pinecone: {PINECONE_KEY_ENV}), so no secret is "
+                            "typed on the command line; user:password@ in a server URI works too")
 
     p = commands.add_parser("index", help="embed a corpus with passage vectors and write it to a store",
                             description="Embed CORPUS (.jsonl, .json, .csv, .parquet, .txt, .md or a folder of them) "
@@ -509,12 +749,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split each document into chunks embedded in the context of the whole document")
     p.add_argument("--chunker", choices=("sentences", "tokens"), default="sentences",
                    help="how --late-chunking splits documents (default: %(default)s)")
-    p.add_argument("--chunk-size", type=int, metavar="N", help="tokens per chunk with --chunker tokens")
+    p.add_argument("--chunk-size", type=_positive, metavar="N", help="tokens per chunk with --chunker tokens")
     p.add_argument("--id-field", default="id", metavar="NAME", help="field holding the document id (default: %(default)s)")
     p.add_argument("--text-field", default="text", metavar="NAME", help="field holding the text (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive, metavar="N",
                    help="documents embedded per step, written while the next step is embedded (default: the store's, 64)")
-    p.add_argument("--strict", action="store_true", help="stop at a row without text instead of skipping it")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at a bad row (no text, a repeated id, NaN) instead of skipping it")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_index)
 
@@ -523,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUERY")
     store_options(p)
     model_options(p)
-    p.add_argument("--top-k", type=int, default=10, metavar="N", help="how many hits (default: %(default)s)")
+    p.add_argument("--top-k", type=_positive, default=10, metavar="N", help="how many hits (default: %(default)s)")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="metadata filter, repeatable: key=value (string) or key:=JSON (number, bool, list); "
                         "one key given twice matches either value")
@@ -557,24 +798,29 @@ def _positive(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 on success)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help, or a usage error argparse already printed
-        return exit_.code if isinstance(exit_.code, int) else 2
+    """Run the command line; return the exit status (0 on success, 1 for a failed run, 2 for a usage error)."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    # Known before parsing, so that even a usage error is scrubbed; the API key joins once the options are read.
+    secrets = [secret for item in argv for secret in uri_secrets(item)]
     log = logging.getLogger("jinav3")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("jinav3: %(levelname)s: %(message)s"))
     handler.setLevel(logging.WARNING)
+    handler.addFilter(scrubbing(secrets))  # retry warnings quote the clients' errors
     log.addHandler(handler)
     try:
-        with warnings.catch_warnings():
+        args = build_parser().parse_args(argv)
+        secrets += api_key_values(args)
+        with warnings.catch_warnings(), client_logs(getattr(args, "store", None), debug, secrets):
+            show = warnings.showwarning
+            warnings.showwarning = lambda message, *rest: show(scrub(str(message), secrets), *rest)
             if not debug:
                 warnings.filterwarnings("ignore", message="Failed to obtain server version")
                 warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
             return args.handler(args)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 2
     except KeyboardInterrupt:
         print("jinav3: interrupted", file=sys.stderr)
         return 130
@@ -585,18 +831,66 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 141
     except Exception as error:
-        if debug:
-            raise
-        from jinav3.errors import JinaV3Error
-
-        if isinstance(error, (CLIError, JinaV3Error)):
-            message = str(error)
-        else:
-            message = f"{type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)"
-        print(f"jinav3: error: {one_line(message, 2000)}", file=sys.stderr)
-        return 1
+        report(error, debug, secrets)
+        return exit_status(error)
     finally:
         log.removeHandler(handler)
+
+
+def report(error: Exception, debug: bool, secrets: list[str]) -> None:
+    """The error as one line on stderr, after its traceback with JINAV3_DEBUG; scrubbed of secrets either way
+    (clients put URLs and credentials in their messages)."""
+    if isinstance(error, (CLIError, JinaV3Error)):
+        message = str(error)
+    else:
+        message = f"{type(error).__name__}: {error}" + ("" if debug else f" (set {DEBUG_ENV}=1 for the traceback)")
+    text = "".join(traceback.format_exception(error)) if debug else ""
+    sys.stderr.write(scrub(text, secrets) + f"jinav3: error: {one_line(scrub(message, secrets), 2000)}\n")
+
+
+def scrubbing(secrets: list[str]):
+    """A logging filter that scrubs each record (message and traceback) of ``secrets``, read at each record."""
+    def scrub_record(record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage(), secrets), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, secrets)
+        return True
+
+    return scrub_record
+
+
+@contextmanager
+def client_logs(store: str | None, debug: bool, secrets: list[str]) -> Iterator[None]:
+    """pymilvus logs every failed call with its traceback (~24 lines) on its own stderr handlers, and Milvus Lite
+    its start-up failures, before raising the error the CLI reports in one line: silence them for the run, or
+    with JINAV3_DEBUG keep them, scrubbed of secrets. Either way put the loggers back as they were."""
+    if not (store or "").startswith("milvus"):
+        yield
+        return
+    try:
+        import pymilvus  # noqa: F401  (its import configures its loggers: change them after it, not before)
+    except ImportError:  # open_store says how to install it
+        yield
+        return
+    family = [logging.getLogger(name) for name in MILVUS_LOGGERS]
+    family += [logger for name, logger in logging.Logger.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger) and name.split(".")[0] in MILVUS_LOGGERS
+               and logger not in family]
+    levels = [logger.level for logger in family]
+    scrubber = scrubbing(secrets)
+    for logger in family:
+        if debug:
+            logger.addFilter(scrubber)
+        elif logger.level != logging.NOTSET or logger.name in MILVUS_LOGGERS:  # the rest inherit the silence
+            logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(family, levels):
+            logger.removeFilter(scrubber)
+            logger.setLevel(level)
 
 
 if __name__ == "__main__":

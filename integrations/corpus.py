@@ -11,30 +11,37 @@ Formats (by file extension):
 * ``.parquet`` -- one document per row (needs ``pyarrow``);
 * ``.txt`` / ``.md`` -- the whole file is one document; its id is the path relative to the corpus
   (the file name when the corpus is that one file);
-* a folder -- every file of those kinds below it, sorted by relative path, hidden files skipped.
+* a folder -- every file of those kinds below it, sorted by relative path; hidden files are skipped
+  silently, other files no reader handles (``notes.pdf``) are named in one warning.
 
 In a row, ``id_field`` gives the id and ``text_field`` the text; every other field becomes metadata
 (fields whose value is null are left out). A row without an id gets ``<relative path>:<line>``, so
-ids stay the same from run to run. A row without text (field missing, null, blank or not a string)
-and a repeated id are reported as ``file:line`` through ``warn`` and skipped, or, with
-``strict=True``, raise :class:`CorpusError` before anything is returned.
+ids stay the same from run to run. A row without text (field missing, null, blank or not a string),
+a repeated id and a NaN or Infinity in a field (JSON has neither; Python's parser accepts them, a store
+would fail on them) are reported as ``file:line`` through ``warn`` and skipped, or, with
+``strict=True``, raise :class:`CorpusError` before anything is returned. A file that cannot be read
+(bad JSON, an oversized CSV field, not UTF-8) raises :class:`CorpusError` naming ``file:line``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from jinav3.errors import CorpusError  # noqa: F401  (raised here, defined with every other error)
+from jinav3.errors import CorpusError, install_hint  # CorpusError: raised here, defined with every other error
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TABLE_SUFFIXES + TEXT_SUFFIXES
+# csv's default field limit (128 KiB) is below a long document; past this one a field is surely broken
+# (an unclosed quote swallowing the rest of the file).
+CSV_FIELD_LIMIT = 64 * 2**20
 
 Record = dict[str, Any]
 
@@ -43,8 +50,9 @@ def _default_warn(message: str) -> None:
     print(f"jinav3: warning: {message}", file=sys.stderr)
 
 
-def corpus_files(corpus: str | os.PathLike) -> tuple[Path, list[Path]]:
-    """The folder ids are relative to, and the files to read (sorted); raise CorpusError if none."""
+def corpus_files(corpus: str | os.PathLike) -> tuple[Path, list[Path], list[str]]:
+    """The folder ids are relative to, the files to read (sorted), and the relative paths of the files
+    in a folder corpus that no reader handles; raise CorpusError if there is nothing to read."""
     path = Path(corpus).expanduser()
     if not path.exists():
         raise CorpusError(f"corpus: {str(corpus)!r} does not exist")
@@ -52,16 +60,18 @@ def corpus_files(corpus: str | os.PathLike) -> tuple[Path, list[Path]]:
         if path.suffix.lower() not in SUFFIXES:
             raise CorpusError(f"corpus: {str(corpus)!r} is a {path.suffix or 'extensionless'} file; "
                               f"use one of {', '.join(SUFFIXES)} or a folder of them")
-        return path.parent, [path]
-    files = sorted(
+        return path.parent, [path], []
+    visible = sorted(
         (p for p in path.rglob("*")
-         if p.is_file() and p.suffix.lower() in SUFFIXES
-         and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)),
         key=lambda p: p.relative_to(path).as_posix(),
     )
+    files = [p for p in visible if p.suffix.lower() in SUFFIXES]
+    unread = [p.relative_to(path).as_posix() for p in visible if p.suffix.lower() not in SUFFIXES]
     if not files:
-        raise CorpusError(f"corpus: folder {str(corpus)!r} holds no {', '.join(SUFFIXES)} files")
-    return path, files
+        found = f" (only {', '.join(unread)})" if unread else ""
+        raise CorpusError(f"corpus: folder {str(corpus)!r} holds no {', '.join(SUFFIXES)} files{found}")
+    return path, files, unread
 
 
 def read_corpus(
@@ -74,7 +84,9 @@ def read_corpus(
 ) -> list[Record]:
     """Every document of ``corpus`` as ``{"id": str, "text": str, "metadata": dict}``, in file order."""
     warn = warn or _default_warn
-    root, files = corpus_files(corpus)
+    root, files, unread = corpus_files(corpus)
+    if unread:  # said once, so a folder of PDFs is not mistaken for an indexed one
+        warn(f"skipped {len(unread)} file{'s' if len(unread) > 1 else ''} no reader handles: {', '.join(unread)}")
     records: list[Record] = []
     seen: dict[str, str] = {}  # id -> where it was first seen
 
@@ -107,10 +119,31 @@ def read_corpus(
             if doc_id in seen:
                 problem(f"{where}: id {doc_id!r} already used at {seen[doc_id]}")
                 continue
-            seen[doc_id] = where
             metadata = {k: v for k, v in row.items() if k not in (id_field, text_field) and v is not None}
+            field = _non_finite(metadata)
+            if field is not None:
+                problem(f"{where}: field {field!r} is NaN or Infinity, which JSON and the stores cannot hold")
+                continue
+            seen[doc_id] = where
             records.append({"id": doc_id, "text": text, "metadata": metadata})
     return records
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The path (``score``, ``tags[2]``, ``a.b``) of the first NaN or infinite float in ``value``, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _non_finite(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _shown(file: Path) -> str:
@@ -133,7 +166,7 @@ def _rows(file: Path, relative: str, id_field: str, text_field: str) -> Iterator
         elif suffix == ".json":
             yield from _json_rows(file, shown)
         elif suffix == ".csv":
-            yield from _csv_rows(file)
+            yield from _csv_rows(file, shown)
         elif suffix == ".parquet":
             yield from _parquet_rows(file, shown)
     except UnicodeDecodeError as error:
@@ -166,19 +199,30 @@ def _json_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
     yield from enumerate(data, 1)
 
 
-def _csv_rows(file: Path) -> Iterator[tuple[int, Any]]:
-    with open(file, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            row.pop(None, None)  # cells past the header's columns
-            yield reader.line_num, row
+def _csv_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
+    previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)  # a process-wide setting: put back when done
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            start = 1  # the line the row being read starts on (a quoted field may span lines)
+            try:
+                reader.fieldnames  # reads the header row
+                start = reader.line_num + 1
+                for row in reader:
+                    row.pop(None, None)  # cells past the header's columns
+                    yield reader.line_num, row
+                    start = reader.line_num + 1
+            except csv.Error as error:
+                raise CorpusError(f"{shown}:{start}: not valid CSV: {error}") from error
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 def _parquet_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as error:
-        raise CorpusError(f"{shown}: reading .parquet needs pyarrow: pip install 'jinav3[parquet]' (or pyarrow)") from error
+        raise CorpusError(f"{shown}: reading .parquet needs pyarrow: {install_hint('parquet')}") from error
     try:
         table = pq.ParquetFile(str(file))
     except Exception as error:  # pyarrow's own error types vary by version

@@ -146,26 +146,54 @@ def test_search_table(tmp_path, capsys, golden_dir):
     assert sum(1 for line in lines if "topic=" in line) == 3  # one metadata line per hit
 
 
-def test_search_missing_collection_is_an_error(tmp_path, capsys, golden_dir):
-    code, out, err = run(capsys, "search", "x", "--collection", "nothing_here", *model_args(golden_dir))
-    assert code != 0 and out == ""
-    assert err.count("\n") == 1 and "does not exist; index a corpus into it first" in err
+@pytest.mark.parametrize("kind", ["qdrant", "milvus"])
+def test_search_creates_nothing_and_says_what_exists(kind, tmp_path, capsys, golden_dir):
+    store = store_uri(kind, tmp_path / "deep")
+    path = Path(store.partition(":")[2])
+    code, out, err = run(capsys, "search", "x", "--store", store, "--collection", "nothing_here", *model_args(golden_dir))
+    _one_error_line(code, err, f"store {store} does not exist; index a corpus into it first: jinav3 index CORPUS "
+                               f"--store {store} --collection nothing_here")
+    assert code == 1 and out == ""
+    assert not (tmp_path / "deep").exists()  # neither the qdrant folder nor the Milvus Lite file, nor their folder
+
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text('{"id": "a", "text": "tea"}\n', encoding="utf-8")
+    for collection in ("docs", "notes"):
+        assert run(capsys, "index", corpus, "--store", store, "--collection", collection, *model_args(golden_dir))[0] == 0
+    code, out, err = run(capsys, "search", "x", "--store", store, "--collection", "nothing_here", *model_args(golden_dir))
+    _one_error_line(code, err, f"store {store}: collection 'nothing_here' does not exist (collections there: 'docs', "
+                               "'notes'); index a corpus into it first")
+    assert code == 1 and out == ""
+    assert path.exists()
 
 
-def test_dimensions(tmp_path, capsys, golden_dir, encoder, passage_vectors):
-    code, _, err = run(capsys, "index", PASSAGES, *model_args(golden_dir), "--dimensions", 16, "--collection", "small")
-    assert code == 0, err
-    code, out, err = run(capsys, "search", QUERIES[1], *model_args(golden_dir), "--dimensions", 16,
-                         "--collection", "small", "--json", "--top-k", 5)
+def test_search_the_default_store_before_any_index(tmp_path, capsys, golden_dir):
+    code, out, err = run(capsys, "search", "x", *model_args(golden_dir))
+    _one_error_line(code, err, "store qdrant:./jinav3-data/qdrant does not exist; index a corpus into it first")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["qdrant", "milvus"])
+def test_search_takes_the_dimensions_of_the_collection(kind, tmp_path, capsys, golden_dir, encoder):
+    # the tiny model has 64 dimensions: 16 is a Matryoshka cut of it
+    store = store_uri(kind, tmp_path)
+    code, _, err = run(capsys, "index", PASSAGES, "--store", store, *model_args(golden_dir), "--dimensions", 16,
+                       "--collection", "small")
     assert code == 0, err
     small = encoder.encode_passages([r["text"] for r in ROWS], dimensions=16)
     query = encoder.encode_queries(QUERIES[1], dimensions=16)
     scores = small @ query
     expected = [(ROWS[i]["id"], float(scores[i])) for i in np.argsort(-scores, kind="stable")[:5]]
-    assert_same_ranking(json.loads(out), expected)
-    # searching with another size is refused with the store's one-line explanation
-    code, out, err = run(capsys, "search", QUERIES[1], *model_args(golden_dir), "--collection", "small")
-    assert code != 0 and err.count("\n") == 1 and "dimensions" in err and "Traceback" not in err
+    for given in ([], ["--dimensions", 16]):  # without --dimensions, the collection's signature says 16
+        code, out, err = run(capsys, "search", QUERIES[1], "--store", store, *model_args(golden_dir), *given,
+                             "--collection", "small", "--json", "--top-k", 5)
+        assert code == 0, err
+        assert_same_ranking(json.loads(out), expected)
+    # searching with another size given explicitly is refused with the store's one-line explanation
+    code, out, err = run(capsys, "search", QUERIES[1], "--store", store, *model_args(golden_dir), "--dimensions", 32,
+                         "--collection", "small")
+    _one_error_line(code, err, "dimensions")
+    assert code == 1 and out == ""
 
 
 def test_late_chunking_articles(tmp_path, capsys, golden_dir, encoder):
@@ -243,9 +271,18 @@ def test_pinecone_store_against_the_double(tmp_path, capsys, golden_dir, encoder
         code, out, err = run(capsys, "search", QUERIES[0], "--store", "pinecone:docs", *model_args(golden_dir), "--json")
         assert code == 0, err
         assert_same_ranking(json.loads(out), brute_force(encoder, QUERIES[0], passage_vectors, [r["id"] for r in ROWS], 10))
+        code, out, err = run(capsys, "search", QUERIES[0], "--store", "pinecone:docs", "--collection", "nothing_here",
+                             *model_args(golden_dir))
+        _one_error_line(code, err, "store pinecone:docs: namespace 'nothing_here' does not exist (namespaces there: "
+                                   "'jinav3')")
+        code, out, err = run(capsys, "search", QUERIES[0], "--store", "pinecone:nothing-here", *model_args(golden_dir))
+        _one_error_line(code, err, "store pinecone:nothing-here: index 'nothing-here' does not exist (indexes there: "
+                                   "'docs')")
+        assert double.index_names() == ["docs"]
         monkeypatch.delenv("PINECONE_API_KEY")
         code, _, err = run(capsys, "search", "x", "--store", "pinecone:docs", *model_args(golden_dir))
-        assert code != 0 and err == "jinav3: error: store pinecone:docs: set PINECONE_API_KEY to your Pinecone API key\n"
+        assert code == 2 and err == ("jinav3: error: store pinecone:docs: set PINECONE_API_KEY to your Pinecone API key "
+                                     "(or name the variable that holds it with --api-key-env)\n")
 
 
 # ============================================================================================ errors
@@ -260,23 +297,50 @@ def _one_error_line(code: int, err: str, *needles: str) -> None:
 
 @pytest.mark.parametrize("argv, needles", [
     (["index", "no-such-corpus.jsonl"], ["corpus", "does not exist"]),
-    (["index", PASSAGES, "--store", "redis:6379"], ["unknown scheme 'redis'", "qdrant:PATH"]),
-    (["index", PASSAGES, "--store", "qdrant+ftp://x"], ["unknown scheme"]),
-    (["index", PASSAGES, "--store", "milvus:./data/milvus"], [".db"]),
     (["index", PASSAGES, "--store", "qdrant+http://127.0.0.1:9"], ["qdrant+http://127.0.0.1:9"]),
     (["search", "x", "--store", "milvus+http://127.0.0.1:9"], ["milvus+http://127.0.0.1:9"]),
     (["index", PASSAGES, "--model", "./no-such-model"], ["model", "no-such-model", "local folder"]),
-    (["search", "x", "--filter", "lang"], ["--filter", "key=value"]),
-    (["search", "x", "--top-k", "0"], ["--top-k"]),
-    (["index", PASSAGES, "--chunk-size", "5"], ["--chunk-size"]),
 ])
-def test_errors_are_one_line(argv, needles, capsys, golden_dir):
+def test_failures_of_the_work_are_one_line_and_exit_1(argv, needles, capsys, golden_dir):
     argv = [str(a) for a in argv]
     if "--model" not in argv:
         argv += model_args(golden_dir)
     code, out, err = run(capsys, *argv)
     _one_error_line(code, err, *needles)
-    assert out == ""
+    assert code == 1 and out == ""
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["index", PASSAGES, "--store", "redis:6379"], ["unknown scheme 'redis'", "qdrant:PATH"]),
+    (["index", PASSAGES, "--store", "qdrant+ftp://x"], ["unknown scheme"]),
+    (["index", PASSAGES, "--store", "milvus:./data/milvus"], [".db"]),
+    (["search", "x", "--store", "qdrant"], ["not a store URI"]),
+    (["search", "x", "--filter", "lang"], ["--filter", "key=value"]),
+    (["search", "x", "--filter", "n:=nope"], ["--filter", "JSON"]),
+    (["search", "x", "--top-k", "0"], ["--top-k", "positive"]),
+    (["search", "x", "--top-k", "many"], ["--top-k"]),
+    (["index", PASSAGES, "--chunk-size", "5"], ["--chunk-size", "--late-chunking"]),
+    (["index", PASSAGES, "--late-chunking", "--chunker", "tokens"], ["--chunk-size"]),
+    (["index", PASSAGES, "--late-chunking", "--chunker", "tokens", "--chunk-size", "0"], ["--chunk-size", "positive"]),
+    (["index", PASSAGES, "--dtype", "float64"], ["dtype", "float64", "bfloat16"]),
+    (["search", "x", "--dtype", "float64"], ["dtype", "float64"]),
+    (["index", PASSAGES, "--dimensions", "5000"], ["dimensions", "5000"]),
+    (["index", PASSAGES, "--store", "milvus:./new/m.db", "--dimensions", "5000"], ["dimensions", "5000"]),
+    (["index", PASSAGES, "--dimensions", "0"], ["--dimensions", "positive"]),
+    (["index", PASSAGES, "--collection", ""], ["collection"]),
+    (["index", PASSAGES, "--device", "no-such-device"], ["device", "no-such-device"]),
+    (["index"], ["CORPUS", "jinav3 index --help"]),
+    (["frobnicate"], ["frobnicate"]),
+    (["convert", "a", "b", "--dtype", "float64"], ["dtype"]),
+])
+def test_usage_errors_are_one_line_exit_2_and_make_nothing(argv, needles, tmp_path, capsys, golden_dir):
+    argv = [str(a) for a in argv]
+    if argv[0] in ("index", "search"):
+        argv[1:1] = model_args(golden_dir)  # first, so that a --device of the case wins
+    code, out, err = run(capsys, *argv)
+    _one_error_line(code, err, *needles)
+    assert code == 2 and out == ""
+    assert list(tmp_path.iterdir()) == []  # no store folder, no Milvus Lite file: refused before any work
 
 
 def test_row_without_text_warns_and_goes_on_or_stops_with_strict(tmp_path, capsys, golden_dir, encoder):
@@ -296,8 +360,33 @@ def test_row_without_text_warns_and_goes_on_or_stops_with_strict(tmp_path, capsy
 def test_argparse_errors_return_2(capsys):
     assert main(["frobnicate"]) == 2
     assert main(["index"]) == 2
+    first, second = capsys.readouterr().err.splitlines()  # one line each, argparse's message in ours
+    assert first.startswith("jinav3: error: argument COMMAND: invalid choice: 'frobnicate'")
+    assert first.endswith("(see jinav3 --help)")
+    assert second == "jinav3: error: the following arguments are required: CORPUS (see jinav3 index --help)"
     assert main(["--help"]) == 0
     assert "index" in capsys.readouterr().out
+    assert main(["search", "--help"]) == 0
+    assert "--api-key-env NAME" in capsys.readouterr().out
+
+
+def test_broken_milvus_lite_file_is_one_line(tmp_path, golden_dir):
+    """Milvus Lite logs its failure to start with a traceback, pymilvus each failed call: the CLI says it once."""
+    (tmp_path / "broken.db").write_text("not a Milvus Lite database", encoding="utf-8")
+    done = _subprocess(["search", "x", "--store", "milvus:broken.db", "--device", "cpu"], tmp_path,
+                       JINAV3_MODEL=str(golden_dir))
+    _one_error_line(done.returncode, done.stderr, "store milvus:broken.db")
+    assert done.returncode == 1 and done.stdout == ""
+
+
+def test_a_missing_client_says_how_to_install_it(capsys, monkeypatch, golden_dir, tmp_path):
+    from jinav3.errors import install_hint
+
+    monkeypatch.setitem(sys.modules, "qdrant_client", None)  # import qdrant_client now fails
+    monkeypatch.delitem(sys.modules, "jinav3.integrations.qdrant", raising=False)
+    code, out, err = run(capsys, "index", PASSAGES, *model_args(golden_dir))
+    _one_error_line(code, err, f"needs the qdrant client: {install_hint('qdrant')}")
+    assert install_hint("qdrant") == 'pip install "jinav3[qdrant]" (from a clone of the repository: pip install -e ".[qdrant]")'
 
 
 def test_info(capsys, golden_dir, monkeypatch):
@@ -359,6 +448,8 @@ def test_corpus_formats(tmp_path):
     (folder / "f.txt").write_text("plain", encoding="utf-8")
     (folder / ".hidden.txt").write_text("skip me", encoding="utf-8")
     (folder / "notes.docx").write_text("not read", encoding="utf-8")
+    (folder / "sub" / "data.xml").write_text("<not-read/>", encoding="utf-8")
+    (folder / ".hidden.pdf").write_text("hidden: not even named", encoding="utf-8")
     warnings: list[str] = []
     records = read_corpus(folder, warn=warnings.append)
     assert [r["id"] for r in records] == ["1", "j1", "b.json:2", "d1", "c1", "f.txt", "sub/e.md"]
@@ -366,7 +457,8 @@ def test_corpus_formats(tmp_path):
     assert records[3]["metadata"] == {"n": 3}
     assert records[4] == {"id": "c1", "text": "multi\nline", "metadata": {"year": "2020"}}
     assert records[6] == {"id": "sub/e.md", "text": "# Title\n\nBody.", "metadata": {"path": "sub/e.md"}}
-    assert len(warnings) == 1 and warnings[0].endswith("d.csv:4: a blank 'text' field; skipped")
+    assert warnings[0] == "skipped 2 files no reader handles: notes.docx, sub/data.xml"  # one warning for all
+    assert len(warnings) == 2 and warnings[1].endswith("d.csv:4: a blank 'text' field; skipped")
     with pytest.raises(CorpusError, match=r"d\.csv:4"):
         read_corpus(folder, strict=True)
     # a single text file: its name is the id
@@ -391,6 +483,72 @@ def test_corpus_fields_duplicates_and_bad_json(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="holds no"):
         read_corpus(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_corpus_non_finite_numbers_name_the_row(value, tmp_path, capsys, golden_dir):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a", "text": "one", "score": 1.5}\n'
+                    f'{{"id": "b", "text": "two", "score": {value}}}\n'
+                    f'{{"id": "c", "text": "three", "nested": {{"xs": [1, {value}]}}}}\n'
+                    '{"id": "d", "text": "four"}\n', encoding="utf-8")
+    warnings: list[str] = []
+    assert [r["id"] for r in read_corpus(path, warn=warnings.append)] == ["a", "d"]
+    assert warnings[0].endswith("rows.jsonl:2: field 'score' is NaN or Infinity, which JSON and the stores cannot "
+                                "hold; skipped")
+    assert warnings[1].endswith("rows.jsonl:3: field 'nested.xs[1]' is NaN or Infinity, which JSON and the stores "
+                                "cannot hold; skipped")
+    with pytest.raises(CorpusError, match=r"rows\.jsonl:2: field 'score' is NaN"):
+        read_corpus(path, strict=True)
+    code, out, err = run(capsys, "index", path, *model_args(golden_dir), "--store", f"milvus:{tmp_path / 'm.db'}")
+    assert code == 0 and out.startswith("Indexed 2 documents"), err
+    assert "rows.jsonl:2: field 'score'" in err
+    code, out, err = run(capsys, "index", path, *model_args(golden_dir), "--strict", "--store", f"qdrant:{tmp_path / 'q'}")
+    _one_error_line(code, err, "rows.jsonl:2", "--strict")
+    assert code == 1 and not (tmp_path / "q").exists()
+
+
+def test_corpus_csv_fields(tmp_path, monkeypatch):
+    from jinav3.integrations import corpus
+
+    path = tmp_path / "big.csv"
+    long_text = "word " * 60_000  # 300 KB: past csv's default field limit of 128 KiB
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerow(["short", "multi\nline"])
+        writer.writerow(["long", long_text])
+    assert [len(r["text"]) for r in read_corpus(path)] == [10, len(long_text)]
+    limit = csv.field_size_limit()
+    monkeypatch.setattr(corpus, "CSV_FIELD_LIMIT", 100_000)  # the same failure as a field past 64 MiB, smaller
+    with pytest.raises(CorpusError, match=r"big\.csv:4: not valid CSV: field larger than field limit"):
+        read_corpus(path)
+    assert csv.field_size_limit() == limit  # the process-wide limit is put back
+
+
+def test_index_names_the_files_no_reader_handles(tmp_path, capsys, golden_dir):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(b"%PDF-1.4")
+    (folder / "b.xml").write_text("<x/>", encoding="utf-8")
+    (folder / "c.md").write_text("Tea is grown in Yunnan.", encoding="utf-8")
+    code, out, err = run(capsys, "index", folder, *model_args(golden_dir))
+    assert code == 0 and out.startswith("Indexed 1 documents"), err
+    assert err == "jinav3: warning: skipped 2 files no reader handles: a.pdf, b.xml\n"
+    (folder / "c.md").unlink()
+    code, out, err = run(capsys, "index", folder, *model_args(golden_dir))
+    _one_error_line(code, err, "holds no", "(only a.pdf, b.xml)")
+
+
+def test_corpus_parquet_needs_pyarrow(tmp_path, monkeypatch):
+    from jinav3.errors import install_hint
+
+    (tmp_path / "rows.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(CorpusError) as error:
+        read_corpus(tmp_path / "rows.parquet")
+    assert str(error.value).endswith(f"rows.parquet: reading .parquet needs pyarrow: {install_hint('parquet')}")
 
 
 def test_corpus_parquet(tmp_path, capsys, golden_dir):
