@@ -781,6 +781,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="weights to write: float32, bfloat16, float16 (default: %(default)s)")
     p.set_defaults(handler=cmd_convert)
 
+    from .server.command import add_serve_command  # imports without the server extra
+
+    add_serve_command(commands)
+
     p = commands.add_parser("info", help="versions, device, model resolution and data locations")
     model_options(p)
     p.set_defaults(handler=cmd_info)

@@ -1,0 +1,335 @@
+"""The FastAPI app: routes, the model's lifecycle, admission.
+
+    from jinav3 import Encoder
+    from jinav3.integrations.server import create_app
+    uvicorn.run(create_app(Encoder.from_pretrained("jinaai/jina-embeddings-v3")), host="127.0.0.1", port=8080)
+
+Routes (text-embeddings-inference's names): ``POST /v1/embeddings`` (also ``/embeddings``; the Jina
+and the OpenAI dialect), ``POST /tokenize``, ``GET /health``, ``GET /info``, ``GET /metrics``,
+``GET /v1/models``. The event loop never runs the model or the tokenizer: tokenising happens on
+the tokenizer's thread (tokens.py), the model on the worker's (batcher.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import jinav3
+from jinav3.tasks import DEFAULT_TASK, TASKS
+from jinav3.validation import positive_int
+
+from .batcher import Batcher, Job, JobResult
+from .errors import ApiError, error_body
+from .formats import embeddings_body
+from .guard import Guard
+from .metrics import Metrics
+from .tokens import Tokens
+from .validation import ServedModel, plan_embeddings, plan_tokenize
+
+log = logging.getLogger("jinav3.server")
+
+JINA_MODEL_NAME = "jina-embeddings-v3"
+ROUTES = {"/v1/embeddings", "/embeddings", "/tokenize", "/health", "/info", "/metrics", "/v1/models"}
+_INLINE_FLOATS = 1 << 16  # larger answers are serialised off the event loop
+# Tokens per batch on the CPU. There, throughput hardly depends on the batch (medium benchmark model: 5.7k to
+# 6.7k tok/s from one passage to 4096 tokens per pass), while a query that arrives behind a bulk load waits
+# for the batch in progress: small batches keep that wait short at almost no cost. Accelerators need big ones.
+CPU_BATCH_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The serving limits (the ``jinav3 serve`` flags of the same names)."""
+
+    max_batch_tokens: int | None = None      # tokens per batch; None: default_batch_tokens(encoder)
+    max_client_batch_size: int = 2048        # inputs per request (413 beyond): the Jina and OpenAI APIs' 2048
+    max_concurrent_requests: int = 512       # embedding requests admitted at once (429 beyond)
+    max_request_bytes: int = 8 * 2**20       # request body (413 beyond)
+
+    def checked(self) -> "Limits":
+        for name in ("max_client_batch_size", "max_concurrent_requests", "max_request_bytes"):
+            positive_int(getattr(self, name), name)
+        positive_int(self.max_batch_tokens, "max_batch_tokens", allow_none=True)
+        return self
+
+
+def create_app(encoder, *, api_key: str | None = None, served_model_names: Sequence[str] = (),
+               limits: Limits | None = None, revision: str | None = None, aliases: Sequence[str] = (),
+               on_load_failure: Callable[[BaseException], None] | None = None, **limit_kwargs) -> FastAPI:
+    """A FastAPI app serving ``encoder``.
+
+    encoder: a loaded ``jinav3.Encoder`` (or an object with its interface), or a zero-argument callable
+    that loads one: it then runs in a thread at start-up, /health answers 503 until it returns, and
+    ``on_load_failure(error)`` is called if it raises. api_key: Bearer key every route but /health needs.
+    served_model_names: names ``model`` may carry besides jina-embeddings-v3 and the model's own names
+    (the first is answered with). Limits: ``limits=Limits(...)`` or the same names as keywords
+    (``max_batch_tokens=4096``). aliases: more accepted names (the --model string as typed).
+    """
+    limits = (limits or Limits(**limit_kwargs)).checked()
+    metrics = Metrics()
+    host = ModelHost(encoder, limits, metrics, tuple(served_model_names) + tuple(aliases), revision, on_load_failure)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        host.start()
+        try:
+            yield
+        finally:
+            await host.stop()
+
+    app = FastAPI(title="jinav3 embeddings server", version=jinav3.__version__, lifespan=lifespan)
+    app.state.host = host
+    app.state.metrics = metrics
+    _routes(app, host, limits, metrics)
+    _error_handlers(app)
+    app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_request_bytes=limits.max_request_bytes,
+                       api_key=api_key)
+    return app
+
+
+# ============================================================================================ the model
+class ModelHost:
+    """The model's lifecycle (loading -> ready, or failed), and what serves it once ready."""
+
+    def __init__(self, encoder, limits: Limits, metrics: Metrics, names: tuple[str, ...], revision: str | None,
+                 on_load_failure):
+        is_loader = callable(encoder) and not hasattr(encoder, "encode")
+        self._loader = encoder if is_loader else None
+        self.encoder = None if is_loader else encoder
+        self.limits, self.metrics = limits, metrics
+        self._names, self._revision, self._on_failure = names, revision, on_load_failure
+        self.state, self.error = "loading", None
+        self.batcher: Batcher | None = None
+        self.tokens: Tokens | None = None
+        self.served: ServedModel | None = None
+        self.in_flight = 0
+        self._stopping = False
+
+    def start(self) -> None:
+        if self.encoder is not None:
+            self._ready(self.encoder)
+        else:
+            threading.Thread(target=self._load, name="jinav3-load", daemon=True).start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            encoder = self._loader()
+            encoder.encode(["warm-up"])  # the first call pays one-off costs: not a client's
+        except BaseException as error:  # noqa: BLE001 (reported, then the server stops)
+            self.state, self.error = "failed", f"{type(error).__name__}: {error}"
+            log.error("the model failed to load: %s", self.error)
+            if self._on_failure:
+                self._on_failure(error)
+            return
+        if not self._stopping:
+            self._ready(encoder)
+            log.info("model %s loaded in %.1fs", encoder.label, time.perf_counter() - started)
+
+    def _ready(self, encoder) -> None:
+        budget = self.limits.max_batch_tokens or default_batch_tokens(encoder)
+        self.tokens = Tokens(encoder)
+        self.served = ServedModel(model_names(encoder, self._names), int(encoder.hidden_size), vocab_size(encoder))
+        self.batcher = Batcher(encoder, budget, self.metrics)
+        self.encoder = encoder
+        self.state = "ready"
+        self.metrics.model_ready.set(1)
+
+    async def stop(self) -> None:
+        """After uvicorn answered what was in flight: drain the queue, then stop the worker."""
+        self._stopping = True
+        if self.batcher is not None:
+            await asyncio.to_thread(self.batcher.close)
+        if self.tokens is not None:
+            self.tokens.close()
+
+    def require_ready(self) -> None:
+        if self.state == "ready":
+            return
+        if self.state == "failed":
+            raise ApiError(503, f"the model failed to load ({self.error})", code="model_failed")
+        raise ApiError(503, "the model is still loading; retry shortly", code="model_loading",
+                       headers={"Retry-After": "5"})
+
+    def revision(self) -> str | None:
+        if self._revision:
+            return self._revision
+        source = str(getattr(getattr(self.encoder, "checkpoint", None), "source", "") or "")
+        found = re.search(r"snapshots[/\\]([0-9a-f]{40})", source)  # a hub download lives in snapshots/<commit>
+        return found.group(1) if found else None
+
+
+def model_names(encoder, extra: Sequence[str]) -> tuple[str, ...]:
+    """Every name ``model`` may carry: the served names given, jina-embeddings-v3, the Encoder's identity and
+    label, and the label's last part (the folder name, or the name of a hub id)."""
+    label = str(getattr(encoder, "label", "") or "")
+    candidates = [*extra, JINA_MODEL_NAME, str(getattr(encoder, "name", "") or ""), label,
+                  Path(label).name if label else ""]
+    return tuple(dict.fromkeys(n for n in candidates if n))
+
+
+def default_batch_tokens(encoder) -> int:
+    """The Encoder's budget per forward pass; on the CPU at most CPU_BATCH_TOKENS."""
+    forward = int(getattr(encoder, "max_tokens_per_batch", None) or 16384)
+    device = getattr(getattr(encoder, "device", None), "type", "cpu")
+    return min(forward, CPU_BATCH_TOKENS) if device == "cpu" else forward
+
+
+def vocab_size(encoder) -> int:
+    config = getattr(getattr(encoder, "model", None), "config", None)
+    return int(getattr(config, "vocab_size", 0) or len(encoder.tokenizer))
+
+
+# ============================================================================================ routes
+def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> None:
+    @app.post("/v1/embeddings")
+    @app.post("/embeddings", include_in_schema=False)
+    async def embeddings(request: Request) -> Response:
+        """Embed text in the Jina Embeddings API's or OpenAI's dialect (see schemas.py)."""
+        host.require_ready()
+        with _admitted(host):
+            raw = await request.body()
+            plan = plan_embeddings(raw, host.served, limits.max_client_batch_size)
+            started = time.perf_counter()
+            prepared = await host.tokens.run(host.tokens.prepare, plan)
+            tokenize_ms = (time.perf_counter() - started) * 1e3
+            job = host.batcher.submit(plan.kind, plan.task, prepared.items, prepared.tokens, plan.dimensions,
+                                      plan.normalize)
+            result = await _wait(request, job, host.batcher)
+            if result is None:
+                return Response(status_code=499)  # the client left; nobody reads this
+        tokens = sum(prepared.tokens)
+        body = embeddings_body(result.vectors, plan.formats, plan.keyed, plan.model, tokens)
+        content = await _serialise(body, result.vectors.size)
+        return Response(content, media_type="application/json", headers={
+            "x-tokenization-time": f"{tokenize_ms:.3f}", "x-queue-time": f"{result.queue_s * 1e3:.3f}",
+            "x-inference-time": f"{result.inference_s * 1e3:.3f}", "x-compute-tokens": str(tokens),
+            "x-truncated-inputs": str(prepared.truncated)})
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request):
+        """text-embeddings-inference's /tokenize: {"inputs": str | [str], "add_special_tokens": bool}."""
+        host.require_ready()
+        texts, add_special_tokens, _ = plan_tokenize(await request.body(), limits.max_client_batch_size)
+        return await host.tokens.run(host.tokens.tokenize, texts, add_special_tokens)
+
+    @app.get("/health")
+    async def health():
+        host.require_ready()
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info():
+        host.require_ready()
+        return _info(host, limits)
+
+    @app.get("/v1/models")
+    async def models():
+        host.require_ready()
+        return {"object": "list", "data": [{"id": host.served.names[0], "object": "model", "created": 0,
+                                            "owned_by": "jinav3"}]}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+
+class _admitted:
+    """Admission: at most ``max_concurrent_requests`` embedding requests at once; past that, 429 at once."""
+
+    def __init__(self, host: ModelHost):
+        self.host = host
+
+    def __enter__(self):
+        if self.host.in_flight >= self.host.limits.max_concurrent_requests:
+            raise ApiError(429, f"the server is at its limit of {self.host.limits.max_concurrent_requests} concurrent "
+                                "requests (--max-concurrent-requests); retry shortly", code="overloaded",
+                           headers={"Retry-After": "1"})
+        self.host.in_flight += 1  # the event loop is one thread: no lock needed
+        self.host.metrics.in_flight.set(self.host.in_flight)
+
+    def __exit__(self, *exc):
+        self.host.in_flight -= 1
+        self.host.metrics.in_flight.set(self.host.in_flight)
+
+
+async def _wait(request: Request, job: Job, batcher: Batcher) -> JobResult | None:
+    """The job's result, or None if the client disconnects first (its queued work is then dropped)."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({job.future, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if job.future.done():
+            return job.future.result()
+        return None
+    finally:
+        gone.cancel()
+        if not job.future.done():  # the client left, or this handler was cancelled
+            batcher.cancel(job)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (the body is read: the next ASGI message can only be that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _serialise(body: dict, floats: int) -> bytes:
+    def render() -> bytes:
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    return render() if floats <= _INLINE_FLOATS else await asyncio.to_thread(render)
+
+
+def _info(host: ModelHost, limits: Limits) -> dict:
+    encoder, batcher = host.encoder, host.batcher
+    return {
+        "model_id": host.served.names[0], "model_names": list(host.served.names),
+        "model_label": str(getattr(encoder, "label", "")), "model_identity": str(getattr(encoder, "name", "")),
+        "model_sha": host.revision(), "model_dtype": str(getattr(encoder, "dtype", "")).removeprefix("torch."),
+        "model_device": str(getattr(encoder, "device", "")), "model_type": "embedding",
+        "tasks": list(TASKS), "default_task": DEFAULT_TASK,
+        "dimensions": {"min": 1, "max": host.served.hidden_size},
+        "max_input_length": int(encoder.max_length),
+        "late_chunking": {"max_document_length": None,
+                          "note": f"no length cap: past {int(encoder.max_length)} tokens overlapping windows apply"},
+        "embedding_types": ["float", "base64", "binary", "ubinary"],
+        "max_batch_tokens": batcher.max_batch_tokens, "max_client_batch_size": limits.max_client_batch_size,
+        "max_concurrent_requests": limits.max_concurrent_requests, "max_request_bytes": limits.max_request_bytes,
+        "auto_truncate": False, "version": jinav3.__version__,
+    }
+
+
+# ============================================================================================ errors
+def _error_handlers(app: FastAPI) -> None:
+    def answer(status: int, message: str, param=None, code=None, headers=None) -> JSONResponse:
+        return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request, error: ApiError):
+        return answer(error.status, error.message, error.param, error.code, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        message = f"{request.method} {request.url.path}: {error.detail}"
+        if error.status_code == 404:
+            message += f"; routes: {', '.join(sorted(ROUTES))}"
+        return answer(error.status_code, message, code="not_found" if error.status_code == 404 else None,
+                      headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request, error: Exception):
+        log.exception("unexpected error")
+        return answer(500, f"internal error: {type(error).__name__}", code="internal_error")

@@ -1,0 +1,299 @@
+"""The scheduler: one worker thread owns the model and coalesces the work of all waiting requests.
+
+Requests become jobs; the worker, whenever it is free, takes the next batch and runs it (no timer:
+what arrived while the last batch ran is batched, as in text-embeddings-inference's queue):
+
+  * one task per batch (one adapter merged per forward pass): the job with the least work done so
+    far (then the least left to do, then the oldest) picks the task, and every waiting job of that
+    task adds inputs in the same order while the batch stays within ``max_batch_tokens``. A big
+    request is cut between inputs, so a query that arrives behind a bulk load waits for the batch
+    in progress, not for the whole load (least attained service: new and short work goes first).
+  * a batch is ONE ``encoder.encode(texts, task, normalize=False)`` call, the raw mean-pooled vectors;
+    each job then gets ``finish(rows, its dimensions, its normalize)``, the library's own last step,
+    so requests with other dimensions or normalisation share the forward pass and get the very
+    vectors ``encode`` would give them.
+  * late chunking (the inputs of one request are one document) and token-id inputs run alone.
+
+A job whose client left is dropped before its next piece runs. ``close()`` drains what is queued,
+then stops the thread. Results go back to the event loop with ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jinav3.errors import InvalidArgumentError
+from jinav3.pooling import finish
+
+from .errors import ApiError
+from .validation import IDS, LATE, TEXTS
+
+log = logging.getLogger("jinav3.server")
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's work. ``tokens``: per item (for late chunking: one count, the whole document)."""
+
+    kind: str
+    task: str | None
+    items: list
+    tokens: list[int]
+    dimensions: int | None
+    normalize: bool
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    seq: int
+    enqueued: float
+    next: int = 0              # items [0, next) are handed to the worker
+    served: int = 0            # tokens handed to the worker: least-served jobs go first
+    left: int = 0              # tokens not yet handed to the worker
+    done: int = 0              # items finished
+    rows: list = field(default_factory=list)
+    started: float | None = None
+    inference_s: float = 0.0
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class JobResult:
+    vectors: np.ndarray
+    queue_s: float       # enqueued -> its first batch started
+    inference_s: float   # the forward passes it took part in
+
+
+@dataclass(frozen=True)
+class _Batch:
+    kind: str
+    task: str | None
+    pieces: list[tuple[Job, int, int]]  # (job, first item, end)
+
+    @property
+    def tokens(self) -> int:
+        if self.kind == LATE:
+            return sum(job.tokens[0] for job, _, _ in self.pieces)
+        return sum(sum(job.tokens[a:b]) for job, a, b in self.pieces)
+
+    @property
+    def inputs(self) -> int:
+        return sum(b - a for _, a, b in self.pieces)
+
+
+class Batcher:
+    def __init__(self, encoder, max_batch_tokens: int, metrics=None, clock=time.perf_counter):
+        self.encoder = encoder
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.metrics = metrics
+        self.clock = clock
+        self.forward_passes = 0   # encode / token_states calls
+        self.task_switches = 0
+        self._jobs: list[Job] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._last_task: object = _UNSET  # no batch run yet: the first is no switch
+        self._thread = threading.Thread(target=self._run, name="jinav3-model", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------------------- event-loop side
+    def submit(self, kind: str, task: str | None, items: list, tokens: list[int], dimensions: int | None,
+               normalize: bool) -> Job:
+        """Queue a job (call from the event loop); await ``job.future`` for its ``JobResult``."""
+        loop = asyncio.get_running_loop()
+        job = Job(kind, task, items, tokens, dimensions, normalize, loop.create_future(), loop, next(self._seq),
+                  self.clock(), left=sum(tokens), rows=[None] * len(items))
+        with self._cond:
+            if self._closing:
+                raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "1"})
+            self._jobs.append(job)
+            self._cond.notify()
+        self._gauge()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """The client left: drop what of the job has not started (a running batch finishes for the others)."""
+        with self._cond:
+            if job.cancelled or job.future.done():
+                return
+            job.cancelled = True
+            queued = job in self._jobs
+            if queued:
+                self._jobs.remove(job)
+        job.future.cancel()
+        if self.metrics:
+            self.metrics.dropped.inc()
+        self._gauge()
+        log.debug("dropped job %d (client gone, %d of %d inputs done)", job.seq, job.done, len(job.items))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish every queued job, then stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def queued(self) -> int:
+        return len(self._jobs)
+
+    # ----------------------------------------------------------------------------- worker side
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closing:
+                    self._cond.wait()
+                if not self._jobs:
+                    return  # closing, and nothing left
+                batch = self._take()
+            self._gauge()
+            self._execute(batch)
+
+    def _take(self) -> _Batch:
+        """The next batch (holding the lock): see the module docstring for the policy."""
+        order = sorted(self._jobs, key=_priority)
+        head = order[0]
+        if head.kind != TEXTS:
+            self._jobs.remove(head)
+            head.next = len(head.items)
+            return _Batch(head.kind, head.task, [(head, 0, len(head.items))])
+        budget, pieces = self.max_batch_tokens, []
+        for job in (j for j in order if j.kind == TEXTS and j.task == head.task):
+            end = job.next
+            while end < len(job.items) and (job.tokens[end] <= budget or not pieces and end == job.next):
+                budget -= job.tokens[end]
+                end += 1
+            if end > job.next:
+                pieces.append((job, job.next, end))
+                taken = sum(job.tokens[job.next:end])
+                job.served += taken
+                job.left -= taken
+                job.next = end
+            if job.next == len(job.items):
+                self._jobs.remove(job)
+            if budget <= 0:
+                break
+        return _Batch(TEXTS, head.task, pieces)
+
+    def _execute(self, batch: _Batch) -> None:
+        live = [(job, a, b) for job, a, b in batch.pieces if not job.cancelled]
+        if not live:
+            return
+        batch = _Batch(batch.kind, batch.task, live)
+        started = self.clock()
+        for job, _, _ in live:
+            if job.started is None:
+                job.started = started
+                if self.metrics:
+                    self.metrics.queue_duration.observe(started - job.enqueued)
+        try:
+            results = self._forward(batch)
+        except Exception as error:  # noqa: BLE001 (the server must keep serving; the jobs get the error)
+            self._fail(batch, error)
+            return
+        elapsed = self.clock() - started
+        self._record(batch, elapsed)
+        for (job, a, b), rows in zip(live, results):
+            job.rows[a:b] = list(rows)
+            job.done += b - a
+            job.inference_s += elapsed
+            if job.done == len(job.items) and not job.cancelled:
+                vectors = np.stack(job.rows) if job.rows else np.zeros((0, 0), np.float32)
+                _settle(job, JobResult(vectors, job.started - job.enqueued, job.inference_s))
+
+    def _forward(self, batch: _Batch) -> list[np.ndarray]:
+        """Vectors per piece, in piece order."""
+        self._note_task(batch.task)
+        if batch.kind == TEXTS:
+            texts = [t for job, a, b in batch.pieces for t in job.items[a:b]]
+            raw = self.encoder.encode(texts, task=batch.task, normalize=False)  # (n, H): one adapter, pooled means
+            self._count_forward("texts")
+            out, offset = [], 0
+            for job, a, b in batch.pieces:
+                out.append(finish(raw[offset: offset + b - a], job.dimensions, job.normalize))
+                offset += b - a
+            return out
+        job = batch.pieces[0][0]
+        if batch.kind == LATE:
+            self._count_forward("late_chunking")
+            return [self.encoder.encode(job.items, task=job.task, dimensions=job.dimensions, normalize=job.normalize,
+                                        late_chunking=True)]
+        assert batch.kind == IDS
+        rows = []
+        for ids in job.items:  # the Encoder has no batched entry point for given ids: one call each
+            states = self.encoder.token_states(ids, task=job.task)
+            self._count_forward("token_ids")
+            rows.append(finish(states.mean(axis=0, dtype=np.float32)[None], job.dimensions, job.normalize)[0])
+        return [np.stack(rows)]
+
+    def _note_task(self, task: str | None) -> None:
+        if self._last_task is not _UNSET and task != self._last_task:
+            self.task_switches += 1
+            if self.metrics:
+                self.metrics.task_switches.inc()
+        self._last_task = task
+
+    def _count_forward(self, kind: str) -> None:
+        self.forward_passes += 1
+        if self.metrics:
+            self.metrics.forward_passes.labels(kind).inc()
+
+    def _record(self, batch: _Batch, elapsed: float) -> None:
+        if not self.metrics:
+            return
+        m = self.metrics
+        m.inference_duration.observe(elapsed)
+        m.batch_tokens.observe(batch.tokens)
+        m.batch_inputs.observe(batch.inputs)
+        m.batch_requests.observe(len(batch.pieces))
+        m.tokens_embedded.inc(batch.tokens)
+        m.inputs_embedded.inc(batch.inputs)
+
+    def _fail(self, batch: _Batch, error: Exception) -> None:
+        if isinstance(error, InvalidArgumentError):
+            api_error = ApiError.from_library(error)
+        else:
+            log.exception("a batch of %d inputs failed", batch.inputs)
+            api_error = ApiError(500, f"embedding failed: {type(error).__name__}: {error}", code="inference_failed")
+        with self._cond:
+            for job, _, _ in batch.pieces:  # the rest of a failed job is not worth running
+                job.cancelled = True
+                if job in self._jobs:
+                    self._jobs.remove(job)
+        for job, _, _ in batch.pieces:
+            _settle(job, api_error)
+
+    def _gauge(self) -> None:
+        if self.metrics:
+            self.metrics.queue_depth.set(len(self._jobs))
+
+
+_UNSET = object()
+
+
+def _priority(job: Job) -> tuple[int, int, int]:
+    """Least served first, then least left to do (a query before a fresh bulk request), then the oldest."""
+    return job.served, job.left, job.seq
+
+
+def _settle(job: Job, outcome) -> None:
+    """Resolve the job's future on its loop (from the worker thread); nothing if it was cancelled."""
+
+    def resolve() -> None:
+        if job.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
+
+    try:
+        job.loop.call_soon_threadsafe(resolve)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass

@@ -1,0 +1,171 @@
+"""``jinav3 serve``: the flags (text-embeddings-inference's names), the API key, uvicorn, signals.
+
+Importable without the server extra, so the command line can list ``serve`` (and say how to
+install it) on a machine that lacks fastapi and uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from jinav3.errors import install_hint
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+MODEL_ENV = "JINAV3_MODEL"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def add_serve_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``jinav3`` command line's sub-commands (``handler=cmd_serve``)."""
+    p = subparsers.add_parser(
+        "serve", help="serve embeddings over HTTP (Jina Embeddings API and OpenAI compatible)",
+        description="Serve the model on /v1/embeddings for Jina and OpenAI clients, with dynamic batching "
+                    "across requests; also /tokenize, /health, /info and /metrics (Prometheus).")
+    add_serve_arguments(p)
+    p.set_defaults(handler=cmd_serve)
+    return p
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="ID|DIR",
+                   help=f"hub id or local folder (default: ${MODEL_ENV}, else jinaai/jina-embeddings-v3)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, else float32), float32, bfloat16, float16")
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s; 0.0.0.0 for all)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    p.add_argument("--served-model-name", action="append", default=[], metavar="NAME",
+                   help="a name clients may send as `model` (repeatable; the first is answered with); "
+                        "jina-embeddings-v3 and the model's own names are always accepted")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key clients must "
+                                                           "send as 'Authorization: Bearer <key>'")
+    key.add_argument("--api-key-file", metavar="PATH", help="file holding that API key (surrounding whitespace ignored)")
+    p.add_argument("--max-batch-tokens", type=_positive, metavar="N",
+                   help="tokens per batch, across requests; a query behind a bulk load waits for one batch "
+                        "(default: 256 on the CPU, where throughput hardly depends on it; else the model's "
+                        "budget per forward pass, 65536 on CUDA)")
+    p.add_argument("--max-client-batch-size", type=_positive, default=2048, metavar="N",
+                   help="inputs per request, 413 beyond (default: %(default)s)")
+    p.add_argument("--max-concurrent-requests", type=_positive, default=512, metavar="N",
+                   help="requests admitted at once, 429 beyond (default: %(default)s)")
+    p.add_argument("--max-request-bytes", type=_positive, default=8 * 2**20, metavar="N",
+                   help="request body limit, 413 beyond (default: %(default)s, 8 MiB)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                   help="(default: %(default)s)")
+
+
+def cmd_serve(args) -> int:
+    """Run the server until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the model failed to load."""
+    from jinav3.integrations.cli import CLIError, check_model_options, model_choice
+
+    try:
+        import uvicorn  # noqa: F401
+
+        from .app import create_app
+    except ImportError as error:
+        raise CLIError(f"jinav3 serve needs the server extra: {install_hint('server')} ({error})") from error
+    api_key = read_api_key(args)
+    check_model_options(args)
+    model, _ = model_choice(args.model)
+
+    def load():
+        from jinav3 import Encoder
+
+        return Encoder.from_pretrained(model, device=args.device, dtype=args.dtype,
+                                       max_tokens_per_batch=args.max_batch_tokens)
+
+    failed = []
+    server_box = []
+
+    def on_load_failure(error: BaseException) -> None:
+        failed.append(error)
+        if server_box:
+            server_box[0].should_exit = True
+
+    app = create_app(load, api_key=api_key, served_model_names=args.served_model_name, aliases=[model],
+                     max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
+                     max_concurrent_requests=args.max_concurrent_requests, max_request_bytes=args.max_request_bytes,
+                     on_load_failure=on_load_failure)
+    run(app, args.host, args.port, args.log_level, server_box)
+    return 1 if failed else 0
+
+
+def read_api_key(args) -> str | None:
+    """The key from --api-key-env or --api-key-file; refused (never echoed) when missing or empty."""
+    from jinav3.integrations.cli import UsageError
+
+    if getattr(args, "api_key_env", None):
+        name = args.api_key_env
+        if not _ENV_NAME.fullmatch(name):  # most likely the key itself: say so without echoing it
+            raise UsageError("--api-key-env: give the NAME of an environment variable (letters, digits, _) that holds "
+                             "the API key, not the key itself")
+        if not os.environ.get(name, "").strip():
+            raise UsageError(f"--api-key-env: ${name} is {'empty' if name in os.environ else 'not set'}; "
+                             "set it to the API key")
+        return os.environ[name].strip()
+    if getattr(args, "api_key_file", None):
+        try:
+            key = Path(args.api_key_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise UsageError(f"--api-key-file: cannot read {args.api_key_file}: {error.strerror}") from None
+        if not key:
+            raise UsageError(f"--api-key-file: {args.api_key_file} is empty")
+        return key
+    return None
+
+
+def run(app, host: str, port: int, log_level: str = "info", server_box: list | None = None) -> None:
+    """uvicorn on ``host:port`` until SIGTERM/SIGINT: it stops accepting, answers what is in flight, then the
+    app's shutdown drains the batcher."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
+    if server_box is not None:
+        server_box.append(server)
+    with _signals_end_gracefully():
+        server.run()
+
+
+@contextlib.contextmanager
+def _signals_end_gracefully():
+    """uvicorn re-raises the signal that stopped it once it is done, which would end the process with that
+    signal (status -15) after a clean shutdown. A no-op handler underneath takes it, so the process exits 0."""
+    if sys.platform == "win32" or not _in_main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _positive(value) if value != "0" else 0
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0 to 65535), got {value!r}")
+    return number

@@ -1,0 +1,568 @@
+"""``jinav3 serve`` against a real uvicorn server on 127.0.0.1, with the golden tiny model and real clients.
+
+Every answer is compared with ``Encoder.encode`` on the same texts: the server must give the
+library's vectors, whatever else is batched with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("fastapi")
+
+from jinav3.integrations.server import Limits, add_serve_command, cmd_serve, create_app  # noqa: E402
+
+from conftest import SAMPLE_QUERIES  # noqa: E402
+
+TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
+TEXTS = ["Sunscreen should be reapplied every two hours.", "Kompost braucht Luft und Feuchtigkeit.", "茶道の歴史",
+         "", "a short one"]
+ATOL = dict(atol=1e-5, rtol=0)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ============================================================================================ servers
+@contextmanager
+def running(app, **config):
+    """``app`` on uvicorn in a background thread, on a free port of 127.0.0.1; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
+                                           log_level=config.pop("log_level", "warning"), **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def base_url(encoder):
+    with running(create_app(encoder, served_model_names=["my-embedder"])) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def http(base_url):
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        yield client
+
+
+def embed(http, **body) -> np.ndarray:
+    response = http.post("/v1/embeddings", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [d["index"] for d in data] == list(range(len(data)))
+    return np.array([d["embedding"] for d in data], dtype=np.float32)
+
+
+def counter(text: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) if family.name == name
+               for s in family.samples if s.name == name + "_total")
+
+
+class HeldEncoder:
+    """The real encoder behind a gate: ``encode`` waits for ``release`` and records what it was given."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.seen: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def encode(self, texts, *args, **kwargs):
+        self.seen.extend(texts)
+        self.entered.set()
+        assert self.release.wait(30)
+        return self._encoder.encode(texts, *args, **kwargs)
+
+
+# ============================================================================================ the Jina dialect
+@pytest.mark.parametrize("task", TASKS + [None])
+def test_jina_dialect_every_task_equals_encode(http, encoder, task):
+    inputs = [TEXTS[0], {"text": TEXTS[1]}, TEXTS[2], TEXTS[3]]
+    got = embed(http, model="jina-embeddings-v3", input=inputs, task=task)
+    np.testing.assert_allclose(got, encoder.encode([TEXTS[0], TEXTS[1], TEXTS[2], TEXTS[3]], task=task), **ATOL)
+
+
+def test_task_absent_is_text_matching_and_options_apply(http, encoder):
+    np.testing.assert_allclose(embed(http, input=TEXTS), encoder.encode(TEXTS, task="text-matching"), **ATOL)
+    got = embed(http, input=TEXTS, task="retrieval.query", dimensions=32, normalized=False)
+    np.testing.assert_allclose(got, encoder.encode(TEXTS, task="retrieval.query", dimensions=32, normalize=False),
+                               **ATOL)
+    single = http.post("/v1/embeddings", json={"input": {"text": "one"}, "dimensions": 7}).json()
+    assert len(single["data"]) == 1 and len(single["data"][0]["embedding"]) == 7
+    assert single["object"] == "list" and single["data"][0]["object"] == "embedding"
+    assert single["usage"]["prompt_tokens"] == single["usage"]["total_tokens"] > 0
+
+
+def test_empty_string_is_embedded_as_the_library_does(http, encoder):
+    """milvus-model's dimension probe: input [""], task null."""
+    np.testing.assert_allclose(embed(http, input=[""], task=None), encoder.encode([""], task=None), **ATOL)
+
+
+def test_output_formats(http, encoder):
+    expected = encoder.encode(TEXTS, task="separation")
+    for field in ("embedding_type", "encoding_type"):  # encoding_type: LlamaIndex's spelling
+        body = http.post("/v1/embeddings", json={"input": TEXTS, "task": "separation", field: "base64"}).json()
+        got = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in body["data"]])
+        np.testing.assert_allclose(got, expected, **ATOL)
+    bits = np.packbits(expected > 0, axis=1)
+    ubinary = http.post("/v1/embeddings", json={"input": TEXTS, "task": "separation", "embedding_type": "ubinary"}).json()
+    assert np.array_equal(np.array([d["embedding"] for d in ubinary["data"]], dtype=np.uint8), bits)
+    binary = http.post("/v1/embeddings", json={"input": TEXTS, "task": "separation", "encoding_type": "binary"}).json()
+    signed = np.array([d["embedding"] for d in binary["data"]])
+    assert signed.min() >= -128 and signed.max() <= 127
+    assert np.array_equal((signed + 128).astype(np.uint8), bits)  # as LlamaIndex unpacks it
+    keyed = http.post("/v1/embeddings", json={"input": TEXTS[:2], "task": "separation",
+                                              "embedding_type": ["float", "ubinary"]}).json()
+    first = keyed["data"][0]["embedding"]
+    assert set(first) == {"float", "ubinary"}
+    np.testing.assert_allclose(first["float"], expected[0], **ATOL)
+    assert first["ubinary"] == bits[0].tolist()
+
+
+def test_late_chunking_equals_the_library(http, encoder):
+    pieces = ["Tea came to Japan from China.", "It became a ceremony.", "Its masters wrote rules for it."]
+    got = embed(http, input=pieces, task="retrieval.passage", late_chunking=True)
+    np.testing.assert_allclose(got, encoder.encode(pieces, task="retrieval.passage", late_chunking=True), **ATOL)
+    # Past the model's length the library's windows apply: no cap (and /info says so).
+    long_pieces = [" ".join(["word"] * 1500) + "." for _ in range(6)]
+    got = embed(http, input=long_pieces, late_chunking=True, dimensions=32)
+    np.testing.assert_allclose(got, encoder.encode(long_pieces, late_chunking=True, dimensions=32), **ATOL)
+    assert http.get("/info").json()["late_chunking"]["max_document_length"] is None
+
+
+def test_truncate(http, encoder):
+    long_text = "word " * 9000
+    refused = http.post("/v1/embeddings", json={"input": ["short", long_text]})
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    tokens = len(encoder.tokenizer(long_text)["input_ids"])
+    assert "input[1]" in detail and str(tokens) in detail and "truncate" in detail, detail
+    got = embed(http, input=["short", long_text], truncate=True)
+    np.testing.assert_allclose(got, encoder.encode(["short", long_text]), **ATOL)  # the library truncates
+
+
+# ============================================================================================ the OpenAI dialect
+def test_openai_dialect_token_ids_and_extra_fields(http, encoder):
+    tokenized = http.post("/tokenize", json={"inputs": TEXTS[:3]}).json()
+    ids = [[t["id"] for t in tokens] for tokens in tokenized]
+    assert ids == encoder.tokenizer(TEXTS[:3])["input_ids"]
+    expected = encoder.encode(TEXTS[:3], task="retrieval.query")
+    np.testing.assert_allclose(embed(http, input=ids, task="retrieval.query"), expected, **ATOL)
+    without_specials = [row[1:-1] for row in ids]  # the ids of the text alone work as well
+    np.testing.assert_allclose(embed(http, input=without_specials, task="retrieval.query"), expected, **ATOL)
+    np.testing.assert_allclose(embed(http, input=ids[0], dimensions=16),
+                               encoder.encode(TEXTS[:1], dimensions=16), **ATOL)
+    body = http.post("/v1/embeddings", json={"input": TEXTS, "model": "my-embedder", "encoding_format": "base64",
+                                             "user": "u1", "task": "classification"}).json()
+    got = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in body["data"]])
+    np.testing.assert_allclose(got, encoder.encode(TEXTS, task="classification"), **ATOL)
+    assert body["model"] == "my-embedder"
+
+
+def test_tokenize_is_tei_shaped(http, encoder):
+    tokens = http.post("/tokenize", json={"inputs": "hello world", "add_special_tokens": True}).json()
+    assert len(tokens) == 1 and tokens[0][0] == {"id": 0, "text": "<s>", "special": True, "start": None, "stop": None}
+    words = [t for t in tokens[0] if not t["special"]]
+    assert all("hello world"[t["start"]:t["stop"]] == t["text"] for t in words)
+    plain = http.post("/tokenize", json={"inputs": ["hello world"], "add_special_tokens": False}).json()
+    assert [t["id"] for t in plain[0]] == encoder.tokenizer("hello world", add_special_tokens=False)["input_ids"]
+
+
+def test_openai_client(base_url, encoder):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+    default = client.embeddings.create(model="jina-embeddings-v3", input=TEXTS)  # the client asks for base64
+    np.testing.assert_allclose(np.array([d.embedding for d in default.data]), encoder.encode(TEXTS), **ATOL)
+    floats = client.embeddings.create(model="jina-embeddings-v3", input=TEXTS[:2], encoding_format="float",
+                                      dimensions=32, extra_body={"task": "retrieval.query"})
+    np.testing.assert_allclose(np.array([d.embedding for d in floats.data]),
+                               encoder.encode(TEXTS[:2], task="retrieval.query", dimensions=32), **ATOL)
+    assert default.usage.prompt_tokens > 0
+    with pytest.raises(openai.UnprocessableEntityError, match="dimensions"):
+        client.embeddings.create(model="jina-embeddings-v3", input="x", dimensions=4096)
+
+
+def test_jina_haystack(base_url, encoder):
+    embedders = pytest.importorskip("haystack_integrations.components.embedders.jina")
+    from haystack import Document
+    from haystack.utils import Secret
+
+    key = Secret.from_token("unused")
+    text = embedders.JinaTextEmbedder(api_key=key, task="retrieval.query", dimensions=32,
+                                      base_url=f"{base_url}/v1/embeddings")
+    got = text.run("how do I compost at home?")["embedding"]
+    np.testing.assert_allclose(got, encoder.encode("how do I compost at home?", task="retrieval.query", dimensions=32),
+                               **ATOL)
+    documents = [Document(content=t) for t in TEXTS[:3]]
+    docs = embedders.JinaDocumentEmbedder(api_key=key, task="retrieval.passage", progress_bar=False,
+                                          base_url=f"{base_url}/v1/embeddings")
+    embedded = docs.run(documents)["documents"]
+    np.testing.assert_allclose([d.embedding for d in embedded], encoder.encode(TEXTS[:3], task="retrieval.passage"),
+                               **ATOL)
+
+
+def test_langchain_openai_embeddings(base_url, encoder):
+    langchain_openai = pytest.importorskip("langchain_openai")
+    embeddings = langchain_openai.OpenAIEmbeddings(base_url=f"{base_url}/v1", api_key="unused",
+                                                   model="jina-embeddings-v3", check_embedding_ctx_length=False)
+    np.testing.assert_allclose(embeddings.embed_documents(TEXTS[:3]), encoder.encode(TEXTS[:3]), **ATOL)
+    np.testing.assert_allclose(embeddings.embed_query(SAMPLE_QUERIES[0]), encoder.encode(SAMPLE_QUERIES[0]), **ATOL)
+
+
+# ============================================================================================ bad requests
+BAD = [
+    (b"{not json", 400, "JSON"),
+    (b"[1, 2]", 422, "body"),
+    ({"model": "jina-embeddings-v3"}, 422, "input"),
+    ({"input": []}, 422, "input"),
+    ({"input": "x", "task": "retrieval"}, 422, "task"),
+    ({"input": "x", "task": 3}, 422, "task"),
+    ({"input": "x", "dimensions": 0}, 422, "dimensions"),
+    ({"input": "x", "dimensions": 65}, 422, "dimensions"),
+    ({"input": "x", "dimensions": "32"}, 422, "dimensions"),
+    ({"input": "x", "dimensions": True}, 422, "dimensions"),
+    ({"input": "x", "model": "text-embedding-3-small"}, 422, "jina-embeddings-v3"),
+    ({"input": [[5, 100000]]}, 422, "input[0][1]"),
+    ({"input": [-1]}, 422, "input[0]"),
+    ({"input": 5}, 422, "input"),
+    ({"input": ["a", None]}, 422, "input[1]"),
+    ({"input": ["a", 3]}, 422, "input[1]"),
+    ({"input": [{"image": "http://x/y.png"}]}, 422, "text"),
+    ({"input": [{"text": 5}]}, 422, "input[0].text"),
+    ({"input": "x", "embedding_type": "int8"}, 422, "embedding_type"),
+    ({"input": "x", "encoding_format": "binary"}, 422, "encoding_format"),
+    ({"input": "x", "embedding_type": "float", "encoding_format": "base64"}, 422, "conflicts"),
+    ({"input": "x", "normalized": "yes"}, 422, "normalized"),
+    ({"input": [[1, 2]], "late_chunking": True}, 422, "late_chunking"),
+    ({"input": ["a", " "], "late_chunking": True}, 422, "input[1]"),
+    ({"input": [""] * 2049}, 413, "max-client-batch-size"),
+]
+
+
+@pytest.mark.parametrize("body,status,named", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_requests_are_clear_4xx(http, body, status, named):
+    response = (http.post("/v1/embeddings", content=body, headers={"content-type": "application/json"})
+                if isinstance(body, bytes) else http.post("/v1/embeddings", json=body))
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert named in error["detail"] and error["error"]["message"] == error["detail"], error
+    assert error["error"]["type"] == "invalid_request_error"
+
+
+def test_server_keeps_serving_after_errors(http, encoder):
+    for body, _, _ in BAD[:6]:
+        http.post("/v1/embeddings", content=body if isinstance(body, bytes) else None,
+                  json=None if isinstance(body, bytes) else body)
+    assert http.get("/health").status_code == 200
+    np.testing.assert_allclose(embed(http, input=["still here"]), encoder.encode(["still here"]), **ATOL)
+    missing = http.get("/v2/nothing")
+    assert missing.status_code == 404 and "routes" in missing.json()["detail"]
+    assert http.get("/v1/embeddings").status_code == 405
+
+
+def test_wrong_model_names_what_is_served(http, encoder):
+    detail = http.post("/v1/embeddings", json={"input": "x", "model": "nope"}).json()["detail"]
+    for name in ("jina-embeddings-v3", "my-embedder", encoder.name, "tiny-v3"):
+        assert name in detail
+    for name in ("jina-embeddings-v3", "my-embedder", encoder.name, encoder.label, "tiny-v3"):
+        assert http.post("/v1/embeddings", json={"input": "x", "model": name}).status_code == 200, name
+
+
+# ============================================================================================ operations
+def test_health_info_metrics_headers(http, encoder):
+    assert http.get("/health").json() == {"status": "ok"}
+    info = http.get("/info").json()
+    assert info["model_label"] == encoder.label and info["model_identity"] == encoder.name
+    assert info["tasks"] == TASKS and info["dimensions"] == {"min": 1, "max": encoder.hidden_size}
+    assert info["max_input_length"] == encoder.max_length and info["max_client_batch_size"] == 2048
+    response = http.post("/v1/embeddings", json={"input": ["timed"]})
+    for header in ("x-queue-time", "x-inference-time", "x-total-time", "x-tokenization-time"):
+        assert float(response.headers[header]) >= 0, header
+    metrics = http.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    for name in ("jinav3_requests_total", "jinav3_request_duration_seconds", "jinav3_queue_duration_seconds",
+                 "jinav3_batch_tokens", "jinav3_batch_inputs", "jinav3_tokens_embedded_total", "jinav3_queue_depth",
+                 "jinav3_forward_passes_total", "jinav3_task_switches_total"):
+        assert name in metrics.text, name
+    assert 'route="/v1/embeddings",status="200"' in metrics.text
+    assert http.get("/v1/models").json()["data"][0]["id"] == "my-embedder"
+
+
+def test_concurrent_mixed_requests_batch_and_match_encode(base_url, http, encoder):
+    """32 clients x 10 requests of mixed tasks, dimensions, normalisation and formats: each answer is
+    its own request's ``encode``, and the scheduler ran fewer forward passes than requests."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(320):
+        task = TASKS[i % 5] if i % 7 else None
+        texts = [f"{SAMPLE_QUERIES[int(j) % 4]} {i}-{j}" for j in rng.integers(0, 100, 1 + i % 3)]
+        cases.append(dict(input=texts, task=task, dimensions=[None, 32, 16][i % 3], normalized=i % 4 != 0,
+                          embedding_type=["float", "base64"][i % 2]))
+    expected = [encoder.encode(c["input"], task=c["task"], dimensions=c["dimensions"], normalize=c["normalized"])
+                for c in cases]
+    before = counter(http.get("/metrics").text, "jinav3_forward_passes")
+
+    def client(k: int) -> list:
+        with httpx.Client(base_url=base_url, timeout=60) as own:
+            return [(i, own.post("/v1/embeddings", json={k: v for k, v in cases[i].items() if v is not None or k == "task"}))
+                    for i in range(k, len(cases), 32)]
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = [a for part in pool.map(client, range(32)) for a in part]
+    for i, response in answers:
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        got = (np.array([d["embedding"] for d in data], np.float32) if cases[i]["embedding_type"] == "float" else
+               np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in data]))
+        np.testing.assert_allclose(got, expected[i], **ATOL)
+    passes = counter(http.get("/metrics").text, "jinav3_forward_passes") - before
+    assert 0 < passes < len(cases), passes
+
+
+# ============================================================================================ limits
+def test_full_queue_429_and_a_departed_client_is_dropped(encoder):
+    held = HeldEncoder(encoder)
+    app = create_app(held, limits=Limits(max_concurrent_requests=2, max_request_bytes=2000))
+    with running(app) as url, httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(http.post, "/v1/embeddings", json={"input": ["first"]})
+        assert held.entered.wait(10)
+
+        def leaves():  # queued behind the held batch, then gives up
+            with httpx.Client(base_url=url, timeout=0.5) as impatient:
+                with pytest.raises(httpx.ReadTimeout):
+                    impatient.post("/v1/embeddings", json={"input": ["abandoned"]})
+
+        pool.submit(leaves).result()
+        deadline = time.monotonic() + 10  # the server sees the disconnect and drops the queued job
+        while counter(http.get("/metrics").text, "jinav3_dropped_requests") < 1:
+            assert time.monotonic() < deadline, "the departed client's job was not dropped"
+            time.sleep(0.02)
+        too_big = http.post("/v1/embeddings", json={"input": ["x" * 3000]})  # said by Content-Length
+        assert too_big.status_code == 413 and "max-request-bytes" in too_big.json()["detail"]
+        chunked = http.post("/v1/embeddings", content=iter([b'{"input": "', b"x" * 3000, b'"}']),
+                            headers={"content-type": "application/json"})  # no Content-Length: counted while read
+        assert chunked.status_code == 413 and "max-request-bytes" in chunked.json()["detail"]
+        held.release.set()
+        assert first.result().status_code == 200
+        assert "abandoned" not in held.seen  # its work never ran
+        assert counter(http.get("/metrics").text, "jinav3_dropped_requests") == 1
+        assert http.post("/v1/embeddings", json={"input": ["after"]}).status_code == 200
+
+
+def test_429_at_once_with_retry_after(encoder):
+    held = HeldEncoder(encoder)
+    with running(create_app(held, max_concurrent_requests=1)) as url, httpx.Client(base_url=url, timeout=30) as http, \
+            ThreadPoolExecutor(1) as pool:
+        first = pool.submit(http.post, "/v1/embeddings", json={"input": ["first"]})
+        assert held.entered.wait(10)
+        started = time.monotonic()
+        busy = http.post("/v1/embeddings", json={"input": ["second"]})
+        assert busy.status_code == 429 and time.monotonic() - started < 2
+        assert busy.headers["retry-after"] == "1"
+        assert "max-concurrent-requests" in busy.json()["detail"] and busy.json()["error"]["type"] == "rate_limit_error"
+        held.release.set()
+        assert first.result().status_code == 200
+        assert http.post("/v1/embeddings", json={"input": ["third"]}).status_code == 200
+
+
+def test_503_while_the_model_loads(encoder):
+    loaded = threading.Event()
+
+    def load():
+        assert loaded.wait(30)
+        return encoder
+
+    with running(create_app(load)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        health = http.get("/health")
+        assert health.status_code == 503 and "loading" in health.json()["detail"]
+        refused = http.post("/v1/embeddings", json={"input": "x"})
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        loaded.set()
+        deadline = time.monotonic() + 30
+        while http.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        np.testing.assert_allclose(embed(http, input=["x"]), encoder.encode(["x"]), **ATOL)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def test_api_key(encoder):
+    key = "sk-test-5c1e7d0a9b"
+    records = _Records()
+    root = logging.getLogger()
+    root.addHandler(records)
+    old_level = logging.getLogger("jinav3").level
+    logging.getLogger("jinav3").setLevel(logging.DEBUG)
+    try:
+        with running(create_app(encoder, api_key=key), log_level="debug") as url, \
+                httpx.Client(base_url=url, timeout=30) as http:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": key},
+                            {"Authorization": f"Bearer {key}x"}):
+                refused = http.post("/v1/embeddings", json={"input": "x"}, headers=headers)
+                assert refused.status_code == 401, headers
+                assert "API key" in refused.json()["detail"] and refused.json()["error"]["type"] == "authentication_error"
+                assert key not in refused.text
+            auth = {"Authorization": f"Bearer {key}"}
+            assert http.post("/v1/embeddings", json={"input": "x"}, headers=auth).status_code == 200
+            assert http.get("/health").status_code == 200  # open, for load balancers
+            assert http.get("/info").status_code == 401
+            info = http.get("/info", headers=auth)
+            assert info.status_code == 200 and key not in info.text
+            assert key not in http.get("/metrics", headers=auth).text
+    finally:
+        root.removeHandler(records)
+        logging.getLogger("jinav3").setLevel(old_level)
+    assert records.lines and not any(key in line for line in records.lines)
+
+
+# ============================================================================================ command line
+def test_serve_command_flags(monkeypatch, tmp_path):
+    from jinav3.integrations.cli import UsageError
+    from jinav3.integrations.server.command import read_api_key
+
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--model", "m", "--served-model-name", "a", "--served-model-name", "b",
+                              "--max-batch-tokens", "512", "--api-key-env", "JV3_TEST_KEY"])
+    assert args.handler is cmd_serve and args.host == "127.0.0.1" and args.port == 8080
+    assert args.served_model_name == ["a", "b"] and args.max_batch_tokens == 512
+    monkeypatch.delenv("JV3_TEST_KEY", raising=False)
+    with pytest.raises(UsageError, match="not set"):
+        read_api_key(args)
+    monkeypatch.setenv("JV3_TEST_KEY", " secret ")
+    assert read_api_key(args) == "secret"
+    args.api_key_env = "sk-looks-like-a-key"
+    with pytest.raises(UsageError, match="NAME") as refused:
+        read_api_key(args)
+    assert "sk-looks" not in str(refused.value)
+    keyfile = tmp_path / "key"
+    keyfile.write_text("from-file\n")
+    assert read_api_key(argparse.Namespace(api_key_env=None, api_key_file=str(keyfile))) == "from-file"
+
+
+def test_missing_server_extra_gives_the_install_hint():
+    code = ("import sys\n"
+            "sys.modules['fastapi'] = None  # as if not installed\n"
+            "import jinav3.integrations.server as server  # the command line can still list `serve`\n"
+            "assert callable(server.add_serve_command)\n"
+            "try:\n"
+            "    from jinav3.integrations.server import create_app\n"
+            "except ImportError as error:\n"
+            "    print(error)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 'pip install "jinav3[server]"' in out
+
+
+LAUNCHER = """
+import sys, time
+from jinav3 import Encoder
+from jinav3.integrations.server import create_app
+from jinav3.integrations.server.command import run
+
+class Slow:  # every batch takes a while, so requests are in flight when SIGTERM comes
+    def __init__(self, encoder): self._encoder = encoder
+    def __getattr__(self, name): return getattr(self._encoder, name)
+    def encode(self, *args, **kwargs):
+        time.sleep(0.4)
+        return self._encoder.encode(*args, **kwargs)
+
+run(create_app(Slow(Encoder.from_pretrained(sys.argv[1], device="cpu"))), "127.0.0.1", int(sys.argv[2]), "warning")
+sys.exit(0)
+"""
+
+
+def test_sigterm_answers_what_is_in_flight_then_exits_0(golden_dir, encoder, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, str(launcher), str(golden_dir), str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not come up"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        texts = [[f"in flight {i}", "second"] if i % 2 else [f"in flight {i}"] for i in range(6)]
+        tasks = [TASKS[i % 5] for i in range(6)]  # different tasks: several batches, about 2 s of work
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(httpx.post, f"{url}/v1/embeddings", json={"input": t, "task": k}, timeout=60)
+                       for t, k in zip(texts, tasks)]
+            _wait_in_flight(url, 6, deadline)
+            process.send_signal(signal.SIGTERM)
+            answers = [f.result() for f in futures]
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    for response, t, k in zip(answers, texts, tasks):
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose([d["embedding"] for d in response.json()["data"]], encoder.encode(t, task=k), **ATOL)
+
+
+def _wait_in_flight(url: str, n: int, deadline: float) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    while time.monotonic() < deadline:
+        families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        if any(s.value >= n for f in families if f.name == "jinav3_requests_in_flight" for s in f.samples):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the requests never got in flight")
+
+
+def test_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path):
+    from benchmarks import server_bench
+
+    report = server_bench.main(["--size", "tiny", "--concurrency", "1,4", "--requests", "8", "--passage-tokens", "1500",
+                                "--mixed-queries", "3", "--workdir", str(tmp_path / "work"),
+                                "--json", str(tmp_path / "bench.json")])
+    assert report["shutdown"]["exit_status"] == 0
+    assert report["single_query"]["4"]["forward_passes"] >= 1 and report["bulk"]["tokens_per_s"] > 0
+    assert report["mixed"]["queries"] == 3 and report["mixed"]["open_loop"]["p50_ms"] > 0 and set(report["goals"]) == {
+        "many_clients_vs_one_pass_each", "bulk_vs_in_process", "query_p50_under_load_vs_idle"}
+    assert (tmp_path / "bench.json").exists()
