@@ -102,7 +102,8 @@ def write_original(folder: Path, size: Size, seed: int = 0, dtype: torch.dtype =
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     for name in TOKENIZER_FILES:
         shutil.copy(GOLDEN / name, folder / name)
-    save_file({k: t.contiguous() for k, t in original_state_dict(size, seed, dtype).items()}, str(folder / "model.safetensors"))
+    state = {k: t.contiguous() for k, t in original_state_dict(size, seed, dtype).items()}
+    save_file(state, str(folder / "model.safetensors"))
     return folder
 
 

@@ -30,7 +30,9 @@ def single_piece_words(tokenizer) -> list[str]:
     return words
 
 
-def lognormal_lengths(n: int, seed: int = 0, median: int = MEDIAN, sigma: float = SIGMA, low: int = LOW, high: int = HIGH) -> np.ndarray:
+def lognormal_lengths(
+    n: int, seed: int = 0, median: int = MEDIAN, sigma: float = SIGMA, low: int = LOW, high: int = HIGH
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.clip(np.rint(rng.lognormal(np.log(median), sigma, n)), low, high).astype(int)
 

@@ -42,7 +42,8 @@ def main(argv=None) -> None:
         for batch in batches:
             packing.pack([ids[i] for i in batch], "cpu")
         seconds = time.perf_counter() - t
-        print(f"pack {len(batches)} batches of <= {args.budget:,} tokens: {seconds * 1e3 / len(batches):.1f} ms each", flush=True)
+        print(f"pack {len(batches)} batches of <= {args.budget:,} tokens: {seconds * 1e3 / len(batches):.1f} ms each",
+              flush=True)
 
 
 if __name__ == "__main__":

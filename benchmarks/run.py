@@ -18,6 +18,7 @@ and the run goes on. ``--json PATH`` writes everything.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -46,21 +47,30 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--size", choices=sorted(SIZES), default="medium")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 elsewhere), float32, bfloat16, float16")
-    p.add_argument("--tokens", type=int, default=None, help="corpus size in tokens (default depends on device and size)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="corpus size in tokens (default depends on device and size)")
     p.add_argument("--rounds", type=int, default=2, help="timed rounds per way, interleaved (default 2)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--budget", type=int, default=None, help="jinav3 (padded) tokens per forward pass (default: the Encoder's)")
-    p.add_argument("--packed-budget", type=int, default=None, help="jinav3-packed tokens per pass (default: jinav3.devices.default_token_budget)")
+    p.add_argument("--budget", type=int, default=None,
+                   help="jinav3 (padded) tokens per forward pass (default: the Encoder's)")
+    p.add_argument("--packed-budget", type=int, default=None,
+                   help="jinav3-packed tokens per pass (default: jinav3.devices.default_token_budget)")
     p.add_argument("--packed-budgets", default="", help="extra jinav3-packed ways at these budgets, e.g. 32768,131072")
-    p.add_argument("--compile", action="store_true", help="torch.compile the Encoder's layers (packing.compile_layers) first")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the Encoder's layers (packing.compile_layers) first")
     p.add_argument("--ways", default="card,jinav3-padded,jinav3-packed,sentence-transformers",
                    help="comma list of card, jinav3-padded, jinav3-packed (the default), jinav3-packed-inline / "
-                        "jinav3-packed-background (tokenising forced in line / in a background thread), sentence-transformers")
-    p.add_argument("--long-docs", type=int, default=None, help="8192-token documents to embed (default 1 on CPU, 8 on CUDA; 0 skips)")
-    p.add_argument("--long-length", type=int, default=8192, help="tokens per long document, instruction and specials included")
-    p.add_argument("--late-tokens", type=int, default=None, help="late chunking: document length (default 8192 on CPU, 100000 on CUDA; 0 skips)")
+                        "jinav3-packed-background (tokenising forced in line / in a background thread), "
+                        "sentence-transformers")
+    p.add_argument("--long-docs", type=int, default=None,
+                   help="8192-token documents to embed (default 1 on CPU, 8 on CUDA; 0 skips)")
+    p.add_argument("--long-length", type=int, default=8192,
+                   help="tokens per long document, instruction and specials included")
+    p.add_argument("--late-tokens", type=int, default=None,
+                   help="late chunking: document length (default 8192 on CPU, 100000 on CUDA; 0 skips)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=os.environ.get("JINAV3_BENCH_DIR", "/tmp/jinav3-bench"), help="where checkpoints are built and reused")
+    p.add_argument("--workdir", default=os.environ.get("JINAV3_BENCH_DIR", "/tmp/jinav3-bench"),
+                   help="where checkpoints are built and reused")
     p.add_argument("--json", dest="json_path", default=None, help="write the numbers here")
     return p.parse_args(argv)
 
@@ -92,8 +102,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     from jinav3 import Encoder
-    from jinav3.devices import pick_device, pick_dtype
-    from jinav3.devices import default_token_budget
+    from jinav3.devices import default_token_budget, pick_device, pick_dtype
     from jinav3.packing import compile_layers, packing_supported, varlen_backend
 
     device = pick_device(args.device)
@@ -106,8 +115,9 @@ def main(argv=None) -> dict:
     report: dict = {
         "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine(device), "versions": versions(),
-        "setup": {"size": args.size, "shape": size.__dict__, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-                  "rounds": args.rounds, "varlen_backend": varlen_backend(device, dtype),
+        "setup": {"size": args.size, "shape": size.__dict__, "device": str(device),
+                  "dtype": str(dtype).removeprefix("torch."), "rounds": args.rounds,
+                  "varlen_backend": varlen_backend(device, dtype),
                   "packing_supported": packing_supported(device, dtype)},
         "ways": {}, "ttfv": {}, "long_documents": {}, "late_chunking": {},
     }
@@ -117,8 +127,10 @@ def main(argv=None) -> dict:
 
     # ------------------------------------------------------------------ checkpoint and ways
     t = time.perf_counter()
-    original, native = build(Path(args.workdir), args.size, seed=args.seed, dtype=dtype if device.type == "cuda" else torch.float32)
-    report["setup"]["checkpoint"] = {"original": str(original), "native": str(native), "seconds": time.perf_counter() - t}
+    build_dtype = dtype if device.type == "cuda" else torch.float32
+    original, native = build(Path(args.workdir), args.size, seed=args.seed, dtype=build_dtype)
+    report["setup"]["checkpoint"] = {"original": str(original), "native": str(native),
+                                     "seconds": time.perf_counter() - t}
     log(f"checkpoint: {original} (+ native) in {time.perf_counter() - t:.1f}s")
 
     ways: dict = {}
@@ -136,10 +148,12 @@ def main(argv=None) -> dict:
         if "jinav3-padded" in wanted:
             ways["jinav3-padded" + suffix] = EncoderWay(encoder, packed=False, name="jinav3-padded" + suffix)
         if "jinav3-packed" in wanted:
-            ways["jinav3-packed" + suffix] = EncoderWay(encoder, packed=True, budget=packed_budget, name="jinav3-packed" + suffix)
+            ways["jinav3-packed" + suffix] = EncoderWay(encoder, packed=True, budget=packed_budget,
+                                                        name="jinav3-packed" + suffix)
         for name, overlap in (("jinav3-packed-inline", False), ("jinav3-packed-background", True)):
             if name in wanted:  # the pipeline's background tokenisation forced off / on (default: on)
-                ways[name + suffix] = EncoderWay(encoder, packed=True, budget=packed_budget, overlap=overlap, name=name + suffix)
+                ways[name + suffix] = EncoderWay(encoder, packed=True, budget=packed_budget, overlap=overlap,
+                                                 name=name + suffix)
         for extra in filter(None, (b.strip() for b in args.packed_budgets.split(","))):
             name = f"jinav3-packed-{int(extra) // 1024}k{suffix}"
             ways[name] = EncoderWay(encoder, packed=True, budget=int(extra), name=name)
@@ -164,12 +178,14 @@ def main(argv=None) -> dict:
     prefix = encoder.instruction(TASK)
     started = time.perf_counter()
     lengths = [len(ids) for ids in tokenizer([prefix + text for text in texts])["input_ids"]]
-    tokenize_seconds = time.perf_counter() - started  # host work every way pays; jinav3 overlaps it with the device's
+    # host work every way pays; jinav3 overlaps it with the device's
+    tokenize_seconds = time.perf_counter() - started
     n_tokens = int(sum(lengths))
     flops = useful_flops(lengths, size.layers, size.hidden, size.ffn)
     padded32 = sum(max(lengths[i : i + 32]) * len(lengths[i : i + 32]) for i in range(0, len(lengths), 32))
     prefix_tokens = len(tokenizer(prefix)["input_ids"]) - 2
-    report["corpus"] = {"kind": "synthetic text, lognormal token lengths (median 120, sigma 0.7, clipped 8..512) + instruction",
+    report["corpus"] = {"kind": "synthetic text, lognormal token lengths (median 120, sigma 0.7, clipped 8..512)"
+                                " + instruction",
                         "passages": len(texts), "tokens": n_tokens, "instruction_tokens_each": prefix_tokens,
                         "median_tokens": float(np.median(lengths)), "max_tokens": int(max(lengths)),
                         "card_padding_overhead": padded32 / n_tokens, "useful_tflop": flops / 1e12,
@@ -192,11 +208,15 @@ def main(argv=None) -> dict:
             with section(report, f"{name} round {r}"):
                 gc.collect()
                 with PeakMemory(device) as memory:
-                    out, wall, cpu = timed(lambda: ways[name].encode(texts, TASK), device)
+                    out, wall, cpu = timed(functools.partial(ways[name].encode, texts, TASK), device)
                 vectors.setdefault(name, out)
                 runs[name].append({"wall_s": wall, "cpu_s": cpu, "memory": memory.as_dict()})
-                log(f"  round {r} {name:33s} {n_tokens / wall:10.0f} tok/s  ({wall:.2f}s wall, {n_tokens / cpu:.0f} tok/cpu-s)")
-    reference = "card" if "card" in vectors else ("jinav3-padded" if "jinav3-padded" in vectors else next(iter(vectors), None))
+                log(f"  round {r} {name:33s} {n_tokens / wall:10.0f} tok/s  "
+                    f"({wall:.2f}s wall, {n_tokens / cpu:.0f} tok/cpu-s)")
+    if "card" in vectors:
+        reference = "card"
+    else:
+        reference = "jinav3-padded" if "jinav3-padded" in vectors else next(iter(vectors), None)
     for name, rs in runs.items():
         if not rs:
             continue
@@ -216,14 +236,15 @@ def main(argv=None) -> dict:
         report["ways"][name] = entry
     base = report["ways"].get("card")
     if base:
-        for name, entry in report["ways"].items():
+        for entry in report["ways"].values():
             entry["ratio_vs_card"] = entry["tokens_per_s"] / base["tokens_per_s"]
             entry["ratio_vs_card_median"] = entry["tokens_per_s_median"] / base["tokens_per_s_median"]
             entry["ratio_vs_card_cpu_time"] = entry["tokens_per_cpu_s"] / base["tokens_per_cpu_s"]
     print_table(report, device)
     save(report, args)  # numbers so far, in case a later section is cut off by a time limit
 
-    main_ways = [n for n in order if n in ("card", "sentence-transformers", "jinav3-padded" + suffix, "jinav3-packed" + suffix)]
+    main_ways = [n for n in order
+                 if n in ("card", "sentence-transformers", "jinav3-padded" + suffix, "jinav3-packed" + suffix)]
 
     # ------------------------------------------------------------------ time to first vector (search path)
     with section(report, "ttfv"):
@@ -231,14 +252,17 @@ def main(argv=None) -> dict:
             if name not in report["ways"]:
                 continue
             way = ways[name]
-            first, wall, _ = timed(lambda: way.encode([QUERY], "retrieval.query"), device)  # after passages: task switch
+            # after passages: a task switch
+            first, wall, _ = timed(functools.partial(way.encode, [QUERY], "retrieval.query"), device)
             again = []
             for _ in range(5):
-                _, w, _ = timed(lambda: way.encode([QUERY + " now"], "retrieval.query"), device)
+                _, w, _ = timed(functools.partial(way.encode, [QUERY + " now"], "retrieval.query"), device)
                 again.append(w)
             way.encode(warm[:2], TASK)  # leave the passage adapter active again
-            report["ttfv"][name] = {"first_after_passages_ms": wall * 1e3, "warm_median_ms": statistics.median(again) * 1e3}
-            log(f"ttfv {name:22s} first query after passages {wall * 1e3:9.1f} ms, then {statistics.median(again) * 1e3:8.1f} ms")
+            report["ttfv"][name] = {"first_after_passages_ms": wall * 1e3,
+                                    "warm_median_ms": statistics.median(again) * 1e3}
+            log(f"ttfv {name:22s} first query after passages {wall * 1e3:9.1f} ms, "
+                f"then {statistics.median(again) * 1e3:8.1f} ms")
 
     save(report, args)
 
@@ -260,7 +284,7 @@ def main(argv=None) -> dict:
                         ways[name].encode(docs[:1], TASK, batch_size=1)  # warm-up at this shape
                     gc.collect()
                     with PeakMemory(device) as memory:
-                        out, wall, cpu = timed(lambda: ways[name].encode(docs, TASK, batch_size=1), device)
+                        out, wall, cpu = timed(functools.partial(ways[name].encode, docs, TASK, batch_size=1), device)
                     long_vectors[name] = out
                     entry = {"tokens_per_s": sum(doc_lengths) / wall, "useful_tflops": doc_flops / wall / 1e12,
                              "seconds": wall, "peak_memory": memory.as_dict()}
@@ -309,7 +333,8 @@ def late_chunking(encoder, tokenizer, n_tokens: int, device: torch.device, seed:
                          lambda: encoder.late_chunk(document, chunker="tokens", chunk_size=256, task=TASK)))
         attempts.append(("late_chunk(document, chunker='tokens', chunk_size=256)",
                          lambda: encoder.late_chunk(document, chunker="tokens", chunk_size=256)))
-    attempts.append(("encode(pieces, late_chunking=True)", lambda: encoder.encode(pieces, task=TASK, late_chunking=True)))
+    attempts.append(("encode(pieces, late_chunking=True)",
+                     lambda: encoder.encode(pieces, task=TASK, late_chunking=True)))
     last = None
     for how, fn in attempts:
         try:
@@ -334,13 +359,14 @@ def late_chunking(encoder, tokenizer, n_tokens: int, device: torch.device, seed:
 
 def print_table(report: dict, device: torch.device) -> None:
     log("")
-    log(f"{'way':33s} {'tok/s best':>11s} {'tok/s med':>10s} {'tok/cpu-s':>10s} {'TFLOP/s':>8s} {'peak GiB':>9s} {'+GiB':>6s} "
-        f"{'x card':>7s} {'x card cpu':>10s} {'min cos':>9s}")
+    log(f"{'way':33s} {'tok/s best':>11s} {'tok/s med':>10s} {'tok/cpu-s':>10s} {'TFLOP/s':>8s} {'peak GiB':>9s} "
+        f"{'+GiB':>6s} {'x card':>7s} {'x card cpu':>10s} {'min cos':>9s}")
     for name, e in report["ways"].items():
         cos = next((v for k, v in e.items() if k.startswith("min_cosine")), float("nan"))
         log(f"{name:33s} {e['tokens_per_s']:11.0f} {e['tokens_per_s_median']:10.0f} {e['tokens_per_cpu_s']:10.0f} "
             f"{e['useful_tflops']:8.3f} {e['peak_memory']['peak_gib']:9.2f} {e['peak_memory']['added_gib']:6.2f} "
-            f"{e.get('ratio_vs_card', float('nan')):7.2f} {e.get('ratio_vs_card_cpu_time', float('nan')):10.2f} {cos:9.6f}")
+            f"{e.get('ratio_vs_card', float('nan')):7.2f} {e.get('ratio_vs_card_cpu_time', float('nan')):10.2f} "
+            f"{cos:9.6f}")
     log("")
 
 

@@ -6,6 +6,7 @@ does not pay for torch and transformers until a model is needed.
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING
 
 from .errors import (
     CheckpointFormatError,
@@ -17,9 +18,12 @@ from .errors import (
     SignatureMismatchError,
     StoreError,
 )
+from .protocol import TextEncoder
 from .tasks import DEFAULT_TASK, INDEX_TASK, SEARCH_TASK, TASKS
 
-from .protocol import TextEncoder
+if TYPE_CHECKING:  # type checkers see the real classes; at run time __getattr__ imports them on first use
+    from .encoder import Encoder
+    from .late_chunking import Chunk
 
 try:
     __version__ = _version("jinav3")
@@ -33,7 +37,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type:
     if name == "Encoder":
         from .encoder import Encoder
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,15 +88,16 @@ def layout_of(config: dict) -> str:
     if convert.is_original_config(config):
         return "original"
     raise CheckpointFormatError(
-        f"config.json: model_type {config.get('model_type')!r} is neither jina_embeddings_v3 (transformers-native) "
-        "nor xlm-roberta with lora_adaptations (the original jina-embeddings-v3)"
+        f"config.json: model_type {config.get('model_type')!r} is neither jina_embeddings_v3 "
+        "(transformers-native) nor xlm-roberta with lora_adaptations (the original jina-embeddings-v3)"
     )
 
 
 def load(folder: Path, dtype: torch.dtype, attn_implementation: str = "sdpa") -> Checkpoint:
     config = read_config(folder)
     layout = layout_of(config)
-    tokenizer = XLMRobertaTokenizer.from_pretrained(str(folder))  # never AutoTokenizer: the original asks for remote code
+    # never AutoTokenizer: the original asks for remote code
+    tokenizer = XLMRobertaTokenizer.from_pretrained(str(folder))
     if layout == "original":
         model, adapters = _load_original(folder, config, dtype, attn_implementation)
     else:
@@ -106,7 +108,13 @@ def load(folder: Path, dtype: torch.dtype, attn_implementation: str = "sdpa") ->
                       converted_from=config.get(CONVERTED_FROM_KEY))
 
 
-def _load_original(folder: Path, config: dict, dtype: torch.dtype, attn: str):
+# adapter name -> (peft config, peft state), as Checkpoint.adapters holds them
+_Adapters = dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]]
+
+
+def _load_original(
+    folder: Path, config: dict, dtype: torch.dtype, attn: str
+) -> tuple[JinaEmbeddingsV3Model, _Adapters]:
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointFormatError(f"{folder}: the original layout needs model.safetensors")
@@ -124,13 +132,13 @@ def _load_original(folder: Path, config: dict, dtype: torch.dtype, attn: str):
     return model, {name: (lora_config, state) for name, state in adapter_states.items()}
 
 
-def _load_native(folder: Path, dtype: torch.dtype, attn: str):
+def _load_native(folder: Path, dtype: torch.dtype, attn: str) -> tuple[JinaEmbeddingsV3Model, _Adapters]:
     with _quiet_transformers():
         return _load_native_loud(folder, dtype, attn)
 
 
 @contextmanager
-def _quiet_transformers():
+def _quiet_transformers() -> Iterator[None]:
     """Loading five adapters one by one makes transformers report every other adapter's keys as
     "missing" and peft warn about multiple adapters: expected here, so keep it off the user's screen."""
     from transformers.utils import logging as hf_logging
@@ -149,21 +157,25 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _load_native_loud(folder: Path, dtype: torch.dtype, attn: str):
+def _load_native_loud(folder: Path, dtype: torch.dtype, attn: str) -> tuple[JinaEmbeddingsV3Model, _Adapters]:
     model = JinaEmbeddingsV3Model.from_pretrained(str(folder), dtype=dtype, attn_implementation=attn)
-    adapters = {}
+    adapters: _Adapters = {}
     for task in TASKS:
         name = adapter_name(task)
         if not (folder / name / "adapter_config.json").is_file():
             raise CheckpointFormatError(f"{folder}: no adapter folder {name}/ (expected one per task: {TASKS})")
         # transformers' load_adapter applies the model's weight renames to adapter keys, whatever they are
         model.load_adapter(str(folder / name), adapter_name=name)
-        adapters[name] = (model.peft_config[name], {PEFT_PREFIX + k: v for k, v in model.get_adapter_state_dict(name).items()})
+        config = model.peft_config[name]
+        if not isinstance(config, LoraConfig):  # transformers loads LoRA adapters only; lora.py merges LoRA
+            raise CheckpointFormatError(f"{folder / name}: not a LoRA adapter ({type(config).__name__})")
+        state = {PEFT_PREFIX + k: v for k, v in model.get_adapter_state_dict(name).items()}
+        adapters[name] = (config, state)
     _strip_peft_layers(model)
     return model, adapters
 
 
-def _strip_peft_layers(model: torch.nn.Module) -> None:
+def _strip_peft_layers(model: JinaEmbeddingsV3Model) -> None:
     """Put every wrapped layer's base layer back: we merge adapters ourselves (lora.py)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -190,5 +202,6 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint, base_state: dict[str
     for name, (config, state) in checkpoint.adapters.items():
         (folder / name).mkdir(exist_ok=True)
         config.save_pretrained(str(folder / name))
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / name / "adapter_model.safetensors"))
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(tensors, str(folder / name / "adapter_model.safetensors"))
     return folder

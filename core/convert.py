@@ -41,7 +41,9 @@ _RENAMES: list[tuple[str, str]] = [
 _WQKV = re.compile(r"^encoder\.layers\.(\d+)\.mixer\.Wqkv$")
 EMBEDDING_MODULES = ("embeddings.word_embeddings", "embeddings.token_type_embeddings")
 # Every module of the native model that carries a task LoRA (the "dense" is the pooler's).
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "word_embeddings", "token_type_embeddings", "dense"]
+LORA_TARGETS = [
+    "q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "word_embeddings", "token_type_embeddings", "dense",
+]
 
 
 def is_original_config(config: dict) -> bool:
@@ -56,7 +58,7 @@ def native_config(original: dict) -> JinaEmbeddingsV3Config:
     if list(tasks or []) != list(TASKS):
         raise CheckpointFormatError(f"config.json: lora_adaptations must be {list(TASKS)}, found {tasks!r}")
     instructions = {**DEFAULT_INSTRUCTIONS, **(original.get("task_instructions") or {})}
-    return JinaEmbeddingsV3Config(
+    native = JinaEmbeddingsV3Config(
         vocab_size=original["vocab_size"],
         hidden_size=original["hidden_size"],
         num_hidden_layers=original["num_hidden_layers"],
@@ -70,18 +72,23 @@ def native_config(original: dict) -> JinaEmbeddingsV3Config:
         bos_token_id=original.get("bos_token_id", 0),
         eos_token_id=original.get("eos_token_id", 2),
         rope_parameters={"rope_type": "default", "rope_theta": float(original.get("rotary_emb_base", 10000.0))},
-        # kept as extra keys so a saved native folder still knows its tasks and prefixes
-        lora_adaptations=list(TASKS),
-        task_instructions=instructions,
-        matryoshka_dimensions=original.get("matryoshka_dimensions"),
         architectures=["JinaEmbeddingsV3Model"],
     )
+    # Kept as extra keys so a saved native folder still knows its tasks and prefixes. Set as attributes,
+    # which is what the config does with unknown keyword arguments (its typed signature lacks them).
+    native.lora_adaptations = list(TASKS)
+    native.task_instructions = instructions
+    native.matryoshka_dimensions = original.get("matryoshka_dimensions")
+    return native
 
 
 def lora_config(original: dict) -> LoraConfig:
+    # peft annotates lora_alpha as int but only divides by it (scaling = alpha / r); the original config
+    # may hold a fractional alpha, so it stays a float as it always was.
+    alpha = float(original.get("lora_alpha", 1))
     return LoraConfig(
         r=int(original.get("lora_rank", 4)),
-        lora_alpha=float(original.get("lora_alpha", 1)),
+        lora_alpha=alpha,  # type: ignore[arg-type]  # a float on purpose: see above (peft's hint says int)
         lora_dropout=0.0,
         target_modules=LORA_TARGETS,
         bias="none",
@@ -133,7 +140,7 @@ def _put_base(base: dict, module: str, leaf: str, tensor: torch.Tensor) -> None:
     fused = _WQKV.match(module)
     if fused:
         layer = fused.group(1)
-        for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+        for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
             base[f"layers.{layer}.self_attn.{proj}.{leaf}"] = part.contiguous()
     else:
         base[f"{_native_name(module)}.{leaf}"] = tensor
@@ -149,7 +156,7 @@ def _put_lora(adapter: dict, module: str, a: torch.Tensor, b: torch.Tensor) -> N
     fused = _WQKV.match(module)
     if fused:
         layer = fused.group(1)
-        for proj, b_rows in zip(("q_proj", "k_proj", "v_proj"), b.chunk(3, dim=0)):
+        for proj, b_rows in zip(("q_proj", "k_proj", "v_proj"), b.chunk(3, dim=0), strict=True):
             adapter[f"{prefix}layers.{layer}.self_attn.{proj}.lora_A.weight"] = a.clone()
             adapter[f"{prefix}layers.{layer}.self_attn.{proj}.lora_B.weight"] = b_rows.contiguous()
         return

@@ -21,7 +21,9 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise invalid("device", f"{device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from error
+        raise invalid(
+            "device", f"{device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from error
     _check_available(chosen)
     return chosen
 

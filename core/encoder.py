@@ -16,17 +16,16 @@ import functools
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
-from typing import overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from . import identity
+from . import identity, packing, pipeline
 from . import late_chunking as lc
-from . import packing, pipeline
 from .batching import token_budget_batches, windowed_batches
 from .devices import default_token_budget, pick_device, pick_dtype, to_device
 from .errors import invalid
@@ -34,6 +33,9 @@ from .lora import MergedTaskLoRA
 from .pooling import finish, mean_pool
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
 from .validation import boolean, choice, int_in_range, positive_int
+
+if TYPE_CHECKING:
+    from transformers import JinaEmbeddingsV3Model
 
 Texts = str | Sequence[str]
 
@@ -48,7 +50,10 @@ class Encoder:
         """``name``: the model's identity (``checkpoint.model_identity``), recorded by vector stores;
         ``label``: a readable name for messages. Both default to those of ``checkpoint.source``."""
         self.checkpoint = checkpoint
-        self.model = checkpoint.model.to(device)
+        # transformers decorates PreTrainedModel.to with functools.wraps, which typeshed types as an unbound
+        # callable: mypy takes the device for `self`. It moves the model and returns it, like nn.Module.to.
+        model = checkpoint.model
+        self.model: JinaEmbeddingsV3Model = model.to(device)  # type: ignore[arg-type]  # @wraps'd .to (above)
         self.tokenizer = checkpoint.tokenizer
         self.device = device
         self.dtype = next(self.model.parameters()).dtype
@@ -122,7 +127,8 @@ class Encoder:
         return int(limit) if limit and limit < 1_000_000 else 8192
 
     def output_size(self, dimensions: int | None = None) -> int:
-        return self.hidden_size if dimensions is None else self.check_dimensions(dimensions)
+        checked = self.check_dimensions(dimensions)  # None only for None: all of the hidden size
+        return self.hidden_size if checked is None else checked
 
     def instruction(self, task: str | None) -> str:
         return "" if task is None else self.checkpoint.instructions.get(task, "")
@@ -184,11 +190,11 @@ class Encoder:
         vectors = finish(pooled, dimensions, normalize)
         return vectors[0] if single else vectors
 
-    def encode_queries(self, texts: Texts, **kwargs) -> np.ndarray:
+    def encode_queries(self, texts: Texts, **kwargs: Any) -> np.ndarray:
         """``encode`` with ``task="retrieval.query"``: what to embed search queries with."""
         return self.encode(texts, task=RETRIEVAL_QUERY, **kwargs)
 
-    def encode_passages(self, texts: Texts, **kwargs) -> np.ndarray:
+    def encode_passages(self, texts: Texts, **kwargs: Any) -> np.ndarray:
         """``encode`` with ``task="retrieval.passage"``: what to embed documents with."""
         return self.encode(texts, task=RETRIEVAL_PASSAGE, **kwargs)
 
@@ -212,7 +218,9 @@ class Encoder:
         Returns chunks with ``text == document[start:end]`` and ``embedding``; a blank document gives [].
         """
         self._check_text(document, "document")
-        return self.late_chunk_documents([document], task, chunker, chunk_size, window, overlap, dimensions, normalize)[0]
+        return self.late_chunk_documents(
+            [document], task, chunker, chunk_size, window, overlap, dimensions, normalize
+        )[0]
 
     def late_chunk_documents(
         self,
@@ -238,7 +246,7 @@ class Encoder:
         planned = self._plan_chunks(docs, task, chunker, chunk_size, spans)
         means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
         results: list[list[lc.Chunk]] = [[] for _ in docs]
-        for (d, _, char_spans), vectors in zip(planned, means):
+        for (d, _, char_spans), vectors in zip(planned, means, strict=True):  # _pool: one result per document
             results[d] = lc.make_chunks(docs[d], char_spans, finish(vectors, dimensions, normalize))
         return results
 
@@ -260,19 +268,27 @@ class Encoder:
             out[d] = [t for t in (lc.trim_span(docs[d], a, b) for a, b in char_spans) if t is not None]
         return out
 
-    def _plan_chunks(self, docs: list[str], task: str | None, chunker, chunk_size: int | None,
-                     spans: list[tuple[int, int]] | None) -> list[tuple[int, lc.TokenizedDocument, list[tuple[int, int]]]]:
+    def _plan_chunks(
+        self,
+        docs: list[str],
+        task: str | None,
+        chunker: str | Sequence[tuple[int, int]],
+        chunk_size: int | None,
+        spans: list[tuple[int, int]] | None,
+    ) -> list[tuple[int, lc.TokenizedDocument, list[tuple[int, int]]]]:
         """(document index, its tokens and the token spans to pool, the chunks' character spans in the
         document) for every non-blank document."""
         instruction = self.instruction(task)
-        planned = []
+        planned: list[tuple[int, lc.TokenizedDocument, list[tuple[int, int]]]] = []
         for d, document in enumerate(docs):
             if document.strip():
                 ids, offsets, first, stop = self._tokenize_with_offsets(instruction + document, len(instruction))
                 if chunker == "tokens":
+                    assert chunk_size is not None  # _check_chunker refuses chunker="tokens" without a chunk_size
                     token_spans, text_spans = lc.fixed_token_spans(offsets, first, stop, chunk_size)
                 else:
-                    chars = lc.sentence_spans(document) if chunker == "sentences" else spans
+                    # _check_chunker gives spans for a list chunker, None for "sentences" (and "tokens")
+                    chars = lc.sentence_spans(document) if spans is None else spans
                     text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
                     token_spans = lc.token_spans_for_chars(offsets, first, stop, text_spans)
                 # offsets count the instruction in front of the document: back to the document's own
@@ -281,7 +297,9 @@ class Encoder:
         return planned
 
     @staticmethod
-    def _check_chunker(chunker, chunk_size, docs: list[str]) -> list[tuple[int, int]] | None:
+    def _check_chunker(
+        chunker: str | Sequence[tuple[int, int]], chunk_size: int | None, docs: list[str]
+    ) -> list[tuple[int, int]] | None:
         """Validate the chunker arguments; the caller's character spans come back checked."""
         if chunk_size is not None and chunker != "tokens":
             raise invalid("chunk_size", "only applies with chunker='tokens'")
@@ -309,7 +327,15 @@ class Encoder:
         per_token = lc.TokenizedDocument(ids, [(t, t + 1) for t in range(len(ids))])
         return self._pool(task, [per_token], window, overlap)[0]
 
-    def _encode_late_chunking(self, items, tasks, dimensions, normalize, window, overlap) -> np.ndarray:
+    def _encode_late_chunking(
+        self,
+        items: list[str],
+        tasks: list[str | None],
+        dimensions: int | None,
+        normalize: bool,
+        window: int | None,
+        overlap: int | None,
+    ) -> np.ndarray:
         if len(set(tasks)) > 1:
             raise invalid("task", "late_chunking=True embeds one document: give one task, not one per text")
         if not items:
@@ -319,7 +345,8 @@ class Encoder:
                 raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
         window, overlap = self._check_window(window, overlap)
         instruction = self.instruction(tasks[0])
-        char_spans, position = [], len(instruction)
+        char_spans: list[tuple[int, int]] = []
+        position = len(instruction)
         for text in items:  # pieces joined by one space after the instruction
             char_spans.append((position, position + len(text)))
             position += len(text) + 1
@@ -327,7 +354,9 @@ class Encoder:
         document = lc.TokenizedDocument(ids, lc.token_spans_for_chars(offsets, first, stop, char_spans))
         return finish(self._pool(tasks[0], [document], window, overlap)[0], dimensions, normalize)
 
-    def _tokenize_with_offsets(self, text: str, instruction_chars: int):
+    def _tokenize_with_offsets(
+        self, text: str, instruction_chars: int
+    ) -> tuple[list[int], list[tuple[int, int]], int, int]:
         """Ids and offsets of the whole text (no truncation: windows handle length), and the token
         range [first, stop) of the text after the instruction (<s> before it, </s> at stop)."""
         with self._tokenizer_lock:
@@ -339,7 +368,9 @@ class Encoder:
             first += 1
         return ids, offsets, first, stop
 
-    def _pool(self, task, documents: list[lc.TokenizedDocument], window: int, overlap: int) -> list[np.ndarray]:
+    def _pool(
+        self, task: str | None, documents: list[lc.TokenizedDocument], window: int, overlap: int
+    ) -> list[np.ndarray]:
         if not documents:
             return []
         with self.adapter(task):
@@ -356,7 +387,7 @@ class Encoder:
         hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float().cpu()
         return [hidden[r, : len(row)] for r, row in enumerate(ids)]
 
-    def _check_window(self, window, overlap) -> tuple[int, int]:
+    def _check_window(self, window: int | None, overlap: int | None) -> tuple[int, int]:
         return lc.check_window(window, overlap, self.max_length)
 
     # ----------------------------------------------------------------------------- the work
@@ -366,7 +397,9 @@ class Encoder:
             encoded = self.tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)
         return encoded["input_ids"]
 
-    def _pooled(self, items, tasks, max_length, batch_size, show_progress) -> np.ndarray:
+    def _pooled(
+        self, items: list[str], tasks: list[str | None], max_length: int, batch_size: int | None, show_progress: bool
+    ) -> np.ndarray:
         """(n, H) float32 mean-pooled vectors of ``items``, in input order (pipeline: core/pipeline.py)."""
         out = np.empty((len(items), self.hidden_size), dtype=np.float32)
         progress = _progress(len(items), show_progress)
@@ -386,7 +419,9 @@ class Encoder:
             progress.close()
         return out
 
-    def _tokenized_chunks(self, items, tasks, max_length) -> Iterator[tuple[str | None, list[tuple[int, list[int]]]]]:
+    def _tokenized_chunks(
+        self, items: list[str], tasks: list[str | None], max_length: int
+    ) -> Generator[tuple[str | None, list[tuple[int, list[int]]]], None, None]:
         """(task, [(index, ids), ...]) for at most CHUNK_TEXTS texts at a time, one task after another
         (first-seen order), instruction prefixed."""
         for task in dict.fromkeys(tasks):
@@ -394,7 +429,8 @@ class Encoder:
             prefix = self.instruction(task)
             for start in range(0, len(group), CHUNK_TEXTS):
                 part = group[start : start + CHUNK_TEXTS]
-                yield task, list(zip(part, self.tokenize([prefix + items[i] for i in part], max_length)))
+                ids = self.tokenize([prefix + items[i] for i in part], max_length)
+                yield task, list(zip(part, ids, strict=True))  # one id list per text
 
     @torch.inference_mode()
     def _forward_pooled(self, ids: list[list[int]]) -> torch.Tensor:
@@ -427,16 +463,16 @@ class Encoder:
             yield self.model
 
     # ----------------------------------------------------------------------------- checks
-    def check_dimensions(self, dimensions) -> int | None:
+    def check_dimensions(self, dimensions: int | None) -> int | None:
         """The Matryoshka size as an int from 1 to the hidden size; None (all of it) passes through."""
         return int_in_range(dimensions, "dimensions", 1, self.hidden_size, allow_none=True)
 
-    def _check_max_length(self, max_length) -> int:
+    def _check_max_length(self, max_length: int | None) -> int:
         checked = int_in_range(max_length, "max_length", 2, self.max_length, allow_none=True)
         return self.max_length if checked is None else checked
 
     @classmethod
-    def _check_texts(cls, texts, argument: str = "texts") -> list[str]:
+    def _check_texts(cls, texts: object, argument: str = "texts") -> list[str]:
         if isinstance(texts, str):
             return [cls._check_text(texts, argument)]
         if isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
@@ -444,7 +480,7 @@ class Encoder:
         return [cls._check_text(text, f"{argument}[{i}]") for i, text in enumerate(texts)]
 
     @staticmethod
-    def _check_text(text, argument: str) -> str:
+    def _check_text(text: object, argument: str) -> str:
         """A str the tokenizer can take: a lone surrogate (from bad decoding) would fail it mid-batch
         with its own error, after other batches already ran."""
         if not isinstance(text, str):
@@ -457,12 +493,17 @@ class Encoder:
         return text
 
 
+class _Progress(Protocol):
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
 class _NoProgress:
     def update(self, n: int) -> None: ...
     def close(self) -> None: ...
 
 
-def _progress(total: int, show: bool):
+def _progress(total: int, show: bool) -> _Progress:
     if not show:
         return _NoProgress()
     from tqdm.auto import tqdm

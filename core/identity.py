@@ -14,6 +14,10 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 # config.json key naming the model a native folder was converted from: a converted copy keeps the
 # model's name (vector stores record it in their signature), whatever folder it now lives in.
@@ -96,7 +100,7 @@ def _weight_files(folder: Path, suffix: str) -> dict[str, Path]:
     return found
 
 
-def _hash_safetensors_layout(f, size: int, digest) -> None:
+def _hash_safetensors_layout(f: BinaryIO, size: int, digest: _Hash) -> None:
     """The header (8-byte little-endian length, then JSON: names, dtypes, shapes, offsets) and the
     first bytes of every tensor it lists."""
     head = f.read(8)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,8 +75,9 @@ def trim_span(document: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def check_char_spans(spans, length: int) -> list[tuple[int, int]]:
-    """The caller's (start, end) character spans: integers, in range, non-empty, ordered, not overlapping."""
+def check_char_spans(spans: Iterable[Any], length: int) -> list[tuple[int, int]]:
+    """The caller's (start, end) character spans: integers, in range, non-empty, ordered, not overlapping
+    (``spans`` is whatever the caller passed: every entry is checked here)."""
     checked: list[tuple[int, int]] = []
     for i, span in enumerate(spans):
         try:
@@ -141,7 +143,7 @@ def make_chunks(document: str, char_spans: Sequence[tuple[int, int]], vectors: n
     """Chunks with whitespace-trimmed text (``document[start:end] == text``); a span with nothing
     but whitespace gives no chunk. Numbered in order from 0."""
     chunks: list[Chunk] = []
-    for (start, end), vector in zip(char_spans, vectors):
+    for (start, end), vector in zip(char_spans, vectors, strict=True):  # one vector per span
         trimmed = trim_span(document, start, end)
         if trimmed is not None:
             a, b = trimmed
@@ -192,8 +194,15 @@ class SpanPooler:
         return (self.sums / counts).numpy()
 
 
-def pool_documents(forward_states, documents: list[TokenizedDocument], hidden: int, window: int, overlap: int,
-                   max_tokens: int, batch) -> list[np.ndarray]:
+def pool_documents(
+    forward_states: Callable[[list[list[int]]], Sequence[torch.Tensor]],
+    documents: list[TokenizedDocument],
+    hidden: int,
+    window: int,
+    overlap: int,
+    max_tokens: int,
+    batch: Callable[[list[int], int], Iterable[list[int]]],
+) -> list[np.ndarray]:
     """Span means for each document: every window of every document becomes one row of a
     token-budget batch; ``forward_states(list of id lists)`` returns each row's (n, H) states."""
     poolers = [SpanPooler(doc.spans, hidden) for doc in documents]
@@ -201,7 +210,7 @@ def pool_documents(forward_states, documents: list[TokenizedDocument], hidden: i
             for d, doc in enumerate(documents) for start, end, keep in windows(len(doc.ids), window, overlap)]
     for indices in batch([len(r[3]) for r in rows], max_tokens):
         states = forward_states([rows[i][3] for i in indices])
-        for i, row_states in zip(indices, states):
+        for i, row_states in zip(indices, states, strict=True):  # one state tensor per row asked for
             d, start, keep, _ = rows[i]
             poolers[d].add(start + keep, row_states[keep:])
     return [p.means() for p in poolers]

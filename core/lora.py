@@ -17,6 +17,7 @@ matmuls to every linear layer for every token. Instead:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,14 @@ def parse_adapter(state: dict[str, torch.Tensor]) -> dict[str, _Factors]:
     return factors
 
 
+def _weight(module: nn.Module) -> torch.Tensor:
+    """A LoRA target's weight, a tensor (``nn.Module`` attributes are typed tensor-or-module)."""
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise CheckpointFormatError(f"LoRA target {type(module).__name__}: its weight is not a tensor")
+    return weight
+
+
 class MergedTaskLoRA:
     """Holds every task's LoRA factors and the pristine base weights; ``activate(task)`` merges one."""
 
@@ -99,7 +108,7 @@ class MergedTaskLoRA:
 
     def _snapshot_pristine(self) -> None:
         for path, module in self.merged.items():
-            weight = module.weight.detach()
+            weight = _weight(module).detach()
             copy = weight.to("cpu", copy=True)
             self.pristine[path] = copy.pin_memory() if weight.is_cuda else copy
 
@@ -115,7 +124,7 @@ class MergedTaskLoRA:
                 factors[adapter] = (a_t, b_t)
         return factors
 
-    def _embedding_hook(self, path: str):
+    def _embedding_hook(self, path: str) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]:
         def add_task_rows(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
             factors = self._lookup_factors[path].get(self.active) if self.active is not None else None
             if factors is None:
@@ -130,7 +139,7 @@ class MergedTaskLoRA:
         f = self.factors[adapter].get(path)
         if f is None:
             return None
-        device = self.merged[path].weight.device
+        device = _weight(self.merged[path]).device
         a, b = f.a.to(device, torch.float32), f.b.to(device, torch.float32)
         return (b @ a) * self.scaling[adapter]  # (out, r) @ (r, in)
 
@@ -142,7 +151,7 @@ class MergedTaskLoRA:
         if adapter is not None and adapter not in self.factors:
             raise CheckpointFormatError(f"this checkpoint has no adapter {adapter!r}; it has {sorted(self.factors)}")
         for path, module in self.merged.items():
-            weight = module.weight
+            weight = _weight(module)
             base = self.pristine[path].to(weight.device, non_blocking=True)
             delta = self.delta(adapter, path) if adapter is not None else None
             if delta is None:

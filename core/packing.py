@@ -35,12 +35,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .devices import to_device
+
+if TYPE_CHECKING:
+    from transformers import JinaEmbeddingsV3Model, PreTrainedModel
 
 ATTENTION_NAME = "jinav3_varlen"
 
@@ -49,7 +53,7 @@ ATTENTION_NAME = "jinav3_varlen"
 @lru_cache(maxsize=1)
 def _flash_attn_varlen():
     try:
-        from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
+        from flash_attn import flash_attn_varlen_func
     except Exception:  # not installed, or built for another torch/CUDA
         return None
     return flash_attn_varlen_func
@@ -83,24 +87,28 @@ def varlen_backend(device: torch.device | str, dtype: torch.dtype = torch.bfloat
 
 def packing_supported(device: torch.device | str, dtype: torch.dtype = torch.float32) -> bool:
     """True where the packed path measured faster than padded batches and should be the default:
-    CUDA with a varlen kernel (fp16/bf16), and the CPU (SDPA loop; benchmarks/RESULTS.md). Elsewhere
-    (CUDA fp32, MPS) ``forward_pooled_packed`` still works, exactly, but is not known to pay."""
+    CUDA with a varlen kernel (fp16/bf16), and the CPU (SDPA loop; benchmarks/RESULTS.md).
+    Elsewhere (CUDA fp32, MPS) ``forward_pooled_packed`` still works, exactly, but is not known to pay."""
     device = torch.device(device)
     return device.type == "cpu" or varlen_backend(device, dtype) != "sdpa_loop"
 
 
-def _sdpa_loop(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: Sequence[int], scale: float | None) -> torch.Tensor:
+def _sdpa_loop(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: Sequence[int], scale: float | None
+) -> torch.Tensor:
     """q/k/v (heads, T, d) -> (T, heads, d): plain SDPA on each sequence's slice."""
     out = torch.empty((q.shape[1], q.shape[0], q.shape[2]), dtype=q.dtype, device=q.device)
     view = out.transpose(0, 1)  # (heads, T, d) view to write into
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):  # consecutive bounds: (start, end) of each sequence
         if b > a:
             # 4-D inputs: CPU SDPA takes its fused (flash) kernel only for (batch, heads, S, d)
-            view[:, a:b] = F.scaled_dot_product_attention(q[None, :, a:b], k[None, :, a:b], v[None, :, a:b], scale=scale)[0]
+            attended = F.scaled_dot_product_attention(q[None, :, a:b], k[None, :, a:b], v[None, :, a:b], scale=scale)
+            view[:, a:b] = attended[0]
     return out
 
 
-@torch.compiler.disable  # stays eager inside a compiled layer (see compile_layers): no recompiles per length
+# stays eager inside a compiled layer (see compile_layers): no recompiles per length
+@torch.compiler.disable
 def varlen_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -113,14 +121,16 @@ def varlen_attention_forward(
     cu_seq_lens_k: torch.Tensor | None = None,
     max_length_q: int | None = None,
     max_length_k: int | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function: query/key/value (1, heads, T, d) of a packed row ->
     (1, T, heads, d). Without ``cu_seq_lens_q`` it is transformers' SDPA (padded batches)."""
     if cu_seq_lens_q is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     if query.shape[0] != 1:
         raise ValueError(f"packed attention expects one packed row, got a batch of {query.shape[0]}")
     cu_k = cu_seq_lens_q if cu_seq_lens_k is None else cu_seq_lens_k
@@ -134,14 +144,18 @@ def varlen_attention_forward(
     q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))
     cu_q, cu_k = cu_seq_lens_q.to(torch.int32), cu_k.to(torch.int32)
     if backend == "flash_attn":
-        out = _flash_attn_varlen()(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=scaling, causal=False)
+        flash_attn_varlen_func = _flash_attn_varlen()
+        out = flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=scaling,
+                                     causal=False)
     else:
         varlen_attn, takes_scale = _torch_varlen()
         if takes_scale:
             out = varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling)
         else:  # torch 2.10/2.11: fixed scale 1/sqrt(d), which is the model's own scaling
             if scaling is not None and abs(scaling - q.shape[-1] ** -0.5) > 1e-12:
-                raise ValueError("this torch's varlen_attn has no scale argument and the model's scaling is not 1/sqrt(d)")
+                raise ValueError(
+                    "this torch's varlen_attn has no scale argument and the model's scaling is not 1/sqrt(d)"
+                )
             out = varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
     return out.unsqueeze(0), None
 
@@ -158,7 +172,7 @@ def register() -> str:
 
 
 @contextmanager
-def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
+def attention_implementation(model: PreTrainedModel, name: str) -> Iterator[None]:
     """Run ``model`` with another registered attention function, then put the old one back."""
     config = model.config
     previous = config._attn_implementation
@@ -172,7 +186,7 @@ def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None
         config._attn_implementation = previous
 
 
-def compile_layers(model: torch.nn.Module, dynamic: bool = True) -> None:
+def compile_layers(model: JinaEmbeddingsV3Model, dynamic: bool = True) -> None:
     """``torch.compile`` every encoder layer in place (dynamic shapes: one graph for all packed
     lengths), fusing bias + GELU, rotary and residual + LayerNorm; the attention function itself stays
     eager. Measured on CPU (medium, packed 4k-token batches): ~15% less CPU time after a ~15 s
@@ -236,14 +250,16 @@ def segment_mean(hidden: torch.Tensor, segments: torch.Tensor, counts: torch.Ten
     return sums / counts.unsqueeze(1)
 
 
-def _forward_packed(model: torch.nn.Module, packed: Packed) -> torch.Tensor:
+def _forward_packed(model: PreTrainedModel, packed: Packed) -> torch.Tensor:
     """(T, H) token states of a packed row, with the model's active weights (merged task adapter)."""
     with attention_implementation(model, register()):
         return model(**packed.model_kwargs()).last_hidden_state[0]
 
 
 @torch.inference_mode()
-def forward_tokens_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, list[int]]:
+def forward_tokens_packed(
+    model: PreTrainedModel, ids: Sequence[Sequence[int]], device: torch.device | str
+) -> tuple[torch.Tensor, list[int]]:
     """Token states (T, H) of all sequences, packed, and their lengths (for late chunking: split
     the rows by ``lengths``)."""
     packed = pack(ids, device)
@@ -251,7 +267,9 @@ def forward_tokens_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], 
 
 
 @torch.inference_mode()
-def forward_states_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> list[torch.Tensor]:
+def forward_states_packed(
+    model: PreTrainedModel, ids: Sequence[Sequence[int]], device: torch.device | str
+) -> list[torch.Tensor]:
     """Token states of each sequence, float32 on the CPU, ``[(len(ids[i]), H), ...]``: the packed
     replacement of ``Encoder._forward_states`` (late chunking windows)."""
     hidden, lengths = forward_tokens_packed(model, ids, device)
@@ -259,13 +277,15 @@ def forward_states_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], 
 
 
 @torch.inference_mode()
-def pooled_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> torch.Tensor:
+def pooled_packed(model: PreTrainedModel, ids: Sequence[Sequence[int]], device: torch.device | str) -> torch.Tensor:
     """Mean-pooled (n, H) float32 embeddings of ``ids`` from ONE packed forward pass, left on the
     device and not waited for (read them back with ``pipeline.LaggedReadback`` or ``.cpu()``)."""
     packed = pack(ids, device)
     return segment_mean(_forward_packed(model, packed), packed.segments, packed.counts)
 
 
-def forward_pooled_packed(model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device | str) -> np.ndarray:
+def forward_pooled_packed(
+    model: PreTrainedModel, ids: Sequence[Sequence[int]], device: torch.device | str
+) -> np.ndarray:
     """``pooled_packed`` as a numpy array on the host (n, H) float32."""
     return pooled_packed(model, ids, device).cpu().numpy()

@@ -20,7 +20,7 @@ the GPU runs is the one the CPU tests run. A single chunk (a query, a small batc
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from queue import Full, Queue
 from typing import TypeVar
 
@@ -32,14 +32,14 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def in_background(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """Run the iterator ``items`` in a daemon thread, at most ``depth`` items ahead of the consumer.
     An exception in the thread is raised here; closing this generator (or leaving a for loop over
     it early) stops the thread at its next item."""
     queue: Queue = Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(entry) -> bool:
+    def put(entry: tuple[object, BaseException | None]) -> bool:
         while not stop.is_set():
             try:
                 queue.put(entry, timeout=0.05)

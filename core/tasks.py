@@ -8,6 +8,7 @@ is a query.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import overload
 
 from .errors import invalid
 
@@ -47,6 +48,10 @@ def task_of_adapter(name: str) -> str:
     raise invalid("adapter", f"unknown adapter folder {name!r}; expected one of {[adapter_name(t) for t in TASKS]}")
 
 
+@overload
+def check_task(task: str, argument: str = "task") -> str: ...
+@overload
+def check_task(task: str | None, argument: str = "task") -> str | None: ...
 def check_task(task: str | None, argument: str = "task") -> str | None:
     """Return ``task`` if it is one of the five names or None; raise a clear error otherwise."""
     if task is None or (isinstance(task, str) and task in TASKS):

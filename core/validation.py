@@ -8,7 +8,7 @@ the argument's name: ``batch_size: must be a positive integer or None, got 0``.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -20,6 +20,10 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+@overload
+def positive_int(value: Any, argument: str, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def positive_int(value: Any, argument: str, *, allow_none: bool) -> int | None: ...
 def positive_int(value: Any, argument: str, *, allow_none: bool = False) -> int | None:
     """``value`` as an int >= 1 (None passes through when ``allow_none``)."""
     if value is None and allow_none:
@@ -29,7 +33,15 @@ def positive_int(value: Any, argument: str, *, allow_none: bool = False) -> int 
     raise invalid(argument, f"must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
 
 
-def int_in_range(value: Any, argument: str, low: int, high: int, *, allow_none: bool = False, note: str = "") -> int | None:
+@overload
+def int_in_range(
+    value: Any, argument: str, low: int, high: int, *, allow_none: Literal[False] = False, note: str = ""
+) -> int: ...
+@overload
+def int_in_range(value: Any, argument: str, low: int, high: int, *, allow_none: bool, note: str = "") -> int | None: ...
+def int_in_range(
+    value: Any, argument: str, low: int, high: int, *, allow_none: bool = False, note: str = ""
+) -> int | None:
     """``value`` as an int with ``low <= value <= high``; ``note`` follows the bounds in the message
     (a unit such as "tokens", or where the bound comes from)."""
     if value is None and allow_none:

@@ -14,7 +14,8 @@ def load_passages() -> list[dict]:
     """The sample corpus as store records: one JSON object per line with id, text, lang, topic, source."""
     with open(DATA / "passages.jsonl", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return [{"id": r["id"], "text": r["text"], "metadata": {"lang": r["lang"], "topic": r["topic"], "source": r["source"]}}
+    return [{"id": r["id"], "text": r["text"],
+             "metadata": {"lang": r["lang"], "topic": r["topic"], "source": r["source"]}}
             for r in rows]
 
 

@@ -30,7 +30,8 @@ def load_passages(limit: int = 40) -> list[Document]:
     """The sample corpus: one JSON object per line with id, text, lang, topic, source."""
     with open(PASSAGES, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()][:limit]
-    return [Document(content=r["text"], meta={"passage_id": r["id"], "lang": r["lang"], "topic": r["topic"]}) for r in rows]
+    return [Document(content=r["text"], meta={"passage_id": r["id"], "lang": r["lang"], "topic": r["topic"]})
+            for r in rows]
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def main() -> None:
     late = enc.encode_passages(pieces, late_chunking=True)  # (3, d), each piece sees the other two
     alone = enc.encode_passages(pieces)                     # (3, d), each piece on its own
     print("\npiece                                                   late   alone")
-    for piece, a, b in zip(pieces, late @ query, alone @ query):
+    for piece, a, b in zip(pieces, late @ query, alone @ query, strict=True):  # one score of each per piece
         print(f"  {piece:<54} {a:+.3f}  {b:+.3f}")
 
 

@@ -16,10 +16,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from _sample import MODEL, load_articles, load_passages, show  # examples/_sample.py
+
 from jinav3 import Encoder
 from jinav3.integrations.milvus import MilvusStore
-
-from _sample import MODEL, load_articles, load_passages, show  # examples/_sample.py
 
 
 def run(uri: str) -> None:

@@ -18,12 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from _sample import MODEL, load_articles, load_passages, show  # examples/_sample.py
 from pinecone import Pinecone
 
 from jinav3 import Encoder
 from jinav3.integrations.pinecone import PineconeStore
-
-from _sample import MODEL, load_articles, load_passages, show  # examples/_sample.py
 
 
 def wait_for(store: PineconeStore, count: int, timeout: float = 60.0) -> None:
@@ -43,9 +42,11 @@ def run(client: Pinecone, index: str, cloud: str, region: str) -> None:
     wait_for(store, len(passages))
     print(f"{store.count()} vectors in {store.where} ({dimensions} dimensions)")
     show("sensitive skin, any language:", store.search("wie pflege ich empfindliche Haut?", top_k=5))
-    show("German only (portable filter):", store.search("wie pflege ich empfindliche Haut?", top_k=3, filter={"lang": "de"}))
+    show("German only (portable filter):",
+         store.search("wie pflege ich empfindliche Haut?", top_k=3, filter={"lang": "de"}))
     show("a native Pinecone filter:",
-         store.search("saving for retirement", top_k=3, filter={"topic": {"$in": ["finance", "health"]}, "lang": {"$ne": "en"}}))
+         store.search("saving for retirement", top_k=3,
+                      filter={"topic": {"$in": ["finance", "health"]}, "lang": {"$ne": "en"}}))
     articles = load_articles()
     store.add(articles, late_chunking=True)
     store.delete([p["id"] for p in passages])  # leave only the article chunks

@@ -14,10 +14,10 @@ same points: ids are deterministic. The model comes from $JINAV3_MODEL (hub id o
 
 import os
 
+from _sample import MODEL, load_articles, load_passages, show  # examples/_sample.py
+
 from jinav3 import Encoder
 from jinav3.integrations.qdrant import QdrantStore
-
-from _sample import MODEL, load_articles, load_passages, show  # examples/_sample.py
 
 
 def main() -> None:
@@ -34,9 +34,11 @@ def main() -> None:
         passages.add(load_passages())
         print(f"{passages.count()} passages in {passages.where} ({dimensions} dimensions)")
         show("sensitive skin, any language:", passages.search("wie pflege ich empfindliche Haut?", top_k=5))
-        show("the same, German only:", passages.search("wie pflege ich empfindliche Haut?", top_k=3, filter={"lang": "de"}))
+        show("the same, German only:",
+             passages.search("wie pflege ich empfindliche Haut?", top_k=3, filter={"lang": "de"}))
         show("cooking or travel, in Spanish or French:",
-             passages.search("a quick dinner idea", top_k=3, filter={"topic": ["cooking", "travel"], "lang": ["es", "fr"]}))
+             passages.search("a quick dinner idea", top_k=3,
+                             filter={"topic": ["cooking", "travel"], "lang": ["es", "fr"]}))
 
     with QdrantStore(encoder, "jinav3_articles", dimensions=dimensions, **where) as articles:
         articles.add(load_articles(), late_chunking=True, chunker="sentences")

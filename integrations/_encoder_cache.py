@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from jinav3.checkpoint import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters)
 from jinav3.errors import invalid
-from jinav3.validation import positive_int
 from jinav3.tasks import check_task
+from jinav3.validation import positive_int
+
+if TYPE_CHECKING:
+    from jinav3.encoder import Encoder
 
 _lock = threading.Lock()
-_encoders: dict[tuple[str, str, str], object] = {}
+_encoders: dict[tuple[str, str, str], Encoder] = {}
 
 
 def model_key(model: str | os.PathLike) -> str:
@@ -27,7 +31,7 @@ def model_key(model: str | os.PathLike) -> str:
     return os.fspath(model)
 
 
-def device_key(device) -> str:
+def device_key(device: object) -> str:
     """A device as a string; Haystack's ``ComponentDevice`` is accepted too (as its torch string)."""
     if device is None:
         return "auto"
@@ -37,7 +41,7 @@ def device_key(device) -> str:
     return str(device)
 
 
-def check_device_dtype(device, dtype) -> tuple[str, str]:
+def check_device_dtype(device: object, dtype: object) -> tuple[str, str]:
     """Device and dtype as the strings components store, refused early if torch cannot use them."""
     from jinav3.devices import pick_device, pick_dtype
 
@@ -48,7 +52,7 @@ def check_device_dtype(device, dtype) -> tuple[str, str]:
     return device, dtype
 
 
-def get_encoder(model: str | os.PathLike, device="auto", dtype="auto"):
+def get_encoder(model: str | os.PathLike, device: object = "auto", dtype: str = "auto") -> Encoder:
     """The shared Encoder for these settings, loaded on first use (thread-safe: loads once)."""
     key = (model_key(model), device_key(device), str(dtype))
     with _lock:
@@ -67,12 +71,12 @@ def clear() -> None:
         _encoders.clear()
 
 
-def check_dimensions(dimensions, argument: str = "dimensions") -> int | None:
+def check_dimensions(dimensions: object, argument: str = "dimensions") -> int | None:
     """None or an integer >= 1; the upper bound (the model's size) is checked when the model loads."""
     return positive_int(dimensions, argument, allow_none=True)
 
 
-def check_task_override(task, argument: str = "task") -> str | None:
+def check_task_override(task: object, argument: str = "task") -> str | None:
     """None (use the adapter's default) or one of the five task names."""
     if task is not None and not isinstance(task, str):
         raise invalid(argument, f"must be a task name or None, got {task!r}")

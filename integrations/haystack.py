@@ -12,8 +12,9 @@ every chunk's vector sees its whole document.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
@@ -23,13 +24,32 @@ from jinav3.validation import boolean, positive_int
 
 from . import _encoder_cache as shared
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from jinav3.encoder import Encoder
+
 __all__ = ["JinaV3DocumentEmbedder", "JinaV3TextEmbedder"]
+
+
+_Embedder = TypeVar("_Embedder", bound="_JinaV3Embedder")
 
 
 class _JinaV3Embedder:
     """Settings, validation, loading and serialisation common to both components."""
 
-    def __init__(self, *, model, device, dtype, dimensions, batch_size, progress_bar, normalize, task) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike,
+        device: Any,
+        dtype: str,
+        dimensions: int | None,
+        batch_size: int,
+        progress_bar: bool,
+        normalize: bool,
+        task: str | None,
+    ) -> None:
         self.model = shared.model_key(model)
         self.device, self.dtype = shared.check_device_dtype(device, dtype)
         self.dimensions = shared.check_dimensions(dimensions)
@@ -37,7 +57,7 @@ class _JinaV3Embedder:
         self.progress_bar = boolean(progress_bar, "progress_bar")
         self.normalize = boolean(normalize, "normalize")
         self.task = shared.check_task_override(task)
-        self.encoder = None
+        self.encoder: Encoder | None = None
 
     @property
     def embedding_task(self) -> str:
@@ -52,9 +72,10 @@ class _JinaV3Embedder:
                 encoder.check_dimensions(self.dimensions)  # the upper bound needs the model
             self.encoder = encoder
 
-    def _encode(self, texts: list[str], late_chunking: bool = False):
+    def _encode(self, texts: list[str], late_chunking: bool = False) -> np.ndarray:
         if self.encoder is None:
             self.warm_up()
+        assert self.encoder is not None  # warm_up loaded it
         return self.encoder.encode(
             texts,
             task=self.embedding_task,
@@ -81,7 +102,7 @@ class _JinaV3Embedder:
         return default_to_dict(self, **self._init_parameters())
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
+    def from_dict(cls: type[_Embedder], data: dict[str, Any]) -> _Embedder:
         return default_from_dict(cls, data)
 
 
@@ -145,8 +166,9 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
 
     With ``late_chunking=True``, documents that share ``meta["source_id"]`` (as ``DocumentSplitter``
     sets it) are embedded together in ``split_id`` order, one pass per source document; documents
-    without a ``source_id`` (and blank ones, which have no tokens to pool) are embedded alone. Output documents keep the input order and are new
-    objects (``dataclasses.replace``); the input documents are left untouched.
+    without a ``source_id`` (and blank ones, which have no tokens to pool) are embedded alone. Output
+    documents keep the input order and are new objects (``dataclasses.replace``); the input documents
+    are left untouched.
     """
 
     @property
@@ -185,7 +207,8 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
             progress_bar=progress_bar, normalize=normalize, task=task,
         )
         if meta_fields_to_embed is not None and (
-            not isinstance(meta_fields_to_embed, (list, tuple)) or not all(isinstance(f, str) for f in meta_fields_to_embed)
+            not isinstance(meta_fields_to_embed, (list, tuple))
+            or not all(isinstance(f, str) for f in meta_fields_to_embed)
         ):
             raise invalid("meta_fields_to_embed", f"must be a list of field names, got {meta_fields_to_embed!r}")
         if not isinstance(embedding_separator, str):
@@ -224,12 +247,13 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
 
                 groups = tqdm(groups, desc="Late chunking", unit="source document")
             for rows in groups:
-                for row, vector in zip(rows, self._encode([texts[r] for r in rows], late_chunking=True)):
+                chunk_vectors = self._encode([texts[r] for r in rows], late_chunking=True)
+                for row, vector in zip(rows, chunk_vectors, strict=True):  # one vector per piece
                     vectors[row] = vector.tolist()
         if alone:
-            for row, vector in zip(alone, self._encode([texts[r] for r in alone])):
+            for row, vector in zip(alone, self._encode([texts[r] for r in alone]), strict=True):
                 vectors[row] = vector.tolist()
-        return {"documents": [replace(doc, embedding=vector) for doc, vector in zip(documents, vectors)]}
+        return {"documents": [replace(doc, embedding=vector) for doc, vector in zip(documents, vectors, strict=True)]}
 
     @component.output_types(documents=list[Document])
     async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:

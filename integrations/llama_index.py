@@ -60,7 +60,7 @@ class JinaV3Embedding(BaseEmbedding):
     @field_validator("query_task", "passage_task", mode="before")
     @classmethod
     def _check_task(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
-        return shared.check_task_override(value, info.field_name)
+        return shared.check_task_override(value, info.field_name or "task")  # always set: a field's validator
 
     @classmethod
     def class_name(cls) -> str:
@@ -135,10 +135,10 @@ class JinaV3LateChunkingTransform(TransformComponent):
         groups, alone = _groups_by_document(nodes, texts)
         for rows in groups:
             vectors = self.embed_model.embed([texts[r] for r in rows], task, late_chunking=True)
-            for row, vector in zip(rows, vectors):
+            for row, vector in zip(rows, vectors, strict=True):  # one vector per piece
                 nodes[row].embedding = vector
         if alone:
-            for row, vector in zip(alone, self.embed_model.embed([texts[r] for r in alone], task)):
+            for row, vector in zip(alone, self.embed_model.embed([texts[r] for r in alone], task), strict=True):
                 nodes[row].embedding = vector
         return nodes
 
@@ -158,7 +158,13 @@ def _groups_by_document(nodes: Sequence[BaseNode], texts: list[str]) -> tuple[li
             groups.setdefault(node.ref_doc_id, []).append(row)
     ordered = []
     for rows in groups.values():
-        if all(getattr(nodes[r], "start_char_idx", None) is not None for r in rows):
-            rows = sorted(rows, key=lambda r: nodes[r].start_char_idx)  # stable: ties keep input order
+        # start_char_idx is a TextNode field, not every BaseNode's: sort only when every node has one
+        starts: dict[int, Any] = {}
+        for r in rows:
+            start = getattr(nodes[r], "start_char_idx", None)
+            if start is not None:
+                starts[r] = start
+        if len(starts) == len(rows):
+            rows = sorted(rows, key=starts.__getitem__)  # stable: ties keep input order
         ordered.append(rows)
     return ordered, alone

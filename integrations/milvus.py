@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
+from ..protocol import TextEncoder
 from .records import WHOLE, Hit, Point, Record, json_size, make_hit
 from .retries import is_transient
 from .signature import Signature, log
@@ -108,11 +109,11 @@ class MilvusStore(VectorStore):
     max_id_bytes = MAX_KEY_BYTES
     max_top_k = 16_384
 
-    def __init__(self, encoder, collection: str = "jinav3", *, uri: str = "./milvus.db", token: str | None = None,
-                 client: MilvusClient | None = None, dimensions: int | None = None, create: bool = True,
-                 index_type: str = "HNSW", index_params: dict[str, Any] | None = None,
+    def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, uri: str = "./milvus.db",
+                 token: str | None = None, client: MilvusClient | None = None, dimensions: int | None = None,
+                 create: bool = True, index_type: str = "HNSW", index_params: dict[str, Any] | None = None,
                  search_params: dict[str, Any] | None = None, consistency_level: str = "Strong",
-                 client_kwargs: dict[str, Any] | None = None, **options):
+                 client_kwargs: dict[str, Any] | None = None, **options: Any) -> None:
         super().__init__(encoder, dimensions=dimensions, **options)
         if not isinstance(collection, str) or not collection.strip():
             raise invalid("collection", f"must be a non-empty string, got {collection!r}")
@@ -152,7 +153,7 @@ class MilvusStore(VectorStore):
             self._owns_client = False
 
     # ------------------------------------------------------------------------------ opening
-    def _describe(self):
+    def _describe(self) -> tuple[bool, int | None, str | None, Signature | None]:
         if not self.client.has_collection(self.collection):
             return False, None, None, None
         info = self.client.describe_collection(self.collection)
@@ -180,9 +181,8 @@ class MilvusStore(VectorStore):
 
     def _create(self) -> None:
         sig = self.signature
-        schema = MilvusClient.create_schema(
-            auto_id=False, enable_dynamic_field=False,
-            description=f"jinav3: {sig.model} ({sig.dimensions} dimensions, {sig.passage_task} / {sig.query_task})"[:255])
+        description = f"jinav3: {sig.model} ({sig.dimensions} dimensions, {sig.passage_task} / {sig.query_task})"
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description[:255])
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_KEY_BYTES)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimensions)
         schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
@@ -213,8 +213,8 @@ class MilvusStore(VectorStore):
         return {"consistency_level": self.consistency_level} if self.consistency_level else {}
 
     @staticmethod
-    def _hit(entity: dict, score, with_vector: bool = False) -> Hit:
-        return make_hit(entity.get("id"), score, entity.get("text", ""), entity.get("metadata") or {},
+    def _hit(entity: dict[str, Any], score: float | None, with_vector: bool = False) -> Hit:
+        return make_hit(entity["id"], score, entity.get("text", ""), entity.get("metadata") or {},
                         entity.get("doc_id"), entity.get("chunk"), entity.get("start"), entity.get("end"),
                         entity.get("vector") if with_vector else None)
 
@@ -271,7 +271,7 @@ class MilvusStore(VectorStore):
     def _native_filter(self, filter: Any) -> Any:
         return filter if isinstance(filter, str) and filter.strip() else None
 
-    def _translate_filter(self, conditions):
+    def _translate_filter(self, conditions: list[tuple[str, list[Any]]]) -> str:
         parts = []
         for key, values in conditions:
             field = f"metadata[{_literal(key)}]"

@@ -30,11 +30,12 @@ import json
 import math
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
+from ..protocol import TextEncoder
 from .records import WHOLE, Hit, Point, Record, json_size, make_hit
 from .signature import Signature
 from .store import VectorStore
@@ -43,6 +44,10 @@ try:
     from pinecone import Pinecone, ServerlessSpec
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("PineconeStore needs the pinecone SDK (9.x): " + install_hint("pinecone")) from e
+
+if TYPE_CHECKING:
+    from pinecone.grpc import GrpcIndex
+    from pinecone.index import Index
 
 MAX_METADATA_BYTES = 40_960
 MAX_REQUEST_BYTES = 2_000_000
@@ -118,10 +123,10 @@ class PineconeStore(VectorStore):
     max_id_bytes = MAX_ID_BYTES
     max_top_k = 10_000
 
-    def __init__(self, encoder, index: str | None = "jinav3", *, namespace: str = "", api_key: str | None = None,
-                 host: str | None = None, client: Pinecone | None = None, cloud: str = "aws",
-                 region: str = "us-east-1", dimensions: int | None = None, create: bool = True,
-                 client_kwargs: dict[str, Any] | None = None, **options):
+    def __init__(self, encoder: TextEncoder, index: str | None = "jinav3", *, namespace: str = "",
+                 api_key: str | None = None, host: str | None = None, client: Pinecone | None = None,
+                 cloud: str = "aws", region: str = "us-east-1", dimensions: int | None = None, create: bool = True,
+                 client_kwargs: dict[str, Any] | None = None, **options: Any) -> None:
         super().__init__(encoder, dimensions=dimensions, **options)
         if index is not None and (not isinstance(index, str) or not index):
             raise invalid("index", f"must be an index name or None (with host=), got {index!r}")
@@ -140,11 +145,15 @@ class PineconeStore(VectorStore):
                 raise invalid("api_key", "no Pinecone API key: pass api_key= or set PINECONE_API_KEY")
             self.client = Pinecone(api_key=api_key, **(client_kwargs or {}))
         self.host = host
-        self.index = self.client.Index(host=host) if host is not None else None
+        self.index: Index | GrpcIndex | None = self.client.Index(host=host) if host is not None else None
         self._open(create)
         if self.index is None:
-            self.host = self.client.describe_index(self.index_name).host
-            self.index = self.client.Index(host=self.host)
+            assert self.index_name is not None  # no host=, so an index name (checked above)
+            data_host = self.client.describe_index(self.index_name).host
+            if data_host is None:  # the SDK's Index() would refuse it too, less clearly
+                raise StoreError(f"{self.where} has no host yet (Pinecone is still initialising it); try again")
+            self.host = data_host
+            self.index = self.client.Index(host=data_host)
 
     @property
     def where(self) -> str:
@@ -156,10 +165,16 @@ class PineconeStore(VectorStore):
         if index is not None and hasattr(index, "close"):
             index.close()
 
+    def _data_plane(self) -> Index | GrpcIndex:
+        """The index's data-plane client: from host=, else set once the named index is open."""
+        if self.index is None:
+            raise StoreError(f"{self.where} has no data-plane host yet (the index is not open)")
+        return self.index
+
     # ------------------------------------------------------------------------------ opening
-    def _describe(self):
+    def _describe(self) -> tuple[bool, int | None, str | None, Signature | None]:
         if self.index_name is None:  # host only: the data plane knows the size and metric, not the tags
-            stats = self.index.describe_index_stats()
+            stats = self._data_plane().describe_index_stats()
             return True, stats.dimension, stats.metric, None
         if not self.client.has_index(self.index_name):
             return False, None, None, None
@@ -210,7 +225,8 @@ class PineconeStore(VectorStore):
                                          "(give the record an ASCII id and keep the name in its metadata)")
         for key, value in record.metadata.items():
             if key in RESERVED_KEYS:
-                raise invalid(f"{where}.metadata", f"key {key!r} is reserved by jinav3 on Pinecone ({', '.join(RESERVED_KEYS)})")
+                raise invalid(f"{where}.metadata",
+                              f"key {key!r} is reserved by jinav3 on Pinecone ({', '.join(RESERVED_KEYS)})")
             if value is not None and not _metadata_value_ok(value):
                 raise invalid(f"{where}.metadata", f"{key!r}: Pinecone metadata values must be a string, number, "
                                                    f"boolean or list of strings, got {json.dumps(value)[:60]}")
@@ -239,29 +255,30 @@ class PineconeStore(VectorStore):
         return json_size(self._vector(point)) + 1
 
     # ------------------------------------------------------------------------------ points
-    def _hit(self, vid: str, score, metadata: dict | None, values=None) -> Hit:
+    def _hit(self, vid: str, score: float | None, metadata: dict | None, values: Any = None) -> Hit:
         md = dict(metadata or {})
         text = md.pop("_text", "")
-        doc_id, chunk, start, end = md.pop("_doc_id", None), md.pop("_chunk", None), md.pop("_start", None), md.pop("_end", None)
+        doc_id, chunk = md.pop("_doc_id", None), md.pop("_chunk", None)
+        start, end = md.pop("_start", None), md.pop("_end", None)
         return make_hit(vid, score, text, md, doc_id, None if chunk is None else int(chunk),
                         None if start is None else int(start), None if end is None else int(end), values)
 
     def _upsert(self, points: list[Point]) -> None:
-        self.index.upsert(vectors=[self._vector(p) for p in points], namespace=self.namespace)
+        self._data_plane().upsert(vectors=[self._vector(p) for p in points], namespace=self.namespace)
 
     def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
         kwargs = {"filter": native_filter} if native_filter is not None else {}
-        result = self.index.query(vector=vector.tolist(), top_k=limit, include_metadata=True,
+        result = self._data_plane().query(vector=vector.tolist(), top_k=limit, include_metadata=True,
                                   namespace=self.namespace, **kwargs)
         return [self._hit(m.id, m.score, m.metadata) for m in result.matches]
 
     def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
-        found = self.index.fetch(ids=keys, namespace=self.namespace).vectors
+        found = self._data_plane().fetch(ids=keys, namespace=self.namespace).vectors
         return [self._hit(vid, None, v.metadata, v.values if with_vectors else None) for vid, v in found.items()]
 
-    def _delete_quietly(self, **kwargs) -> None:
+    def _delete_quietly(self, **kwargs: Any) -> None:
         try:
-            self.index.delete(namespace=self.namespace, **kwargs)
+            self._data_plane().delete(namespace=self.namespace, **kwargs)
         except Exception as e:  # serverless answers 404 for a namespace that holds nothing
             if _status(e) != 404:
                 raise
@@ -279,7 +296,7 @@ class PineconeStore(VectorStore):
         self._delete_quietly(filter=flt)
 
     def _count(self) -> int:
-        namespaces = self.index.describe_index_stats().namespaces or {}
+        namespaces = self._data_plane().describe_index_stats().namespaces or {}
         names = [self.namespace] + (["__default__"] if self.namespace == "" else [])
         for name in names:
             if name in namespaces:
@@ -295,7 +312,7 @@ class PineconeStore(VectorStore):
             return filter
         return None
 
-    def _translate_filter(self, conditions):
+    def _translate_filter(self, conditions: list[tuple[str, list[Any]]]) -> Any:
         parts = [{key: {"$eq": values[0]}} if len(values) == 1 else {key: {"$in": list(values)}}
                  for key, values in conditions]
         return parts[0] if len(parts) == 1 else {"$and": parts}

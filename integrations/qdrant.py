@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
+from ..protocol import TextEncoder
 from .records import WHOLE, Hit, Point, make_hit, uuid_for
 from .retries import is_transient
 from .signature import Signature
@@ -59,10 +60,10 @@ class QdrantStore(VectorStore):
     native_filter_hint = "a qdrant_client.models.Filter"
     max_points_per_request = 256
 
-    def __init__(self, encoder, collection: str = "jinav3", *, path: str | None = None, location: str | None = None,
-                 url: str | None = None, api_key: str | None = None, client: QdrantClient | None = None,
-                 dimensions: int | None = None, create: bool = True, client_kwargs: dict[str, Any] | None = None,
-                 **options):
+    def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, path: str | None = None,
+                 location: str | None = None, url: str | None = None, api_key: str | None = None,
+                 client: QdrantClient | None = None, dimensions: int | None = None, create: bool = True,
+                 client_kwargs: dict[str, Any] | None = None, **options: Any) -> None:
         super().__init__(encoder, dimensions=dimensions, **options)
         if not isinstance(collection, str) or not collection.strip():
             raise invalid("collection", f"must be a non-empty string, got {collection!r}")
@@ -100,13 +101,15 @@ class QdrantStore(VectorStore):
             self._owns_client = False
 
     # ------------------------------------------------------------------------------ opening
-    def _describe(self):
+    def _describe(self) -> tuple[bool, int | None, str | None, Signature | None]:
         if not self.client.collection_exists(self.collection):
             return False, None, None, None
         config = self.client.get_collection(self.collection).config
         vectors = config.params.vectors
         if not isinstance(vectors, models.VectorParams):
-            raise StoreError(f"{self.where} has named vectors ({sorted(vectors or {})}); QdrantStore uses one unnamed vector")
+            raise StoreError(
+                f"{self.where} has named vectors ({sorted(vectors or {})}); QdrantStore uses one unnamed vector"
+            )
         metric = {models.Distance.COSINE: "cosine", models.Distance.DOT: "dot", models.Distance.EUCLID: "euclidean",
                   models.Distance.MANHATTAN: "manhattan"}.get(vectors.distance, str(vectors.distance))
         stored = (getattr(config, "metadata", None) or {}).get(SIGNATURE_KEY)
@@ -133,10 +136,11 @@ class QdrantStore(VectorStore):
         return payload
 
     @staticmethod
-    def _hit(point, score, vector=None) -> Hit:
+    def _hit(point: models.ScoredPoint | models.Record, score: float | None, vector: Any = None) -> Hit:
         payload = point.payload or {}
-        return make_hit(payload.get("id", str(point.id)), score, payload.get("text", ""), payload.get("metadata") or {},
-                        payload.get("doc_id"), payload.get("chunk"), payload.get("start"), payload.get("end"), vector)
+        return make_hit(payload.get("id", str(point.id)), score, payload.get("text", ""),
+                        payload.get("metadata") or {}, payload.get("doc_id"), payload.get("chunk"),
+                        payload.get("start"), payload.get("end"), vector)
 
     def _upsert(self, points: list[Point]) -> None:
         self.client.upsert(self.collection, wait=True, points=[
@@ -177,20 +181,20 @@ class QdrantStore(VectorStore):
     def _native_filter(self, filter: Any) -> Any:
         return filter if isinstance(filter, models.Filter) else None
 
-    def _translate_filter(self, conditions):
-        must = []
+    def _translate_filter(self, conditions: list[tuple[str, list[Any]]]) -> models.Filter:
+        must: list[models.Condition] = []
         for key, values in conditions:
             path = f"metadata.{key}"
             if len(values) > 1 and (all(isinstance(v, str) for v in values)
                                     or all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
                 must.append(models.FieldCondition(key=path, match=models.MatchAny(any=list(values))))
                 continue
-            alternatives = [self._equals(path, v) for v in values]
+            alternatives: list[models.Condition] = [self._equals(path, v) for v in values]
             must.append(alternatives[0] if len(alternatives) == 1 else models.Filter(should=alternatives))
         return models.Filter(must=must)
 
     @staticmethod
-    def _equals(path: str, value: Any):
+    def _equals(path: str, value: Any) -> models.FieldCondition:
         if isinstance(value, float):  # Qdrant matches floats by range only
             return models.FieldCondition(key=path, range=models.Range(gte=value, lte=value))
         return models.FieldCondition(key=path, match=models.MatchValue(value=value))

@@ -154,6 +154,7 @@ def normalize_records(records: Any) -> list[Record]:
         raise invalid("records", f"must be a list of dicts or strings, got {type(records).__name__}")
     out: list[Record] = []
     seen: dict[str, int] = {}
+    metadata: Any  # whatever the record holds; check_metadata below judges it
     for i, item in enumerate(records):
         where = f"records[{i}]"
         if isinstance(item, str):
@@ -232,10 +233,11 @@ class Hit:
 
 def make_hit(key: str, score: float | None, text: str, metadata: dict, doc_id: str | None, chunk: int | None,
              start: int | None, end: int | None, vector: Any = None) -> Hit:
-    is_chunk = chunk is not None and int(chunk) != WHOLE
+    number = None if chunk is None else int(chunk)
+    is_chunk = number is not None and number != WHOLE
     return Hit(
         id=key, score=None if score is None else float(score), text=text, metadata=dict(metadata or {}),
-        parent_id=(doc_id if is_chunk else None), chunk=(int(chunk) if is_chunk else None),
+        parent_id=(doc_id if is_chunk else None), chunk=(number if is_chunk else None),
         start=(int(start) if is_chunk and start is not None else None),
         end=(int(end) if is_chunk and end is not None else None),
         vector=None if vector is None else np.asarray(vector, dtype=np.float32),
@@ -245,11 +247,13 @@ def make_hit(key: str, score: float | None, text: str, metadata: dict, doc_id: s
 def group_by_document(hits: Sequence[Hit], top_k: int | None = None) -> list[Hit]:
     """Group chunk hits by their document, best score first (hits must be sorted by score)."""
     groups: dict[str, Hit] = {}
+    members: dict[str, list[Hit]] = {}  # each group's list of chunks (the Hit's ``chunks``)
     for hit in hits:
         doc = hit.document_id
         if doc not in groups:
+            members[doc] = []
             groups[doc] = Hit(id=doc, score=hit.score, text=hit.text, metadata=hit.metadata, chunk=hit.chunk,
-                              start=hit.start, end=hit.end, chunks=[])
-        groups[doc].chunks.append(hit)
+                              start=hit.start, end=hit.end, chunks=members[doc])
+        members[doc].append(hit)
     out = list(groups.values())
     return out if top_k is None else out[:top_k]

@@ -18,13 +18,17 @@ def is_transient(exc: BaseException) -> bool:
     """Timeouts, dropped connections, HTTP 408/429/5xx and gRPC UNAVAILABLE-like errors, anywhere in
     the exception's cause chain."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        exc = current
         seen.add(id(exc))
         if isinstance(exc, (TimeoutError, ConnectionError)):
             return True
         for attr in ("status_code", "status", "http_status"):
             code = getattr(exc, attr, None)
-            if isinstance(code, int) and not isinstance(code, bool) and (code in _TRANSIENT_STATUS or 500 <= code < 600):
+            if isinstance(code, int) and not isinstance(code, bool) and (
+                code in _TRANSIENT_STATUS or 500 <= code < 600
+            ):
                 return True
         code = getattr(exc, "code", None)
         if callable(code):
@@ -43,7 +47,7 @@ def is_transient(exc: BaseException) -> bool:
                 "MilvusUnavailableException", "PineconeTimeoutError", "PineconeConnectionError", "ServiceError",
                 "RateLimitError"):
             return True
-        exc = exc.__cause__ or exc.__context__
+        current = exc.__cause__ or exc.__context__
     return False
 
 

@@ -104,4 +104,5 @@ def check_signature(where: str, expected: Signature, *, size: int | None, metric
             f"{where} was made for other embeddings, so nothing was written: " + "; ".join(problems)
             + ". Open it with the same model, dimensions and tasks, or use another collection.")
     if stored is None:
-        log.warning("%s records no jinav3 signature (made by another tool?); only its size and metric were checked", where)
+        log.warning("%s records no jinav3 signature (made by another tool?); only its size and metric were checked",
+                    where)

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -26,7 +26,15 @@ from ..tasks import check_task, index_task, search_task
 from ..validation import int_in_range, positive_int
 from .filters import check_portable_filter
 from .records import (
-    CHUNK_SUFFIX_ROOM, WHOLE, Hit, Point, Record, group_by_document, normalize_records, check_ids, point_key,
+    CHUNK_SUFFIX_ROOM,
+    WHOLE,
+    Hit,
+    Point,
+    Record,
+    check_ids,
+    group_by_document,
+    normalize_records,
+    point_key,
 )
 from .retries import call_with_retry, is_transient
 from .signature import Signature, check_signature
@@ -35,8 +43,11 @@ from .writer import BatchFailure, BatchWriter, WriteReport
 
 def check_top_k(top_k: Any, maximum: int | None = None) -> int:
     if maximum is None:
-        return positive_int(top_k, "top_k")  # type: ignore[return-value]  # never None without allow_none
-    return int_in_range(top_k, "top_k", 1, maximum, note="on this store")  # type: ignore[return-value]
+        return positive_int(top_k, "top_k")
+    return int_in_range(top_k, "top_k", 1, maximum, note="on this store")
+
+
+_Store = TypeVar("_Store", bound="VectorStore")
 
 
 class VectorStore(ABC):
@@ -162,10 +173,11 @@ class VectorStore(ABC):
             room = CHUNK_SUFFIX_ROOM if late_chunking else 0
             size = len(record.id.encode("utf-8"))
             if size + room > self.max_id_bytes:
-                raise invalid(f"{where}.id", f"is {size} bytes; {self.kind} ids may have at most {self.max_id_bytes} "
-                                             f"bytes{' including the chunk suffix (' + str(room) + ' bytes)' if room else ''}")
+                suffix = f" including the chunk suffix ({room} bytes)" if room else ""
+                raise invalid(f"{where}.id", f"is {size} bytes; {self.kind} ids may have at most "
+                                             f"{self.max_id_bytes} bytes{suffix}")
 
-    def _check_chunk(self, point: Point, where: str) -> None:
+    def _check_chunk(self, point: Point, where: str) -> None:  # noqa: B027 - optional hook: no limits by default
         """Store-specific limits on one chunk (its text, its metadata with the text); ``where`` names the
         record for the message. Called before anything is written (see ``_check_planned_chunks``)."""
 
@@ -173,7 +185,7 @@ class VectorStore(ABC):
         """Bytes one point adds to a write request (only used when ``max_request_bytes`` is set)."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract: most stores have nothing to release
         """Release the client (a no-op unless the store opened it)."""
 
     def __repr__(self) -> str:
@@ -181,10 +193,10 @@ class VectorStore(ABC):
         return (f"{type(self).__name__}({self.where}, model={sig.model!r}, dimensions={sig.dimensions}, "
                 f"tasks={sig.passage_task}/{sig.query_task})")
 
-    def __enter__(self):
+    def __enter__(self: _Store) -> _Store:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------------------ public API
@@ -264,7 +276,7 @@ class VectorStore(ABC):
             return self._retry(lambda: self._query(vector, top_k, native), "search")
         limit = top_k * 4 if self.max_top_k is None else min(top_k * 4, self.max_top_k)
         while True:
-            hits = self._retry(lambda: self._query(vector, limit, native), "search")
+            hits = self._retry(functools.partial(self._query, vector, limit, native), "search")
             groups = _group_hits(hits)
             cap = self.max_top_k if self.max_top_k is not None else 1_000_000
             if len(groups) >= top_k or len(hits) < limit or limit >= cap:
@@ -278,7 +290,7 @@ class VectorStore(ABC):
         found: dict[str, Hit] = {}
         for i in range(0, len(keys), self.max_points_per_request):
             part = keys[i:i + self.max_points_per_request]
-            for hit in self._retry(lambda: self._fetch(part, with_vectors), "fetch"):
+            for hit in self._retry(functools.partial(self._fetch, part, with_vectors), "fetch"):
                 found[hit.id] = hit
         return [found[k] for k in keys if k in found]
 
@@ -288,7 +300,7 @@ class VectorStore(ABC):
         keys = check_ids(ids)
         for i in range(0, len(keys), self.max_points_per_request):
             part = keys[i:i + self.max_points_per_request]
-            self._retry(lambda: self._delete(part), "delete")
+            self._retry(functools.partial(self._delete, part), "delete")
 
     def count(self) -> int:
         """Number of points (a late-chunked record counts once per chunk)."""
@@ -312,14 +324,15 @@ class VectorStore(ABC):
         check_task(task, "task")
         if task != self.passage_task:
             raise invalid("task", f"{self.where} holds {self.passage_task!r} vectors (its signature says so); "
-                                  f"writing {task!r} vectors would mix kinds. Open the store with passage_task={task!r} "
-                                  "on a new collection instead")
+                                  f"writing {task!r} vectors would mix kinds. Open the store with "
+                                  f"passage_task={task!r} on a new collection instead")
         return task
 
     def _check_chunker(self, chunker: Any, chunk_size: Any, n: int) -> None:
         if isinstance(chunker, str):
             if chunker not in ("sentences", "tokens"):
-                raise invalid("chunker", f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
+                raise invalid("chunker",
+                              f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
             if chunker == "tokens":
                 positive_int(chunk_size, "chunk_size")
             elif chunk_size is not None:
@@ -345,7 +358,9 @@ class VectorStore(ABC):
 
     def _check_vectors(self, vectors: np.ndarray, n: int) -> None:
         if vectors.shape != (n, self.dimensions):
-            raise StoreError(f"the encoder returned vectors of shape {vectors.shape}, expected ({n}, {self.dimensions})")
+            raise StoreError(
+                f"the encoder returned vectors of shape {vectors.shape}, expected ({n}, {self.dimensions})"
+            )
         if not np.isfinite(vectors).all():
             raise StoreError("the encoder returned non-finite vectors")
 
@@ -354,16 +369,17 @@ class VectorStore(ABC):
         if not late_chunking:
             vectors = np.asarray(self.encoder.encode(texts, task=task, dimensions=self.dimensions), dtype=np.float32)
             self._check_vectors(vectors, len(batch))
-            return [Point(r.id, r.id, WHOLE, v, r.text, r.metadata) for r, v in zip(batch, vectors)]
+            # _check_vectors: one vector per record
+            return [Point(r.id, r.id, WHOLE, v, r.text, r.metadata) for r, v in zip(batch, vectors, strict=True)]
         chunked = self.encoder.late_chunk_documents(texts, task=task, chunker=chunker, chunk_size=chunk_size,
                                                     dimensions=self.dimensions)
         points = []
-        for r, chunks in zip(batch, chunked):
+        for r, chunks in zip(batch, chunked, strict=True):  # one list of chunks per text
             if not chunks:
                 raise invalid("records", f"record {r.id!r}: late chunking found no chunk in its text")
             vectors = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
             self._check_vectors(vectors, len(chunks))
-            for c, vector in zip(chunks, vectors):
+            for c, vector in zip(chunks, vectors, strict=True):
                 points.append(Point(point_key(r.id, c.index), r.id, int(c.index), vector, c.text, r.metadata,
                                     int(c.start), int(c.end)))
         for p in points:  # already checked up front when the encoder can plan its chunks (chunk_spans)
@@ -378,7 +394,7 @@ class VectorStore(ABC):
         if plan is None:
             return
         planned = plan([r.text for r in recs], task=task, chunker=chunker, chunk_size=chunk_size)
-        for i, (r, spans) in enumerate(zip(recs, planned)):
+        for i, (r, spans) in enumerate(zip(recs, planned, strict=True)):  # one list of spans per text
             if not spans:
                 raise invalid(f"records[{i}].text", f"record {r.id!r}: late chunking finds no chunk in it")
             for n, (start, end) in enumerate(spans):
@@ -418,7 +434,7 @@ class VectorStore(ABC):
         report.attempted = True
         try:
             for request in self._requests(points):
-                self._retry(lambda request=request: self._upsert(request), f"upsert of {len(request)} points")
+                self._retry(functools.partial(self._upsert, request), f"upsert of {len(request)} points")
                 stored.update(p.key for p in request)
         except Exception as e:
             raise BatchFailure(f"writing {label}", e) from e
@@ -448,7 +464,7 @@ class VectorStore(ABC):
         for n, docs in groups.items():
             for i in range(0, len(docs), self.max_points_per_request):
                 part = sorted(docs[i:i + self.max_points_per_request])
-                self._retry(lambda part=part, n=n: self._prune(part, n), "removal of stale points")
+                self._retry(functools.partial(self._prune, part, n), "removal of stale points")
 
     def _stop(self, writer: "BatchWriter", report: "WriteReport", recs: list[Record], cause: BaseException,
               step: str) -> None:
@@ -478,12 +494,17 @@ class VectorStore(ABC):
 _group_hits = group_by_document  # search() has a parameter of that name
 
 
+class _Progress(Protocol):
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
 class _NoProgress:
     def update(self, n: int) -> None: ...
     def close(self) -> None: ...
 
 
-def _progress(total: int, show: bool, desc: str):
+def _progress(total: int, show: bool, desc: str) -> _Progress:
     if not show:
         return _NoProgress()
     from tqdm.auto import tqdm

@@ -10,7 +10,9 @@ import pytest
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny-v3"
 SAMPLE_PASSAGES = Path(__file__).resolve().parents[1] / "examples" / "data" / "passages.jsonl"
-SAMPLE_QUERIES = ["how often should sunscreen be reapplied?", "Wie kompostiert man zu Hause?", "茶", "tea ceremony history"]
+SAMPLE_QUERIES = [
+    "how often should sunscreen be reapplied?", "Wie kompostiert man zu Hause?", "茶", "tea ceremony history",
+]
 
 # Tolerances of tests/golden/README.md: normalised vectors, and token states / unnormalised means.
 NORMALIZED = dict(atol=1e-5, rtol=0)

@@ -48,7 +48,9 @@ class MilvusServerProcess:
                                        f"{self.data_dir / 'logs'}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"the Milvus server did not start in {timeout:.0f} s; see {self.data_dir / 'logs'}")
+                    raise TimeoutError(
+                        f"the Milvus server did not start in {timeout:.0f} s; see {self.data_dir / 'logs'}"
+                    )
                 ready, _, _ = select.select([self.proc.stdout], [], [], min(left, 1.0))
                 if ready:
                     line = self.proc.stdout.readline()

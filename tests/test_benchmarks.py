@@ -8,7 +8,8 @@ from benchmarks import host_work, run
 def test_benchmark_run_tiny(tmp_path):
     out = tmp_path / "bench.json"
     report = run.main(["--size", "tiny", "--device", "cpu", "--tokens", "2000", "--rounds", "1",
-                       "--ways", "card,jinav3-packed,jinav3-packed-background", "--long-docs", "1", "--long-length", "600",
+                       "--ways", "card,jinav3-packed,jinav3-packed-background",
+                       "--long-docs", "1", "--long-length", "600",
                        "--late-tokens", "900", "--workdir", str(tmp_path / "work"), "--json", str(out)])
     assert report.get("errors") is None, report.get("errors")
     saved = json.loads(out.read_text())

@@ -96,7 +96,9 @@ def reference(tmp_path_factory, golden_dir, encoder):
 
 
 @pytest.mark.parametrize("kind", ["qdrant", "milvus"])
-def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(kind, reference, tmp_path, golden_dir, encoder):
+def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(
+    kind, reference, tmp_path, golden_dir, encoder
+):
     expected, seconds = reference[kind]
     rng = random.Random(f"{SEED}-{kind}")
     moments = sorted(rng.uniform(0.3, seconds) for _ in range(KILLS))

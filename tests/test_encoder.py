@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from conftest import ENCODE_CASES as CASES
 from conftest import GOLDEN, NORMALIZED, RAW, golden
-from jinav3 import Encoder, InvalidArgumentError, ModelNotFoundError, TASKS
+from safetensors.torch import load_file, save_file
+
+from jinav3 import TASKS, Encoder, InvalidArgumentError, ModelNotFoundError
 from jinav3.errors import CheckpointFormatError
 
 # The default task of encode() is text-matching, as in the Jina API.
@@ -157,7 +157,8 @@ def test_native_layout_loads_in_plain_transformers_and_peft(native_dir):
     model = AutoModel.from_pretrained(str(native_dir)).eval()
     model.load_adapter(str(native_dir / "retrieval_passage"), adapter_name="retrieval_passage")
     model.set_adapter("retrieval_passage")
-    ids = json.loads((GOLDEN / "manifest.json").read_text())["token_cases"]["tokens_retrieval.passage_input0.npy"]["input_ids"]
+    cases = json.loads((GOLDEN / "manifest.json").read_text())["token_cases"]
+    ids = cases["tokens_retrieval.passage_input0.npy"]["input_ids"]
     with torch.no_grad():
         states = model(input_ids=torch.tensor([ids])).last_hidden_state[0].numpy()
     np.testing.assert_allclose(states, golden("tokens_retrieval.passage_input0.npy"), **RAW)
@@ -193,7 +194,8 @@ def test_rotary_base_is_read_from_the_config(tmp_path, golden_inputs):
 def test_checkpoint_without_pooler_keys(tmp_path, golden_inputs):
     folder = _original_copy(tmp_path, edit_weights=lambda w: {k: v for k, v in w.items() if ".pooler." not in k})
     enc = Encoder.from_pretrained(folder, device="cpu")
-    np.testing.assert_allclose(enc.encode(golden_inputs["texts"], task="separation"), golden("encode_separation.npy"), **NORMALIZED)
+    np.testing.assert_allclose(enc.encode(golden_inputs["texts"], task="separation"), golden("encode_separation.npy"),
+                               **NORMALIZED)
 
 
 def test_bfloat16_checkpoint_loads(tmp_path, golden_inputs):
@@ -327,7 +329,8 @@ def test_task_that_is_not_a_name_in_late_chunk(encoder):
     (lambda e: e.late_chunk_documents(["fine", "bad\udc00"]), r"documents\[1\]"),
 ])
 def test_lone_surrogate_is_named_before_any_work(encoder, call, argument):
-    with pytest.raises(InvalidArgumentError, match=rf"^{argument}: contains a lone surrogate \(U\+D[89A-F][0-9A-F]{{2}}\)"):
+    message = rf"^{argument}: contains a lone surrogate \(U\+D[89A-F][0-9A-F]{{2}}\)"
+    with pytest.raises(InvalidArgumentError, match=message):
         call(encoder)
 
 
@@ -348,7 +351,8 @@ def test_numpy_scalars_are_accepted(encoder, golden_inputs, kwargs):
 def test_numpy_scalars_in_late_chunk_and_loading(encoder, golden_inputs):
     document = " ".join(golden_inputs["texts"])
     want = encoder.late_chunk(document, chunker="tokens", chunk_size=8, window=32, overlap=8)
-    got = encoder.late_chunk(document, chunker="tokens", chunk_size=np.int64(8), window=np.int64(32), overlap=np.int64(8))
+    got = encoder.late_chunk(document, chunker="tokens", chunk_size=np.int64(8), window=np.int64(32),
+                             overlap=np.int64(8))
     assert [c.text for c in got] == [c.text for c in want]
     np.testing.assert_array_equal(np.stack([c.embedding for c in got]), np.stack([c.embedding for c in want]))
     small = Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=np.int64(64))

@@ -15,20 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_QUERIES, sample_passages
+
+from jinav3.errors import InvalidArgumentError
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 pytest.importorskip("haystack", reason="needs the haystack extra: pip install 'jinav3[haystack]'")
 
-from haystack import Document, Pipeline  # noqa: E402
-from haystack.components.preprocessors import DocumentSplitter  # noqa: E402
-from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever  # noqa: E402
-from haystack.components.writers import DocumentWriter  # noqa: E402
-from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402
-from haystack.utils import ComponentDevice  # noqa: E402
+from haystack import Document, Pipeline  # noqa: E402 - after importorskip
+from haystack.components.preprocessors import DocumentSplitter  # noqa: E402 - after importorskip
+from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever  # noqa: E402 - after importorskip
+from haystack.components.writers import DocumentWriter  # noqa: E402 - after importorskip
+from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402 - after importorskip
+from haystack.utils import ComponentDevice  # noqa: E402 - after importorskip
 
-from conftest import SAMPLE_QUERIES, sample_passages  # noqa: E402
-from jinav3.errors import InvalidArgumentError  # noqa: E402
-from jinav3.integrations.haystack import JinaV3DocumentEmbedder, JinaV3TextEmbedder  # noqa: E402
+from jinav3.integrations.haystack import JinaV3DocumentEmbedder, JinaV3TextEmbedder  # noqa: E402 - after importorskip
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = SAMPLE_QUERIES
@@ -80,13 +81,15 @@ def test_document_embedder_is_encode_passages_and_keeps_inputs(model, encoder, d
     out = doc_embedder(model, batch_size=5).run(documents=docs)["documents"]
     assert [d.id for d in out] == [d.id for d in docs]
     assert all(d.embedding is None for d in docs), "input documents must not be modified"
-    assert all(o is not d for o, d in zip(out, docs))
-    np.testing.assert_allclose([d.embedding for d in out], encoder.encode_passages([d.content for d in docs]), atol=1e-6)
+    assert all(o is not d for o, d in zip(out, docs, strict=True))
+    np.testing.assert_allclose([d.embedding for d in out], encoder.encode_passages([d.content for d in docs]),
+                               atol=1e-6)
     assert doc_embedder(model).run(documents=[])["documents"] == []
 
 
 def test_meta_fields_to_embed(model, encoder, docs):
-    out = doc_embedder(model, meta_fields_to_embed=["topic", "missing"], embedding_separator=" | ").run(documents=docs[:3])
+    embedder = doc_embedder(model, meta_fields_to_embed=["topic", "missing"], embedding_separator=" | ")
+    out = embedder.run(documents=docs[:3])
     texts = [f"{d.meta['topic']} | {d.content}" for d in docs[:3]]
     np.testing.assert_allclose([d.embedding for d in out["documents"]], encoder.encode_passages(texts), atol=1e-6)
 
@@ -195,7 +198,8 @@ def test_late_chunking_groups_by_source_in_split_order(model, encoder, docs):
         if len(group) > 1:
             assert not np.allclose(expected, encoder.encode_passages([d.content for d in group]), atol=1e-3)
     assert len(sources) == 4 and max(sizes) > 2
-    np.testing.assert_allclose([got[d.id] for d in lonely], encoder.encode_passages([d.content for d in lonely]), atol=1e-6)
+    np.testing.assert_allclose([got[d.id] for d in lonely], encoder.encode_passages([d.content for d in lonely]),
+                               atol=1e-6)
 
 
 def test_late_chunking_with_dimensions_in_an_indexing_pipeline(model, encoder, docs):
@@ -210,7 +214,8 @@ def test_late_chunking_with_dimensions_in_an_indexing_pipeline(model, encoder, d
     stored = store.filter_documents()
     for source in {d.meta["source_id"] for d in stored}:
         group = sorted((d for d in stored if d.meta["source_id"] == source), key=lambda d: d.meta["split_id"])
-        expected = encoder.encode([d.content for d in group], task="retrieval.passage", late_chunking=True, dimensions=32)
+        expected = encoder.encode([d.content for d in group], task="retrieval.passage", late_chunking=True,
+                                  dimensions=32)
         np.testing.assert_allclose([d.embedding for d in group], expected, atol=1e-6)
 
 
@@ -226,7 +231,8 @@ def store(request, tmp_path, monkeypatch, encoder):
         from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
         from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
-        yield QdrantDocumentStore(location=":memory:", embedding_dim=dim, recreate_index=True), QdrantEmbeddingRetriever, True
+        store = QdrantDocumentStore(location=":memory:", embedding_dim=dim, recreate_index=True)
+        yield store, QdrantEmbeddingRetriever, True
     elif request.param == "milvus":
         pytest.importorskip("milvus_haystack", reason="needs milvus-haystack")
         from milvus_haystack import MilvusDocumentStore, MilvusEmbeddingRetriever
@@ -239,16 +245,16 @@ def store(request, tmp_path, monkeypatch, encoder):
         yield store, MilvusEmbeddingRetriever, False  # Milvus reports (1 + cosine) / 2
     else:
         pytest.importorskip("haystack_integrations.document_stores.pinecone", reason="needs pinecone-haystack")
+        from doubles.pinecone_double import PineconeDouble
         from haystack.utils import Secret
         from haystack_integrations.components.retrievers.pinecone import PineconeEmbeddingRetriever
         from haystack_integrations.document_stores.pinecone import PineconeDocumentStore
 
-        from doubles.pinecone_double import PineconeDouble
-
         with PineconeDouble(api_key="test-key") as double:
             monkeypatch.setenv("PINECONE_CONTROLLER_HOST", double.host)  # the SDK's own control-plane override
             store = PineconeDocumentStore(
-                api_key=Secret.from_token("test-key"), index="docs", namespace="test", dimension=dim, show_progress=False
+                api_key=Secret.from_token("test-key"), index="docs", namespace="test", dimension=dim,
+                show_progress=False,
             )
             yield store, PineconeEmbeddingRetriever, True
 
@@ -273,14 +279,15 @@ def test_index_and_query_pipelines_match_brute_force(model, encoder, docs, store
     query.connect("embed.embedding", "retrieve.query_embedding")
     for text in QUERIES:
         got = query.run({"embed": {"text": text}})["retrieve"]["documents"]
-        expected = dict(zip([d.id for d in stored], (passages @ encoder.encode_queries(text)).tolist()))
+        expected = dict(zip([d.id for d in stored], (passages @ encoder.encode_queries(text)).tolist(), strict=True))
         assert_ranked_like_brute_force(got, expected, top_k, exact_scores)
 
 
 def test_pipelines_round_trip_through_yaml(model, docs):
     store = InMemoryDocumentStore()
     indexing = Pipeline()
-    indexing.add_component("embed", doc_embedder(model, dimensions=24, meta_fields_to_embed=["topic"], late_chunking=True))
+    indexing.add_component("embed",
+                           doc_embedder(model, dimensions=24, meta_fields_to_embed=["topic"], late_chunking=True))
     indexing.add_component("write", DocumentWriter(document_store=store))
     indexing.connect("embed", "write")
     query = Pipeline()
@@ -321,7 +328,8 @@ def test_to_dict_from_dict(model):
 
 
 def test_importing_jinav3_imports_no_framework():
-    code = "import sys, jinav3, jinav3.integrations; print(any(m.split('.')[0] in ('haystack', 'llama_index') for m in sys.modules))"
+    code = ("import sys, jinav3, jinav3.integrations; "
+            "print(any(m.split('.')[0] in ('haystack', 'llama_index') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

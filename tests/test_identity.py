@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import GOLDEN
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import GOLDEN
 from jinav3 import Encoder
 from jinav3.identity import CONVERTED_FROM_KEY, fingerprint, model_identity, model_label, same_model
 
@@ -144,7 +144,8 @@ def test_hub_id_names_itself(tmp_path, monkeypatch):
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
+    files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+    for file in files:
         shutil.copy(GOLDEN / file, snapshot)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -238,7 +239,8 @@ def test_a_collection_opens_from_any_spelling_and_refuses_other_weights(tiny, tm
     with QdrantStore(again, collection="docs", path=str(data)) as store:
         assert store.count() == 2
         best = store.search("skin", top_k=1)[0]
-        assert best.score == pytest.approx(float(again.encode_queries("skin") @ again.encode_passages(best.text)), abs=1e-5)
+        expected = float(again.encode_queries("skin") @ again.encode_passages(best.text))
+        assert best.score == pytest.approx(expected, abs=1e-5)
     other = Path(shutil.copytree(tiny, tmp_path / "other"))
     rewrite_weights(other, lambda w: w[next(iter(w))].add_(torch.ones_like(w[next(iter(w))])))
     with pytest.raises(SignatureMismatchError, match="model: it has 'sha256:"):
@@ -261,6 +263,7 @@ def test_old_signatures_that_recorded_the_typed_path_keep_opening(tiny, tmp_path
         with QdrantStore(encoder, collection="old", path=path) as new:
             assert new.count() == 1 and new.signature.model == encoder.name
     with pytest.raises(SignatureMismatchError, match="model: it has 'jinaai/jina-embeddings-v3'"):
-        with QdrantStore(encoder, collection="hub", path=str(tmp_path / "q9"), model_name="jinaai/jina-embeddings-v3") as s:
+        with QdrantStore(encoder, collection="hub", path=str(tmp_path / "q9"),
+                         model_name="jinaai/jina-embeddings-v3") as s:
             s.add(["one"])
         QdrantStore(encoder, collection="hub", path=str(tmp_path / "q9"))

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import GOLDEN, golden
+
 from jinav3 import InvalidArgumentError
 from jinav3.late_chunking import sentence_spans, windows
 
@@ -94,7 +94,8 @@ def test_explicit_character_spans(encoder):
     chunks = encoder.late_chunk(document, chunker=spans)
     assert [(c.start, c.end) for c in chunks] == spans
     sentences = encoder.late_chunk(document, chunker="sentences")
-    np.testing.assert_allclose(np.stack([c.embedding for c in chunks]), np.stack([c.embedding for c in sentences]), **NORMALIZED)
+    np.testing.assert_allclose(np.stack([c.embedding for c in chunks]), np.stack([c.embedding for c in sentences]),
+                               **NORMALIZED)
 
 
 def test_many_documents_equal_one_by_one(encoder):
@@ -102,10 +103,10 @@ def test_many_documents_equal_one_by_one(encoder):
     together = encoder.late_chunk_documents(documents, chunker="sentences", window=64, overlap=16)
     assert len(together) == len(documents)
     assert together[2] == [] and together[3] == []
-    for document, chunks in zip(documents, together):
+    for document, chunks in zip(documents, together, strict=True):
         alone = encoder.late_chunk(document, chunker="sentences", window=64, overlap=16)
         assert [(c.start, c.end, c.text) for c in chunks] == [(c.start, c.end, c.text) for c in alone]
-        for a, b in zip(chunks, alone):
+        for a, b in zip(chunks, alone, strict=True):
             np.testing.assert_allclose(a.embedding, b.embedding, **NORMALIZED)
 
 

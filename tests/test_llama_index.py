@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_QUERIES, sample_passages
 
 pytest.importorskip("llama_index.core", reason="needs the llamaindex extra: pip install 'jinav3[llamaindex]'")
 
-from llama_index.core import Document, StorageContext, VectorStoreIndex  # noqa: E402
-from llama_index.core.ingestion import IngestionPipeline  # noqa: E402
-from llama_index.core.node_parser import SentenceSplitter  # noqa: E402
-from llama_index.core.schema import MetadataMode, TextNode  # noqa: E402
+from llama_index.core import Document, StorageContext, VectorStoreIndex  # noqa: E402 - after importorskip
+from llama_index.core.ingestion import IngestionPipeline  # noqa: E402 - after importorskip
+from llama_index.core.node_parser import SentenceSplitter  # noqa: E402 - after importorskip
+from llama_index.core.schema import MetadataMode, TextNode  # noqa: E402 - after importorskip
 
-from conftest import SAMPLE_QUERIES, sample_passages  # noqa: E402
-from jinav3.integrations.llama_index import JinaV3Embedding, JinaV3LateChunkingTransform  # noqa: E402
+from jinav3.integrations.llama_index import JinaV3Embedding, JinaV3LateChunkingTransform  # noqa: E402 - after importorskip
 
 REPO = Path(__file__).resolve().parents[1]
 ARTICLES = REPO / "examples" / "data" / "articles"
@@ -77,8 +77,10 @@ def test_query_and_text_embeddings_equal_the_encoder(embed, encoder):
 def test_settings_dimensions_batch_size_tasks(model, encoder):
     texts = [p["text"] for p in passages(7)]
     small = JinaV3Embedding(model_name=model, device="cpu", dimensions=16, embed_batch_size=3)
-    np.testing.assert_allclose(small.get_text_embedding_batch(texts), encoder.encode_passages(texts, dimensions=16), atol=1e-6)
-    np.testing.assert_allclose(small.get_query_embedding("tea"), encoder.encode_queries("tea", dimensions=16), atol=1e-6)
+    np.testing.assert_allclose(small.get_text_embedding_batch(texts), encoder.encode_passages(texts, dimensions=16),
+                               atol=1e-6)
+    np.testing.assert_allclose(small.get_query_embedding("tea"), encoder.encode_queries("tea", dimensions=16),
+                               atol=1e-6)
     custom = JinaV3Embedding(model_name=model, device="cpu", query_task="text-matching", passage_task="text-matching",
                              normalize=False)
     np.testing.assert_allclose(custom.get_query_embedding("tea"),
@@ -100,7 +102,8 @@ def test_async_methods_equal_sync_and_run_in_a_worker_thread(embed, encoder, mon
 
     async def run():
         return await asyncio.gather(
-            embed.aget_query_embedding("tea"), embed.aget_text_embedding(texts[0]), embed.aget_text_embedding_batch(texts)
+            embed.aget_query_embedding("tea"), embed.aget_text_embedding(texts[0]),
+            embed.aget_text_embedding_batch(texts),
         )
 
     query, one, batch = asyncio.run(run())
@@ -177,7 +180,8 @@ def test_vector_store_index_retrieval_matches_brute_force(embed, encoder, docume
     top_k = 5
     retriever = index.as_retriever(similarity_top_k=top_k)
     for query in QUERIES:
-        expected = dict(zip([n.node_id for n in nodes], (passages_ @ encoder.encode_queries(query)).tolist()))
+        scores = (passages_ @ encoder.encode_queries(query)).tolist()
+        expected = dict(zip([n.node_id for n in nodes], scores, strict=True))
         assert_ranked_like_brute_force(retriever.retrieve(query), expected, top_k)
 
 
@@ -197,7 +201,7 @@ def late_expected(encoder, nodes, **kw) -> dict[str, np.ndarray]:
     for doc_id in dict.fromkeys(n.ref_doc_id for n in nodes):
         group = sorted((n for n in nodes if n.ref_doc_id == doc_id), key=lambda n: n.start_char_idx)
         vectors = encoder.encode([n.get_content() for n in group], task="retrieval.passage", late_chunking=True, **kw)
-        out.update(zip([n.node_id for n in group], vectors))
+        out.update(zip([n.node_id for n in group], vectors, strict=True))
     return out
 
 
@@ -238,7 +242,8 @@ def test_late_chunking_into_qdrant_through_the_pipeline(embed, encoder):
     article = (ARTICLES / "printing-press-history.en.md").read_text(encoding="utf-8")
     store = QdrantVectorStore(client=QdrantClient(location=":memory:"), collection_name="late")
     pipeline = IngestionPipeline(
-        transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0), JinaV3LateChunkingTransform(embed_model=embed)],
+        transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0),
+                         JinaV3LateChunkingTransform(embed_model=embed)],
         vector_store=store,
     )
     nodes = pipeline.run(documents=[Document(text=article, id_="printing")])

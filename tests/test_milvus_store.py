@@ -11,17 +11,18 @@ import os
 
 import numpy as np
 import pytest
+from milvus_server import ENV, MilvusServerProcess
+from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus
+from test_store_common import FailingUpserts as CommonFailingUpserts
+
+from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError
 
 pymilvus = pytest.importorskip("pymilvus")
 
-from pymilvus import DataType, MilvusClient  # noqa: E402
-from pymilvus.exceptions import MilvusException, MilvusUnavailableException  # noqa: E402
+from pymilvus import DataType, MilvusClient  # noqa: E402 - after importorskip
+from pymilvus.exceptions import MilvusException, MilvusUnavailableException  # noqa: E402 - after importorskip
 
-from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
-from jinav3.integrations.milvus import MilvusStore  # noqa: E402
-from milvus_server import ENV, MilvusServerProcess  # noqa: E402
-from test_store_common import FailingUpserts as CommonFailingUpserts  # noqa: E402
-from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402
+from jinav3.integrations.milvus import MilvusStore  # noqa: E402 - after importorskip
 
 
 class FailingUpserts(CommonFailingUpserts):
@@ -111,7 +112,8 @@ def test_schema_and_signature_property(encoder, tmp_path):
     store.add([{"id": "a1", "text": "One. Two.", "metadata": {"lang": "en"}}], late_chunking=True)
     row = client.get("docs", ids=["a1::chunk:1"], output_fields=["*"])[0]
     assert {k: row[k] for k in ("id", "doc_id", "chunk", "start", "end", "text", "metadata")} == {
-        "id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "start": 5, "end": 9, "text": "Two.", "metadata": {"lang": "en"}}
+        "id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "start": 5, "end": 9, "text": "Two.",
+        "metadata": {"lang": "en"}}
     np.testing.assert_allclose(row["vector"], encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
     client.close()
 

@@ -30,7 +30,8 @@ def test_built_wheel_imports(tmp_path):
 def test_importing_jinav3_imports_no_store_or_framework():
     code = (
         "import sys, jinav3\n"
-        "heavy = [m for m in ('qdrant_client', 'pymilvus', 'pinecone', 'haystack', 'llama_index') if m in sys.modules]\n"
+        "heavy = [m for m in ('qdrant_client', 'pymilvus', 'pinecone', 'haystack', 'llama_index')\n"
+        "         if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ENCODE_CASES, GOLDEN, NORMALIZED, RAW, golden
 from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
-from conftest import ENCODE_CASES, GOLDEN, NORMALIZED, RAW, golden
 from jinav3 import packing
 from jinav3.packing import (
     ATTENTION_NAME,
@@ -91,7 +91,8 @@ def medium_model():
     """Random model of the medium benchmark shape (6 x 384, 6 heads, FFN 1536), small vocab."""
     torch.manual_seed(0)
     config = JinaEmbeddingsV3Config(vocab_size=3000, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
-                                    intermediate_size=1536, rope_parameters={"rope_type": "default", "rope_theta": 20000.0})
+                                    intermediate_size=1536,
+                                    rope_parameters={"rope_type": "default", "rope_theta": 20000.0})
     config._attn_implementation = "sdpa"
     model = JinaEmbeddingsV3Model(config).eval()
     with torch.no_grad():  # sharper attention than the default init, so that positions matter
@@ -135,7 +136,7 @@ def test_packed_equals_padded_on_a_medium_model(medium_model):
 def test_packed_token_states_equal_unpadded_forwards(medium_model):
     ids = random_ids([40, 9, 130], seed=1)
     states = forward_states_packed(medium_model, ids, "cpu")
-    for row, got in zip(ids, states):
+    for row, got in zip(ids, states, strict=True):
         with torch.inference_mode():
             want = medium_model(input_ids=torch.tensor([row])).last_hidden_state[0]
         assert got.shape == (len(row), 384) and got.dtype == torch.float32
@@ -195,7 +196,7 @@ def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
     """What a varlen kernel computes, (T, heads, d) in and out, for checking our marshalling."""
     out = torch.empty_like(q)
     bounds = cu_q.tolist()
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         out[a:b] = torch.nn.functional.scaled_dot_product_attention(
             q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), scale=scale).transpose(0, 1)
     return out

@@ -8,17 +8,17 @@ import threading
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
-
-pinecone = pytest.importorskip("pinecone")
-
-import numpy as np  # noqa: E402
-from doubles.pinecone_double import (  # noqa: E402
+from doubles.pinecone_double import (
     MAX_METADATA_BYTES,
     MAX_REQUEST_BYTES,
     PineconeDouble,
 )
-from pinecone import (  # noqa: E402
+
+pinecone = pytest.importorskip("pinecone")
+
+from pinecone import (  # noqa: E402 - after importorskip
     ConflictError,
     ForbiddenException,
     NotFoundException,

@@ -11,17 +11,25 @@ import uuid
 
 import numpy as np
 import pytest
+from doubles.pinecone_double import PineconeDouble
+from test_store_common import (
+    DOCUMENTS,
+    QUERIES,
+    Backend,
+    FakeEncoder,
+    StoreContract,
+    assert_ranking,
+    brute_force,
+    corpus,
+)
+
+from jinav3.errors import InvalidArgumentError, PartialWriteError, SignatureMismatchError
 
 pytest.importorskip("pinecone")
 
-from doubles.pinecone_double import PineconeDouble  # noqa: E402
-from pinecone import Pinecone  # noqa: E402
+from pinecone import Pinecone  # noqa: E402 - after importorskip
 
-from jinav3.errors import InvalidArgumentError, PartialWriteError, SignatureMismatchError  # noqa: E402
-from jinav3.integrations.pinecone import PineconeStore, decode_tag, encode_tag  # noqa: E402
-from test_store_common import (  # noqa: E402
-    DOCUMENTS, QUERIES, Backend, FakeEncoder, StoreContract, assert_ranking, brute_force, corpus,
-)
+from jinav3.integrations.pinecone import PineconeStore, decode_tag, encode_tag  # noqa: E402 - after importorskip
 
 KEY = "test-key"
 
@@ -212,7 +220,8 @@ LIVE_KEY = os.environ.get("PINECONE_API_KEY")
 def test_live_pinecone(encoder):
     name = f"jinav3-test-{uuid.uuid4().hex[:8]}"
     pc = Pinecone(api_key=LIVE_KEY)
-    cloud, region = os.environ.get("JINAV3_PINECONE_CLOUD", "aws"), os.environ.get("JINAV3_PINECONE_REGION", "us-east-1")
+    cloud = os.environ.get("JINAV3_PINECONE_CLOUD", "aws")
+    region = os.environ.get("JINAV3_PINECONE_REGION", "us-east-1")
     try:
         store = PineconeStore(encoder, name, client=pc, namespace="live", cloud=cloud, region=region)
 

@@ -6,12 +6,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN, NORMALIZED, golden
 
-from jinav3 import Encoder, encoder as encoder_module, pipeline
+from jinav3 import Encoder, pipeline
+from jinav3 import encoder as encoder_module
 from jinav3.batching import PACKED_WINDOW_BATCHES, token_budget_batches, windowed_batches
 from jinav3.tasks import TASKS
-
-from conftest import GOLDEN, NORMALIZED, golden
 
 
 # ----------------------------------------------------------------------------------- batching
@@ -146,7 +146,9 @@ def test_one_chunk_needs_no_thread(overlapping_encoder, small_chunks):
     assert small_chunks == []
 
 
-def test_a_failing_forward_pass_stops_the_tokenizer_thread(overlapping_encoder, golden_inputs, monkeypatch, small_chunks):
+def test_a_failing_forward_pass_stops_the_tokenizer_thread(
+    overlapping_encoder, golden_inputs, monkeypatch, small_chunks
+):
     def broken(ids):
         raise RuntimeError("device lost")
 

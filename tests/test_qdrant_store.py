@@ -8,17 +8,18 @@ import uuid
 import httpx
 import numpy as np
 import pytest
+from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus
+from test_store_common import FailingUpserts as CommonFailingUpserts
+
+from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError
+from jinav3.integrations.records import uuid_for
 
 qdrant_client = pytest.importorskip("qdrant_client")
 
-from qdrant_client import QdrantClient, models  # noqa: E402
-from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: E402
+from qdrant_client import QdrantClient, models  # noqa: E402 - after importorskip
+from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: E402 - after importorskip
 
-from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError  # noqa: E402
-from jinav3.integrations.records import uuid_for  # noqa: E402
-from jinav3.integrations.qdrant import QdrantStore  # noqa: E402
-from test_store_common import FailingUpserts as CommonFailingUpserts  # noqa: E402
-from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus  # noqa: E402
+from jinav3.integrations.qdrant import QdrantStore  # noqa: E402 - after importorskip
 
 QDRANT_URL = os.environ.get("JINAV3_QDRANT_URL")
 
@@ -120,7 +121,8 @@ def test_collections_made_elsewhere(encoder):
     client.create_collection("small", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
     with pytest.raises(SignatureMismatchError, match="16"):
         QdrantStore(encoder, "small", client=client)
-    client.create_collection("named", vectors_config={"a": models.VectorParams(size=64, distance=models.Distance.COSINE)})
+    named = {"a": models.VectorParams(size=64, distance=models.Distance.COSINE)}
+    client.create_collection("named", vectors_config=named)
     with pytest.raises(StoreError, match="named vectors"):
         QdrantStore(encoder, "named", client=client)
     with pytest.raises(StoreError, match="does not exist"):
@@ -133,9 +135,10 @@ def test_point_layout(encoder):
     store.add([{"id": "a1", "text": "One. Two.", "metadata": {"lang": "en"}}], late_chunking=True)
     assert client.get_collection("docs").config.metadata["jinav3"] == store.signature.to_dict()
     point = client.retrieve("docs", [uuid_for("a1::chunk:1")], with_vectors=True)[0]
-    assert point.id == uuid_for("a1::chunk:1") == str(uuid.uuid5(uuid.UUID("6f2d1c0e-5a4b-5c3d-9e8f-0a1b2c3d4e5f"), "a1::chunk:1"))
-    assert point.payload == {"id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "text": "Two.", "metadata": {"lang": "en"},
-                             "start": 5, "end": 9}
+    namespace = uuid.UUID("6f2d1c0e-5a4b-5c3d-9e8f-0a1b2c3d4e5f")
+    assert point.id == uuid_for("a1::chunk:1") == str(uuid.uuid5(namespace, "a1::chunk:1"))
+    assert point.payload == {"id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "text": "Two.",
+                             "metadata": {"lang": "en"}, "start": 5, "end": 9}
     np.testing.assert_allclose(point.vector, encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
 
 

@@ -23,7 +23,16 @@ import pytest
 from jinav3.errors import InvalidArgumentError, PartialWriteError, SignatureMismatchError, StoreError
 from jinav3.integrations import records as records_module
 from jinav3.integrations.filters import check_portable_filter, parse_filter
-from jinav3.integrations.records import WHOLE, Point, group_by_document, make_hit, normalize_records, point_key, text_id, uuid_for
+from jinav3.integrations.records import (
+    WHOLE,
+    Point,
+    group_by_document,
+    make_hit,
+    normalize_records,
+    point_key,
+    text_id,
+    uuid_for,
+)
 from jinav3.integrations.retries import call_with_retry, is_transient
 from jinav3.integrations.signature import check_signature
 from jinav3.integrations.store import Signature, VectorStore
@@ -115,7 +124,8 @@ def test_check_signature_names_both_values():
     with pytest.raises(SignatureMismatchError, match=r"'dot'.*'cosine'"):
         check_signature("x", sig, size=64, metric="dot", stored=None)
     with pytest.raises(SignatureMismatchError, match=r"model: it has 'n', this store uses 'm'"):
-        check_signature("x", sig, size=64, metric="cosine", stored=Signature("n", 64, "retrieval.passage", "retrieval.query"))
+        other = Signature("n", 64, "retrieval.passage", "retrieval.query")
+        check_signature("x", sig, size=64, metric="cosine", stored=other)
 
 
 # ============================================================================================ filters
@@ -297,7 +307,8 @@ class MemoryStore(VectorStore):
                 for p in scored]
 
     def _fetch(self, keys, with_vectors):
-        return [make_hit(k, None, p.text, p.metadata, p.doc_id, p.chunk, p.start, p.end, p.vector if with_vectors else None)
+        return [make_hit(k, None, p.text, p.metadata, p.doc_id, p.chunk, p.start, p.end,
+                         p.vector if with_vectors else None)
                 for k in keys if (p := self.db.get(k)) is not None]
 
     def _delete(self, ids):
@@ -307,8 +318,12 @@ class MemoryStore(VectorStore):
     def _prune(self, doc_ids, keep_chunks):
         if self.fail_prune is not None:
             raise self.fail_prune
-        for k in [k for k, p in self.db.items() if p.doc_id in doc_ids and (
-                (keep_chunks is None and p.chunk >= 0) or (keep_chunks is not None and (p.chunk >= keep_chunks or p.chunk == WHOLE)))]:
+        def stale(p):
+            if keep_chunks is None:
+                return p.chunk >= 0
+            return p.chunk >= keep_chunks or p.chunk == WHOLE
+
+        for k in [k for k, p in self.db.items() if p.doc_id in doc_ids and stale(p)]:
             del self.db[k]
 
     def _count(self):
@@ -448,7 +463,8 @@ def test_group_by_document_fetches_enough_hits():
 def test_signature_of_a_store():
     store = MemoryStore(FakeEncoder(), dimensions=4, passage_task="text-matching", query_task="text-matching")
     assert store.signature == Signature("fake/encoder", 4, "text-matching", "text-matching")
-    assert MemoryStore(FakeEncoder(), model_name="jinaai/jina-embeddings-v3").signature.model == "jinaai/jina-embeddings-v3"
+    named = MemoryStore(FakeEncoder(), model_name="jinaai/jina-embeddings-v3")
+    assert named.signature.model == "jinaai/jina-embeddings-v3"
     with pytest.raises(InvalidArgumentError, match="^passage_task:"):
         MemoryStore(FakeEncoder(), passage_task="retrieval")
     with pytest.raises(InvalidArgumentError, match="^retries:"):
@@ -504,7 +520,7 @@ def brute_force(encoder, records, query, task="retrieval.query", passage_task="r
     p = _encode_cached(encoder, tuple(r["text"] for r in records), passage_task, dimensions)
     q = _encode_cached(encoder, (query,), task, dimensions)[0]
     scores = p @ q
-    return {r["id"]: float(s) for r, s in zip(records, scores)}
+    return {r["id"]: float(s) for r, s in zip(records, scores, strict=True)}
 
 
 def assert_ranking(hits, expected: dict[str, float], top_k: int):
@@ -533,8 +549,9 @@ REFUSED_IDS = {
 
 
 def hostile_records() -> list[dict]:
+    texts = [r["text"] for r in corpus(len(HOSTILE_IDS))]
     return [{"id": rid, "text": f"Record {i}: {text}", "metadata": {"n": i, "lang": "en"}}
-            for i, (rid, text) in enumerate(zip(HOSTILE_IDS, [r["text"] for r in corpus(len(HOSTILE_IDS))]))]
+            for i, (rid, text) in enumerate(zip(HOSTILE_IDS, texts, strict=True))]
 
 
 def sentences(n: int, tag: str = "") -> str:
@@ -556,7 +573,7 @@ class HostileInputContract:
         records = hostile_records()
         store = backend.make(encoder, name)
         if backend.ascii_ids_only:
-            for i, r in enumerate(records):
+            for r in records:
                 if not r["id"].isascii():
                     with pytest.raises(InvalidArgumentError, match=r"^records\[1\]\.id: .*ASCII"):
                         store.add([records[0], r])
@@ -795,7 +812,8 @@ class StoreContract(HostileInputContract):
 
         check({"lang": "de"}, lambda m: m["lang"] == "de")
         check({"lang": ["de", "fr"]}, lambda m: m["lang"] in ("de", "fr"))
-        check({"lang": "en", "topic": ["cooking", "travel"]}, lambda m: m["lang"] == "en" and m["topic"] in ("cooking", "travel"))
+        check({"lang": "en", "topic": ["cooking", "travel"]},
+              lambda m: m["lang"] == "en" and m["topic"] in ("cooking", "travel"))
         check({"n": 7}, lambda m: m.get("n") == 7)
         check({"n": [7, 8]}, lambda m: m.get("n") in (7, 8))
         check({"flag": False}, lambda m: m.get("flag") is False)
@@ -833,7 +851,7 @@ class StoreContract(HostileInputContract):
         assert all(len(c) >= 3 for c in chunks)
         backend.settle(store, 5 + n_chunks)
         assert store.count() == 5 + n_chunks
-        for doc, doc_chunks in zip(DOCUMENTS, chunks):
+        for doc, doc_chunks in zip(DOCUMENTS, chunks, strict=True):
             got = store.get([store.chunk_id(doc["id"], c.index) for c in doc_chunks])
             assert [h.chunk for h in got] == [c.index for c in doc_chunks]
             assert all(h.parent_id == doc["id"] and h.metadata == doc["metadata"] for h in got)
@@ -843,7 +861,8 @@ class StoreContract(HostileInputContract):
                                        atol=ATOL)
         query = QUERIES[0]
         q = encoder.encode_queries([query])[0]
-        expected = {store.chunk_id(d["id"], c.index): float(c.embedding @ q) for d, cs in zip(DOCUMENTS, chunks) for c in cs}
+        expected = {store.chunk_id(d["id"], c.index): float(c.embedding @ q)
+                    for d, cs in zip(DOCUMENTS, chunks, strict=True) for c in cs}
         expected.update(brute_force(encoder, corpus(5), query))
         hits = store.search(query, top_k=8)
         assert_ranking(hits, expected, 8)
@@ -867,7 +886,8 @@ class StoreContract(HostileInputContract):
         store.add([{"id": "doc-b", "text": "Kompost braucht Luft. Sonst fault er."}], late_chunking=True)
         backend.settle(store, 5 + 2 + len(chunks[2]))
         assert store.count() == 5 + 2 + len(chunks[2])
-        assert [h.id for h in store.get([store.chunk_id("doc-b", i) for i in range(5)])] == ["doc-b::chunk:0", "doc-b::chunk:1"]
+        got = store.get([store.chunk_id("doc-b", i) for i in range(5)])
+        assert [h.id for h in got] == ["doc-b::chunk:0", "doc-b::chunk:1"]
 
     def test_failure_midway_then_rerun_leaves_one_copy(self, backend, encoder, name):
         records = corpus(30)
@@ -920,7 +940,8 @@ def test_chunkers_reach_the_encoder(encoder):
     store = MemoryStore(encoder)
     text = "Alpha beta gamma. Delta epsilon zeta eta theta."
     store.add([{"id": "s", "text": text}], late_chunking=True, chunker=[(0, 5), (6, 16)])
-    assert [(p.start, p.end, p.text) for p in sorted(store.db.values(), key=lambda p: p.chunk)] == [(0, 5, "Alpha"), (6, 16, "beta gamma")]
+    points = sorted(store.db.values(), key=lambda p: p.chunk)
+    assert [(p.start, p.end, p.text) for p in points] == [(0, 5, "Alpha"), (6, 16, "beta gamma")]
     expected = encoder.late_chunk(text, chunker=[(0, 5), (6, 16)])
     np.testing.assert_allclose(store.db["s::chunk:1"].vector, expected[1].embedding, atol=ATOL)
     store.add([{"id": "s", "text": text}], late_chunking=True, chunker="tokens", chunk_size=4)
