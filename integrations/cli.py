@@ -826,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 2
     except KeyboardInterrupt:
-        print("jinav3: interrupted", file=sys.stderr)
+        print("jinav3: interrupted; run the same command again to resume (what was written is kept, not duplicated)",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `jinav3 search ... | head`: the reader left, nothing more to say
         try:
