@@ -213,8 +213,8 @@ class VectorStore(ABC):
         batch_size: records embedded per step (default: the store's); each step's points are written in
         requests within the store's limits while the next step is being embedded. Everything is checked
         before anything is written; a write that fails for good after retries raises
-        :class:`~jinav3.errors.PartialWriteError` naming the record ids written and not written; running
-        the same ``add`` again finishes the job.
+        :class:`~jinav3.errors.PartialWriteError` naming the records written whole, those not written and
+        those whose old points could not be removed; running the same ``add`` again finishes the job.
         """
         task = self._write_task(task)
         batch_size = positive_int(batch_size, "batch_size", allow_none=True) or self.batch_size
