@@ -61,8 +61,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--mixed-queries", type=int, default=40, help="queries of each kind in step 3")
     p.add_argument("--query-rate", type=float, default=10.0, help="open-loop queries per second in step 3")
     p.add_argument("--max-batch-tokens", type=int, default=None, help="the server's --max-batch-tokens")
-    p.add_argument("--rounds", type=int, default=2, help="passage rounds, in process and through the server "
-                                                          "interleaved (the best of each counts: a shared machine is noisy)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="passage rounds, in process and through the server interleaved (the best of each counts: "
+                        "a shared machine is noisy)")
     p.add_argument("--workdir", default=os.environ.get("JINAV3_BENCH_DIR", "/tmp/jinav3-bench"))
     p.add_argument("--startup-timeout", type=float, default=600)
     p.add_argument("--json", dest="json_path", default=None)
@@ -89,12 +90,14 @@ def main(argv=None) -> dict:
                               "dtype": str(dtype).removeprefix("torch.")}}
     server = Server(original, args)
     try:
-        encoder = Encoder.from_pretrained(original, device=device, dtype=dtype, max_tokens_per_batch=args.max_batch_tokens)
+        encoder = Encoder.from_pretrained(original, device=device, dtype=dtype,
+                                          max_tokens_per_batch=args.max_batch_tokens)
         texts = corpus.passages(encoder.tokenizer, args.passage_tokens)
         server.wait_ready(args.startup_timeout)
         report["server"] = server.info()
         log(f"# server bench: {args.size} {SIZES[args.size]}, {device} {report['setup']['dtype']}, "
-            f"server batch budget {report['server']['max_batch_tokens']} tokens, load {report['machine']['load_average']}")
+            f"server batch budget {report['server']['max_batch_tokens']} tokens, "
+            f"load {report['machine']['load_average']}")
         report["in_process"] = in_process_queries(encoder)
         report["single_query"] = {str(c): asyncio.run(single_queries(server, c, max(args.requests, 4 * c)))
                                   for c in levels(args.concurrency)}
@@ -224,8 +227,8 @@ async def single_queries(server: Server, clients: int, total: int) -> dict:
     before = server.counters()
     latencies: list[float] = []
     counter = iter(range(total))
-    async with httpx.AsyncClient(base_url=server.url, timeout=120,
-                                 limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients)) as http:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as http:
         await http.post("/v1/embeddings", json={"input": [QUERIES[0]], "task": QUERY_TASK})  # warm connection
 
         async def client() -> None:
@@ -292,7 +295,8 @@ async def passage_load(http, chunks: list[list[str]], clients: int, stop: asynci
 
 
 async def post_passages(http, chunk: list[str]) -> int:
-    response = await http.post("/v1/embeddings", json={"input": chunk, "task": PASSAGE_TASK, "embedding_type": "base64"})
+    body = {"input": chunk, "task": PASSAGE_TASK, "embedding_type": "base64"}
+    response = await http.post("/v1/embeddings", json=body)
     response.raise_for_status()
     body = response.json()
     base64.b64decode(body["data"][-1]["embedding"])  # what a client does with it
@@ -358,7 +362,8 @@ def goals(report: dict) -> dict:
                                          "lower_is_better": True},
     }
     for entry in out.values():
-        entry["met"] = entry["ratio"] <= entry["goal"] if entry.get("lower_is_better") else entry["ratio"] >= entry["goal"]
+        lower = entry.get("lower_is_better")
+        entry["met"] = entry["ratio"] <= entry["goal"] if lower else entry["ratio"] >= entry["goal"]
     return out
 
 

@@ -27,9 +27,9 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
-from jinav3.integrations.server import Limits, add_serve_command, cmd_serve, create_app  # noqa: E402
-
 from conftest import SAMPLE_QUERIES  # noqa: E402
+
+from jinav3.integrations.server import Limits, add_serve_command, cmd_serve, create_app  # noqa: E402
 
 TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
 TEXTS = ["Sunscreen should be reapplied every two hours.", "Kompost braucht Luft und Feuchtigkeit.", "茶道の歴史",
@@ -135,7 +135,8 @@ def test_output_formats(http, encoder):
         got = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in body["data"]])
         np.testing.assert_allclose(got, expected, **ATOL)
     bits = np.packbits(expected > 0, axis=1)
-    ubinary = http.post("/v1/embeddings", json={"input": TEXTS, "task": "separation", "embedding_type": "ubinary"}).json()
+    ubinary = http.post("/v1/embeddings", json={"input": TEXTS, "task": "separation",
+                                                "embedding_type": "ubinary"}).json()
     assert np.array_equal(np.array([d["embedding"] for d in ubinary["data"]], dtype=np.uint8), bits)
     binary = http.post("/v1/embeddings", json={"input": TEXTS, "task": "separation", "encoding_type": "binary"}).json()
     signed = np.array([d["embedding"] for d in binary["data"]])
@@ -334,8 +335,9 @@ def test_concurrent_mixed_requests_batch_and_match_encode(base_url, http, encode
 
     def client(k: int) -> list:
         with httpx.Client(base_url=base_url, timeout=60) as own:
-            return [(i, own.post("/v1/embeddings", json={k: v for k, v in cases[i].items() if v is not None or k == "task"}))
-                    for i in range(k, len(cases), 32)]
+            bodies = [(i, {f: v for f, v in cases[i].items() if v is not None or f == "task"})  # task null stays
+                      for i in range(k, len(cases), 32)]
+            return [(i, own.post("/v1/embeddings", json=body)) for i, body in bodies]
 
     with ThreadPoolExecutor(32) as pool:
         answers = [a for part in pool.map(client, range(32)) for a in part]
@@ -438,7 +440,8 @@ def test_api_key(encoder):
                             {"Authorization": f"Bearer {key}x"}):
                 refused = http.post("/v1/embeddings", json={"input": "x"}, headers=headers)
                 assert refused.status_code == 401, headers
-                assert "API key" in refused.json()["detail"] and refused.json()["error"]["type"] == "authentication_error"
+                error = refused.json()
+                assert "API key" in error["detail"] and error["error"]["type"] == "authentication_error"
                 assert key not in refused.text
             auth = {"Authorization": f"Bearer {key}"}
             assert http.post("/v1/embeddings", json={"input": "x"}, headers=auth).status_code == 200
@@ -531,7 +534,7 @@ def test_sigterm_answers_what_is_in_flight_then_exits_0(golden_dir, encoder, tmp
         tasks = [TASKS[i % 5] for i in range(6)]  # different tasks: several batches, about 2 s of work
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(httpx.post, f"{url}/v1/embeddings", json={"input": t, "task": k}, timeout=60)
-                       for t, k in zip(texts, tasks)]
+                       for t, k in zip(texts, tasks, strict=True)]
             _wait_in_flight(url, 6, deadline)
             process.send_signal(signal.SIGTERM)
             answers = [f.result() for f in futures]
@@ -539,7 +542,7 @@ def test_sigterm_answers_what_is_in_flight_then_exits_0(golden_dir, encoder, tmp
     finally:
         if process.poll() is None:
             process.kill()
-    for response, t, k in zip(answers, texts, tasks):
+    for response, t, k in zip(answers, texts, tasks, strict=True):
         assert response.status_code == 200, response.text
         np.testing.assert_allclose([d["embedding"] for d in response.json()["data"]], encoder.encode(t, task=k), **ATOL)
 

@@ -24,7 +24,7 @@ from .command import add_serve_command, cmd_serve
 __all__ = ["create_app", "Limits", "add_serve_command", "cmd_serve"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in ("create_app", "Limits"):
         try:
             from . import app

@@ -18,10 +18,11 @@ import logging
 import re
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -66,9 +67,9 @@ class Limits:
         return self
 
 
-def create_app(encoder, *, api_key: str | None = None, served_model_names: Sequence[str] = (),
+def create_app(encoder: Any, *, api_key: str | None = None, served_model_names: Sequence[str] = (),
                limits: Limits | None = None, revision: str | None = None, aliases: Sequence[str] = (),
-               on_load_failure: Callable[[BaseException], None] | None = None, **limit_kwargs) -> FastAPI:
+               on_load_failure: Callable[[BaseException], None] | None = None, **limit_kwargs: Any) -> FastAPI:
     """A FastAPI app serving ``encoder``.
 
     encoder: a loaded ``jinav3.Encoder`` (or an object with its interface), or a zero-argument callable
@@ -83,7 +84,7 @@ def create_app(encoder, *, api_key: str | None = None, served_model_names: Seque
     host = ModelHost(encoder, limits, metrics, tuple(served_model_names) + tuple(aliases), revision, on_load_failure)
 
     @asynccontextmanager
-    async def lifespan(_app):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         host.start()
         try:
             yield
@@ -101,36 +102,44 @@ def create_app(encoder, *, api_key: str | None = None, served_model_names: Seque
 
 
 # ============================================================================================ the model
-class ModelHost:
-    """The model's lifecycle (loading -> ready, or failed), and what serves it once ready."""
+@dataclass(frozen=True)
+class Serving:
+    """What serves a loaded model: the Encoder, its tokenizer copy, the scheduler, the names it answers to."""
 
-    def __init__(self, encoder, limits: Limits, metrics: Metrics, names: tuple[str, ...], revision: str | None,
-                 on_load_failure):
+    encoder: Any
+    tokens: Tokens
+    batcher: Batcher
+    served: ServedModel
+
+
+class ModelHost:
+    """The model's lifecycle: loading (503), ready (``require_ready()`` gives the ``Serving``), or failed."""
+
+    def __init__(self, encoder: Any, limits: Limits, metrics: Metrics, names: tuple[str, ...], revision: str | None,
+                 on_load_failure: Callable[[BaseException], None] | None):
         is_loader = callable(encoder) and not hasattr(encoder, "encode")
-        self._loader = encoder if is_loader else None
-        self.encoder = None if is_loader else encoder
+        self._loader: Callable[[], Any] | None = encoder if is_loader else None
+        self._encoder = None if is_loader else encoder
         self.limits, self.metrics = limits, metrics
         self._names, self._revision, self._on_failure = names, revision, on_load_failure
-        self.state, self.error = "loading", None
-        self.batcher: Batcher | None = None
-        self.tokens: Tokens | None = None
-        self.served: ServedModel | None = None
+        self.serving: Serving | None = None
+        self.error: str | None = None
         self.in_flight = 0
         self._stopping = False
 
     def start(self) -> None:
-        if self.encoder is not None:
-            self._ready(self.encoder)
+        if self._loader is None:
+            self._ready(self._encoder)
         else:
-            threading.Thread(target=self._load, name="jinav3-load", daemon=True).start()
+            threading.Thread(target=self._load, args=(self._loader,), name="jinav3-load", daemon=True).start()
 
-    def _load(self) -> None:
+    def _load(self, loader: Callable[[], Any]) -> None:
         started = time.perf_counter()
         try:
-            encoder = self._loader()
+            encoder = loader()
             encoder.encode(["warm-up"])  # the first call pays one-off costs: not a client's
         except BaseException as error:  # noqa: BLE001 (reported, then the server stops)
-            self.state, self.error = "failed", f"{type(error).__name__}: {error}"
+            self.error = f"{type(error).__name__}: {error}"
             log.error("the model failed to load: %s", self.error)
             if self._on_failure:
                 self._on_failure(error)
@@ -139,40 +148,36 @@ class ModelHost:
             self._ready(encoder)
             log.info("model %s loaded in %.1fs", encoder.label, time.perf_counter() - started)
 
-    def _ready(self, encoder) -> None:
+    def _ready(self, encoder: Any) -> None:
         budget = self.limits.max_batch_tokens or default_batch_tokens(encoder)
-        self.tokens = Tokens(encoder)
-        self.served = ServedModel(model_names(encoder, self._names), int(encoder.hidden_size), vocab_size(encoder))
-        self.batcher = Batcher(encoder, budget, self.metrics)
-        self.encoder = encoder
-        self.state = "ready"
+        served = ServedModel(model_names(encoder, self._names), int(encoder.hidden_size), vocab_size(encoder))
+        self.serving = Serving(encoder, Tokens(encoder), Batcher(encoder, budget, self.metrics), served)
         self.metrics.model_ready.set(1)
 
     async def stop(self) -> None:
         """After uvicorn answered what was in flight: drain the queue, then stop the worker."""
         self._stopping = True
-        if self.batcher is not None:
-            await asyncio.to_thread(self.batcher.close)
-        if self.tokens is not None:
-            self.tokens.close()
+        if self.serving is not None:
+            await asyncio.to_thread(self.serving.batcher.close)
+            self.serving.tokens.close()
 
-    def require_ready(self) -> None:
-        if self.state == "ready":
-            return
-        if self.state == "failed":
+    def require_ready(self) -> Serving:
+        if self.serving is not None:
+            return self.serving
+        if self.error is not None:
             raise ApiError(503, f"the model failed to load ({self.error})", code="model_failed")
         raise ApiError(503, "the model is still loading; retry shortly", code="model_loading",
                        headers={"Retry-After": "5"})
 
-    def revision(self) -> str | None:
+    def revision(self, encoder: Any) -> str | None:
         if self._revision:
             return self._revision
-        source = str(getattr(getattr(self.encoder, "checkpoint", None), "source", "") or "")
+        source = str(getattr(getattr(encoder, "checkpoint", None), "source", "") or "")
         found = re.search(r"snapshots[/\\]([0-9a-f]{40})", source)  # a hub download lives in snapshots/<commit>
         return found.group(1) if found else None
 
 
-def model_names(encoder, extra: Sequence[str]) -> tuple[str, ...]:
+def model_names(encoder: Any, extra: Sequence[str]) -> tuple[str, ...]:
     """Every name ``model`` may carry: the served names given, jina-embeddings-v3, the Encoder's identity and
     label, and the label's last part (the folder name, or the name of a hub id)."""
     label = str(getattr(encoder, "label", "") or "")
@@ -181,14 +186,14 @@ def model_names(encoder, extra: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in candidates if n))
 
 
-def default_batch_tokens(encoder) -> int:
+def default_batch_tokens(encoder: Any) -> int:
     """The Encoder's budget per forward pass; on the CPU at most CPU_BATCH_TOKENS."""
     forward = int(getattr(encoder, "max_tokens_per_batch", None) or 16384)
     device = getattr(getattr(encoder, "device", None), "type", "cpu")
     return min(forward, CPU_BATCH_TOKENS) if device == "cpu" else forward
 
 
-def vocab_size(encoder) -> int:
+def vocab_size(encoder: Any) -> int:
     config = getattr(getattr(encoder, "model", None), "config", None)
     return int(getattr(config, "vocab_size", 0) or len(encoder.tokenizer))
 
@@ -199,16 +204,16 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
     @app.post("/embeddings", include_in_schema=False)
     async def embeddings(request: Request) -> Response:
         """Embed text in the Jina Embeddings API's or OpenAI's dialect (see schemas.py)."""
-        host.require_ready()
+        serving = host.require_ready()
         with _admitted(host):
             raw = await request.body()
-            plan = plan_embeddings(raw, host.served, limits.max_client_batch_size)
+            plan = plan_embeddings(raw, serving.served, limits.max_client_batch_size)
             started = time.perf_counter()
-            prepared = await host.tokens.run(host.tokens.prepare, plan)
+            prepared = await serving.tokens.run(serving.tokens.prepare, plan)
             tokenize_ms = (time.perf_counter() - started) * 1e3
-            job = host.batcher.submit(plan.kind, plan.task, prepared.items, prepared.tokens, plan.dimensions,
-                                      plan.normalize)
-            result = await _wait(request, job, host.batcher)
+            job = serving.batcher.submit(plan.kind, plan.task, prepared.items, prepared.tokens, plan.dimensions,
+                                         plan.normalize)
+            result = await _wait(request, job, serving.batcher)
             if result is None:
                 return Response(status_code=499)  # the client left; nobody reads this
         tokens = sum(prepared.tokens)
@@ -220,30 +225,29 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
             "x-truncated-inputs": str(prepared.truncated)})
 
     @app.post("/tokenize")
-    async def tokenize(request: Request):
+    async def tokenize(request: Request) -> list[list[dict]]:
         """text-embeddings-inference's /tokenize: {"inputs": str | [str], "add_special_tokens": bool}."""
-        host.require_ready()
+        tokens = host.require_ready().tokens
         texts, add_special_tokens, _ = plan_tokenize(await request.body(), limits.max_client_batch_size)
-        return await host.tokens.run(host.tokens.tokenize, texts, add_special_tokens)
+        return await tokens.run(tokens.tokenize, texts, add_special_tokens)
 
     @app.get("/health")
-    async def health():
+    async def health() -> dict:
         host.require_ready()
         return {"status": "ok"}
 
     @app.get("/info")
-    async def info():
-        host.require_ready()
-        return _info(host, limits)
+    async def info() -> dict:
+        return _info(host, host.require_ready(), limits)
 
     @app.get("/v1/models")
-    async def models():
-        host.require_ready()
-        return {"object": "list", "data": [{"id": host.served.names[0], "object": "model", "created": 0,
+    async def models() -> dict:
+        name = host.require_ready().served.names[0]
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
                                             "owned_by": "jinav3"}]}
 
     @app.get("/metrics")
-    async def prometheus():
+    async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
 
@@ -253,7 +257,7 @@ class _admitted:
     def __init__(self, host: ModelHost):
         self.host = host
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         if self.host.in_flight >= self.host.limits.max_concurrent_requests:
             raise ApiError(429, f"the server is at its limit of {self.host.limits.max_concurrent_requests} concurrent "
                                 "requests (--max-concurrent-requests); retry shortly", code="overloaded",
@@ -261,7 +265,7 @@ class _admitted:
         self.host.in_flight += 1  # the event loop is one thread: no lock needed
         self.host.metrics.in_flight.set(self.host.in_flight)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.host.in_flight -= 1
         self.host.metrics.in_flight.set(self.host.in_flight)
 
@@ -293,20 +297,20 @@ async def _serialise(body: dict, floats: int) -> bytes:
     return render() if floats <= _INLINE_FLOATS else await asyncio.to_thread(render)
 
 
-def _info(host: ModelHost, limits: Limits) -> dict:
-    encoder, batcher = host.encoder, host.batcher
+def _info(host: ModelHost, serving: Serving, limits: Limits) -> dict:
+    encoder, served = serving.encoder, serving.served
     return {
-        "model_id": host.served.names[0], "model_names": list(host.served.names),
+        "model_id": served.names[0], "model_names": list(served.names),
         "model_label": str(getattr(encoder, "label", "")), "model_identity": str(getattr(encoder, "name", "")),
-        "model_sha": host.revision(), "model_dtype": str(getattr(encoder, "dtype", "")).removeprefix("torch."),
+        "model_sha": host.revision(encoder), "model_dtype": str(getattr(encoder, "dtype", "")).removeprefix("torch."),
         "model_device": str(getattr(encoder, "device", "")), "model_type": "embedding",
         "tasks": list(TASKS), "default_task": DEFAULT_TASK,
-        "dimensions": {"min": 1, "max": host.served.hidden_size},
+        "dimensions": {"min": 1, "max": served.hidden_size},
         "max_input_length": int(encoder.max_length),
         "late_chunking": {"max_document_length": None,
                           "note": f"no length cap: past {int(encoder.max_length)} tokens overlapping windows apply"},
         "embedding_types": ["float", "base64", "binary", "ubinary"],
-        "max_batch_tokens": batcher.max_batch_tokens, "max_client_batch_size": limits.max_client_batch_size,
+        "max_batch_tokens": serving.batcher.max_batch_tokens, "max_client_batch_size": limits.max_client_batch_size,
         "max_concurrent_requests": limits.max_concurrent_requests, "max_request_bytes": limits.max_request_bytes,
         "auto_truncate": False, "version": jinav3.__version__,
     }
@@ -314,15 +318,16 @@ def _info(host: ModelHost, limits: Limits) -> dict:
 
 # ============================================================================================ errors
 def _error_handlers(app: FastAPI) -> None:
-    def answer(status: int, message: str, param=None, code=None, headers=None) -> JSONResponse:
+    def answer(status: int, message: str, param: str | None = None, code: str | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
-    async def api_error(_request, error: ApiError):
+    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return answer(error.status, error.message, error.param, error.code, error.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException):
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path}: {error.detail}"
         if error.status_code == 404:
             message += f"; routes: {', '.join(sorted(ROUTES))}"
@@ -330,6 +335,6 @@ def _error_handlers(app: FastAPI) -> None:
                       headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request, error: Exception):
+    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return answer(500, f"internal error: {type(error).__name__}", code="internal_error")

@@ -4,10 +4,12 @@ Requests become jobs; the worker, whenever it is free, takes the next batch and 
 what arrived while the last batch ran is batched, as in text-embeddings-inference's queue):
 
   * one task per batch (one adapter merged per forward pass): the job with the least work done so
-    far (then the least left to do, then the oldest) picks the task, and every waiting job of that
-    task adds inputs in the same order while the batch stays within ``max_batch_tokens``. A big
-    request is cut between inputs, so a query that arrives behind a bulk load waits for the batch
-    in progress, not for the whole load (least attained service: new and short work goes first).
+    far, then the fewest batches left to do, then the oldest, picks the task, and every waiting job
+    of that task adds inputs in the same order while the batch stays within ``max_batch_tokens``.
+    A big request is cut between inputs, so a query that arrives behind a bulk load waits for the
+    batch in progress, not for the whole load (least attained service: new and short work goes
+    first). "Batches left", not tokens left: among jobs that fit one batch the oldest goes first,
+    so a query one token longer than the others is not passed over while new ones keep coming.
   * a batch is ONE ``encoder.encode(texts, task, normalize=False)`` call, the raw mean-pooled vectors;
     each job then gets ``finish(rows, its dimensions, its normalize)``, the library's own last step,
     so requests with other dimensions or normalisation share the forward pass and get the very
@@ -25,7 +27,9 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +91,8 @@ class _Batch:
 
 
 class Batcher:
-    def __init__(self, encoder, max_batch_tokens: int, metrics=None, clock=time.perf_counter):
+    def __init__(self, encoder: Any, max_batch_tokens: int, metrics: Any = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.encoder = encoder
         self.max_batch_tokens = int(max_batch_tokens)
         self.metrics = metrics
@@ -157,13 +162,13 @@ class Batcher:
 
     def _take(self) -> _Batch:
         """The next batch (holding the lock): see the module docstring for the policy."""
-        order = sorted(self._jobs, key=_priority)
+        order = sorted(self._jobs, key=lambda job: _priority(job, self.max_batch_tokens))
         head = order[0]
         if head.kind != TEXTS:
             self._jobs.remove(head)
             head.next = len(head.items)
             return _Batch(head.kind, head.task, [(head, 0, len(head.items))])
-        budget, pieces = self.max_batch_tokens, []
+        budget, pieces = self.max_batch_tokens, list[tuple[Job, int, int]]()
         for job in (j for j in order if j.kind == TEXTS and j.task == head.task):
             end = job.next
             while end < len(job.items) and (job.tokens[end] <= budget or not pieces and end == job.next):
@@ -199,13 +204,14 @@ class Batcher:
             return
         elapsed = self.clock() - started
         self._record(batch, elapsed)
-        for (job, a, b), rows in zip(live, results):
+        for (job, a, b), rows in zip(live, results, strict=True):
             job.rows[a:b] = list(rows)
             job.done += b - a
             job.inference_s += elapsed
             if job.done == len(job.items) and not job.cancelled:
                 vectors = np.stack(job.rows) if job.rows else np.zeros((0, 0), np.float32)
-                _settle(job, JobResult(vectors, job.started - job.enqueued, job.inference_s))
+                first = started if job.started is None else job.started  # set above for every live job
+                _settle(job, JobResult(vectors, first - job.enqueued, job.inference_s))
 
     def _forward(self, batch: _Batch) -> list[np.ndarray]:
         """Vectors per piece, in piece order."""
@@ -277,12 +283,12 @@ class Batcher:
 _UNSET = object()
 
 
-def _priority(job: Job) -> tuple[int, int, int]:
-    """Least served first, then least left to do (a query before a fresh bulk request), then the oldest."""
-    return job.served, job.left, job.seq
+def _priority(job: Job, budget: int) -> tuple[int, int, int]:
+    """Least served first, then fewest batches left (ceil(left / budget)), then the oldest."""
+    return job.served, -(-job.left // budget), job.seq
 
 
-def _settle(job: Job, outcome) -> None:
+def _settle(job: Job, outcome: JobResult | BaseException) -> None:
     """Resolve the job's future on its loop (from the worker thread); nothing if it was cancelled."""
 
     def resolve() -> None:

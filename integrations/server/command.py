@@ -12,7 +12,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from jinav3.errors import install_hint
 
@@ -22,7 +24,7 @@ MODEL_ENV = "JINAV3_MODEL"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def add_serve_command(subparsers) -> argparse.ArgumentParser:
+def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``jinav3`` command line's sub-commands (``handler=cmd_serve``)."""
     p = subparsers.add_parser(
         "serve", help="serve embeddings over HTTP (Jina Embeddings API and OpenAI compatible)",
@@ -46,7 +48,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key clients must "
                                                            "send as 'Authorization: Bearer <key>'")
-    key.add_argument("--api-key-file", metavar="PATH", help="file holding that API key (surrounding whitespace ignored)")
+    key.add_argument("--api-key-file", metavar="PATH",
+                     help="file holding that API key (surrounding whitespace ignored)")
     p.add_argument("--max-batch-tokens", type=_positive, metavar="N",
                    help="tokens per batch, across requests; a query behind a bulk load waits for one batch "
                         "(default: 256 on the CPU, where throughput hardly depends on it; else the model's "
@@ -61,7 +64,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="(default: %(default)s)")
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the model failed to load."""
     from jinav3.integrations.cli import CLIError, check_model_options, model_choice
 
@@ -75,14 +78,14 @@ def cmd_serve(args) -> int:
     check_model_options(args)
     model, _ = model_choice(args.model)
 
-    def load():
+    def load() -> Any:
         from jinav3 import Encoder
 
         return Encoder.from_pretrained(model, device=args.device, dtype=args.dtype,
                                        max_tokens_per_batch=args.max_batch_tokens)
 
-    failed = []
-    server_box = []
+    failed: list[BaseException] = []
+    server_box: list[Any] = []
 
     def on_load_failure(error: BaseException) -> None:
         failed.append(error)
@@ -97,7 +100,7 @@ def cmd_serve(args) -> int:
     return 1 if failed else 0
 
 
-def read_api_key(args) -> str | None:
+def read_api_key(args: argparse.Namespace) -> str | None:
     """The key from --api-key-env or --api-key-file; refused (never echoed) when missing or empty."""
     from jinav3.integrations.cli import UsageError
 
@@ -121,7 +124,7 @@ def read_api_key(args) -> str | None:
     return None
 
 
-def run(app, host: str, port: int, log_level: str = "info", server_box: list | None = None) -> None:
+def run(app: Any, host: str, port: int, log_level: str = "info", server_box: list | None = None) -> None:
     """uvicorn on ``host:port`` until SIGTERM/SIGINT: it stops accepting, answers what is in flight, then the
     app's shutdown drains the batcher."""
     import uvicorn
@@ -134,7 +137,7 @@ def run(app, host: str, port: int, log_level: str = "info", server_box: list | N
 
 
 @contextlib.contextmanager
-def _signals_end_gracefully():
+def _signals_end_gracefully() -> Iterator[None]:
     """uvicorn re-raises the signal that stopped it once it is done, which would end the process with that
     signal (status -15) after a clean shutdown. A no-op handler underneath takes it, so the process exits 0."""
     if sys.platform == "win32" or not _in_main_thread():

@@ -12,6 +12,7 @@ openai client reads ``body.get("error", body)["message"]``. So every error carri
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jinav3.errors import InvalidArgumentError
 
@@ -49,7 +50,7 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
-    body = {"detail": message,
+    body: dict[str, Any] = {"detail": message,
             "error": {"message": message, "type": _TYPES.get(status, "invalid_request_error"), "param": param,
                       "code": code}}
     if status == 422:
@@ -61,7 +62,7 @@ def error_bytes(error: ApiError) -> bytes:
     return json.dumps(error_body(error.status, error.message, error.param, error.code)).encode()
 
 
-async def send_error(send, error: ApiError) -> None:
+async def send_error(send: Any, error: ApiError) -> None:
     """Answer ``error`` straight from ASGI middleware (before any route runs)."""
     body = error_bytes(error)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

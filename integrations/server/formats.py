@@ -17,7 +17,7 @@ import base64
 import numpy as np
 
 
-def encode_vector(vector: np.ndarray, fmt: str):
+def encode_vector(vector: np.ndarray, fmt: str) -> list | str:
     if fmt == "float":
         return vector.tolist()
     if fmt == "base64":

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 from .errors import ApiError, send_error
 
 
 class Guard:
-    def __init__(self, app, *, metrics, routes: set[str], max_request_bytes: int, api_key: str | None = None,
+    def __init__(self, app: Any, *, metrics: Any, routes: set[str], max_request_bytes: int, api_key: str | None = None,
                  open_paths: tuple[str, ...] = ("/health",)):
         self.app = app
         self.metrics = metrics
@@ -22,7 +23,7 @@ class Guard:
         self._key = api_key.encode() if api_key else None
         self.open_paths = open_paths
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
@@ -30,7 +31,7 @@ class Guard:
         route = path if path in self.routes else "other"  # unknown paths must not mint label values
         status = 500
 
-        async def timed_send(message):
+        async def timed_send(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -48,7 +49,7 @@ class Guard:
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
 
-    def _refusal(self, scope, path: str) -> ApiError | None:
+    def _refusal(self, scope: Any, path: str) -> ApiError | None:
         headers = dict(scope.get("headers") or [])
         if self._key is not None and path not in self.open_paths and not self._authorized(headers):
             # Never echo what was sent: a near-miss key is still a secret.
@@ -66,17 +67,17 @@ class Guard:
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)
+        return self._key is not None and scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)
 
     def _too_big(self) -> ApiError:
         return ApiError(413, f"body: more than this server's limit of {self.max_request_bytes} bytes "
                              "(--max-request-bytes); send fewer inputs per request", code="payload_too_large")
 
-    def _limited(self, receive):
+    def _limited(self, receive: Any) -> Any:
         """``receive`` that also counts the body while it is read (a chunked body has no Content-Length)."""
         seen = 0
 
-        async def limited_receive():
+        async def limited_receive() -> dict:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":

@@ -28,7 +28,8 @@ class Metrics:
                                             buckets=_SECONDS, registry=r)
         self.batch_tokens = Histogram("jinav3_batch_tokens", "Tokens per batch", buckets=_TOKENS, registry=r)
         self.batch_inputs = Histogram("jinav3_batch_inputs", "Inputs per batch", buckets=_COUNTS, registry=r)
-        self.batch_requests = Histogram("jinav3_batch_requests", "Requests sharing a batch", buckets=_COUNTS, registry=r)
+        self.batch_requests = Histogram("jinav3_batch_requests", "Requests sharing a batch", buckets=_COUNTS,
+                                        registry=r)
         self.tokens_embedded = Counter("jinav3_tokens_embedded", "Tokens run through the model", registry=r)
         self.inputs_embedded = Counter("jinav3_inputs_embedded", "Inputs embedded", registry=r)
         self.queue_depth = Gauge("jinav3_queue_depth", "Requests waiting for the model", registry=r)

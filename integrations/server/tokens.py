@@ -99,7 +99,8 @@ class Tokens:
         out = []
         for t, text in enumerate(texts):
             pieces = self._tokenizer.convert_ids_to_tokens(encoded["input_ids"][t])
-            rows = zip(encoded["input_ids"][t], encoded["offset_mapping"][t], encoded["special_tokens_mask"][t], pieces)
+            rows = zip(encoded["input_ids"][t], encoded["offset_mapping"][t], encoded["special_tokens_mask"][t], pieces,
+                       strict=True)
             out.append([{"id": i, "text": piece, "special": True, "start": None, "stop": None} if special else
                         {"id": i, "text": text[a:b], "special": False, "start": a, "stop": b}
                         for i, (a, b), special, piece in rows])

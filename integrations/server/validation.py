@@ -7,9 +7,9 @@ requests batched with it. Messages name the field and what is allowed, like the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from jinav3.errors import InvalidArgumentError
 from jinav3.tasks import TASKS
@@ -19,6 +19,7 @@ from .errors import ApiError
 from .schemas import FORMATS, OPENAI_FORMATS, EmbeddingsRequest, TokenizeRequest
 
 TEXTS, LATE, IDS = "texts", "late", "ids"  # the three kinds of work
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # What each field must be, for type errors (pydantic's own wording names Python types, not JSON ones).
 _EXPECTED = {
@@ -55,7 +56,7 @@ class EmbedPlan:
     model: str                   # the name to answer with
 
 
-def parse_json(model_class, raw: bytes):
+def parse_json(model_class: type[ModelT], raw: bytes) -> ModelT:
     """``raw`` parsed into ``model_class``: 400 for malformed JSON, 422 naming the field otherwise."""
     try:
         return model_class.model_validate_json(raw)
@@ -98,7 +99,7 @@ def plan_tokenize(raw: bytes, max_inputs: int) -> tuple[list[str], bool, bool]:
     """(texts, add_special_tokens, single) of a /tokenize request."""
     request = parse_json(TokenizeRequest, raw)
     single = isinstance(request.inputs, str)
-    texts = [request.inputs] if single else list(request.inputs)
+    texts = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
     if not texts:
         raise ApiError.invalid("inputs", "is empty; send a string or a list of strings")
     if len(texts) > max_inputs:
@@ -137,7 +138,8 @@ def _check_dimensions(dimensions: int | None, hidden_size: int) -> int | None:
 def _output_formats(request: EmbeddingsRequest) -> tuple[tuple[str, ...], bool]:
     """The output encodings: embedding_type (or its alias encoding_type) and encoding_format must agree."""
     chosen: dict[str, tuple[tuple[str, ...], bool]] = {}
-    for field, allowed in (("embedding_type", FORMATS), ("encoding_type", FORMATS), ("encoding_format", OPENAI_FORMATS)):
+    fields = (("embedding_type", FORMATS), ("encoding_type", FORMATS), ("encoding_format", OPENAI_FORMATS))
+    for field, allowed in fields:
         value = getattr(request, field)
         if value is None:
             continue
@@ -213,7 +215,8 @@ def _check_ids(ids: list, field: str, vocab_size: int) -> list[int]:
         if not _is_int(token):
             raise ApiError.invalid(f"{field}[{k}]", f"must be a token id (integer), got {_shown(token)}")
         if not 0 <= token < vocab_size:
-            raise ApiError.invalid(f"{field}[{k}]", f"token id {token} is outside the vocabulary (0 to {vocab_size - 1})")
+            raise ApiError.invalid(f"{field}[{k}]",
+                                   f"token id {token} is outside the vocabulary (0 to {vocab_size - 1})")
     return ids
 
 
