@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from .errors import invalid
 from .lora import MergedTaskLoRA
 from .pooling import finish, mean_pool
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
-from .validation import boolean, choice, int_in_range, positive_int
+from .validation import boolean, choice, int_in_range, positive_int, progress_bar, valid_unicode
 
 if TYPE_CHECKING:
     from transformers import JinaEmbeddingsV3Model
@@ -402,7 +402,7 @@ class Encoder:
     ) -> np.ndarray:
         """(n, H) float32 mean-pooled vectors of ``items``, in input order (pipeline: core/pipeline.py)."""
         out = np.empty((len(items), self.hidden_size), dtype=np.float32)
-        progress = _progress(len(items), show_progress)
+        progress = progress_bar(len(items), show_progress, unit="text", desc="Encoding")
         chunks = self._tokenized_chunks(items, tasks, max_length)
         if self.overlap_tokenization and len(items) > CHUNK_TEXTS:  # one chunk: nothing to overlap with
             chunks = pipeline.in_background(chunks)
@@ -485,27 +485,6 @@ class Encoder:
         with its own error, after other batches already ran."""
         if not isinstance(text, str):
             raise invalid(argument, f"must be a str, got {type(text).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise invalid(argument, f"contains a lone surrogate (U+{ord(text[error.start]):04X}) at character "
-                                    f"{error.start}; text must be valid Unicode") from None
-        return text
+        return valid_unicode(text, argument)
 
 
-class _Progress(Protocol):
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class _NoProgress:
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, show: bool) -> _Progress:
-    if not show:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="text", desc="Encoding")

@@ -66,3 +66,29 @@ def choice(value: Any, argument: str, allowed: Collection[str], *, alternative: 
         return value
     options = ", ".join(repr(a) for a in allowed) + (f" or {alternative}" if alternative else "")
     raise invalid(argument, f"must be one of {options}, got {value!r}")
+
+
+def valid_unicode(text: str, argument: str) -> str:
+    """``text`` if it encodes as UTF-8: a lone surrogate (from bad decoding) is refused here, before a
+    tokenizer or a store fails on it midway with an error of its own."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise invalid(argument, f"contains a lone surrogate (U+{ord(text[error.start]):04X}) at character "
+                                f"{error.start}; text must be valid Unicode") from None
+    return text
+
+
+def progress_bar(total: int, show: bool, unit: str, desc: str) -> Any:
+    """A tqdm bar when ``show``, else an object with the same ``update`` / ``close`` that does nothing."""
+    if not show:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import invalid
+from ..validation import valid_unicode
 
 CHUNK_MARK = "::chunk:"
 """Separator between a parent id and a chunk number in a chunk's key; not allowed in caller ids."""
@@ -84,20 +85,10 @@ _ID_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_INT_METADATA = 2**63 - 1  # Milvus JSON and Pinecone numbers hold no integer beyond int64
 
 
-def check_unicode(value: str, where: str) -> str:
-    """``value`` if it is valid Unicode text (no lone surrogate, which no store can encode as UTF-8)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise invalid(where, f"contains a lone surrogate ({value[e.start]!r} at position {e.start}); "
-                             "text must be valid Unicode") from None
-    return value
-
-
 def _check_id(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise invalid(where, f"must be a non-empty str (or an int), got {type(value).__name__}")
-    value = check_unicode(str(value), where)
+    value = valid_unicode(str(value), where)
     if not value.strip():
         raise invalid(where, "must be a non-empty string")
     if CHUNK_MARK in value:
@@ -112,14 +103,14 @@ def _check_id(value: Any, where: str) -> str:
 def _check_json_value(value: Any, where: str) -> None:
     """Walk a JSON value for what json.dumps lets through but stores refuse."""
     if isinstance(value, str):
-        check_unicode(value, where)
+        valid_unicode(value, where)
     elif isinstance(value, int) and not isinstance(value, bool):
         if not -MAX_INT_METADATA - 1 <= value <= MAX_INT_METADATA:
             raise invalid(where, f"the integer {value} does not fit in 64 bits (-2**63 .. 2**63-1), which is what "
                                  "Milvus and Pinecone store; write it as a string")
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_unicode(key, where)
+            valid_unicode(key, where)
             _check_json_value(item, where)
     elif isinstance(value, list):
         for item in value:
@@ -171,7 +162,7 @@ def normalize_records(records: Any) -> list[Record]:
             raise invalid(where, f"must be a dict or a str, got {type(item).__name__}")
         if not isinstance(text, str):
             raise invalid(f"{where}.text", f"must be a str, got {type(text).__name__}")
-        check_unicode(text, f"{where}.text")
+        valid_unicode(text, f"{where}.text")
         if not text.strip():
             raise invalid(f"{where}.text", "is empty; there is nothing to embed")
         rid = text_id(text) if rid is None else _check_id(rid, f"{where}.id")
@@ -195,7 +186,7 @@ def check_ids(ids: Any, argument: str = "ids") -> list[str]:
     for i, value in enumerate(ids):
         if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
             raise invalid(f"{argument}[{i}]", f"must be a non-empty str, got {value!r}")
-        out.append(check_unicode(str(value), f"{argument}[{i}]"))
+        out.append(valid_unicode(str(value), f"{argument}[{i}]"))
     return list(dict.fromkeys(out))
 
 

@@ -16,14 +16,14 @@ import dataclasses
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import PartialWriteError, StoreError, invalid
 from ..protocol import TextEncoder
 from ..tasks import check_task, index_task, search_task
-from ..validation import int_in_range, positive_int
+from ..validation import int_in_range, positive_int, progress_bar
 from .filters import check_portable_filter
 from .records import (
     CHUNK_SUFFIX_ROOM,
@@ -232,7 +232,7 @@ class VectorStore(ABC):
         if not recs:
             return []
         batches = [recs[i:i + batch_size] for i in range(0, len(recs), batch_size)]
-        progress = _progress(len(recs), show_progress, f"Writing to {self.where}")
+        progress = progress_bar(len(recs), show_progress, unit="record", desc=f"Writing to {self.where}")
         report = WriteReport()
         writer = BatchWriter(functools.partial(self._write_batch, report=report), self.overlap_writes)
         try:
@@ -494,22 +494,6 @@ class VectorStore(ABC):
 _group_hits = group_by_document  # search() has a parameter of that name
 
 
-class _Progress(Protocol):
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class _NoProgress:
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, show: bool, desc: str) -> _Progress:
-    if not show:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="record", desc=desc)
 
 
 __all__ = ["VectorStore", "Hit", "Signature", "Point", "Record"]

@@ -200,18 +200,13 @@ def test_qdrant_server_credentials_reach_the_server_and_never_the_output(debug, 
 
 
 def test_api_key_env_goes_to_the_server_and_never_the_output(tmp_path, golden_dir, qdrant_server, milvus_server):
-    port, keys = qdrant_server
-    done = cli_subprocess(["search", "x", "--store", f"qdrant+http://127.0.0.1:{port}", "--api-key-env", "MY_QDRANT_KEY"],
-                          tmp_path, golden_dir, MY_QDRANT_KEY=KEY)
-    assert keys and set(keys) == {KEY}
-    assert_failure_report(done, False)
-    assert_no_secret(done.stdout + done.stderr, KEY)
-    port, tokens = milvus_server
-    done = cli_subprocess(["search", "x", "--store", f"milvus+http://127.0.0.1:{port}", "--api-key-env", "MY_MILVUS_TOKEN"],
-                          tmp_path, golden_dir, MY_MILVUS_TOKEN=KEY)
-    assert tokens and set(tokens) == {KEY}
-    assert_failure_report(done, False)
-    assert_no_secret(done.stdout + done.stderr, KEY)
+    for scheme, (port, received), variable in (("qdrant", qdrant_server, "MY_QDRANT_KEY"),
+                                               ("milvus", milvus_server, "MY_MILVUS_TOKEN")):
+        argv = ["search", "x", "--store", f"{scheme}+http://127.0.0.1:{port}", "--api-key-env", variable]
+        done = cli_subprocess(argv, tmp_path, golden_dir, **{variable: KEY})
+        assert received and set(received) == {KEY}, scheme
+        assert_failure_report(done, False)
+        assert_no_secret(done.stdout + done.stderr, KEY)
 
 
 @pytest.mark.parametrize("store", [f"milvus+http://root:{PASSWORD}@127.0.0.1:1", f"qdrant+http://{KEY}@127.0.0.1:1"])
@@ -286,7 +281,8 @@ def test_pinecone_refused_key_with_debug(tmp_path, golden_dir):
 
     wrong = "Wr0ngKey-31c4"
     with PineconeDouble(api_key=KEY) as double:
-        done = cli_subprocess(["search", "tea", "--store", "pinecone:docs", "--api-key-env", "MY_PINECONE_KEY"], tmp_path,
-                              golden_dir, JINAV3_DEBUG="1", MY_PINECONE_KEY=wrong, PINECONE_CONTROLLER_HOST=double.host)
+        argv = ["search", "tea", "--store", "pinecone:docs", "--api-key-env", "MY_PINECONE_KEY"]
+        done = cli_subprocess(argv, tmp_path, golden_dir, JINAV3_DEBUG="1", MY_PINECONE_KEY=wrong,
+                              PINECONE_CONTROLLER_HOST=double.host)
     assert_failure_report(done, True)
     assert_no_secret(done.stdout + done.stderr, KEY, wrong)

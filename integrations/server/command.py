@@ -18,6 +18,8 @@ from typing import Any
 
 from jinav3.errors import install_hint
 
+from ..cli import _positive  # the command line's one positive-integer option type
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MODEL_ENV = "JINAV3_MODEL"
@@ -155,16 +157,6 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return number
 
 
 def _port(value: str) -> int:
