@@ -33,14 +33,20 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 from urllib.parse import unquote
 
 from jinav3.errors import InvalidArgumentError, JinaV3Error, SignatureMismatchError, StoreError, install_hint
+
+if TYPE_CHECKING:  # the model and the stores are imported when a command needs them, not for --help
+    from jinav3 import Encoder, TextEncoder
+
+    from .pinecone import PineconeStore
+    from .store import Hit, VectorStore
 
 DEFAULT_DATA_DIR = "./jinav3-data"
 DEFAULT_STORE = "qdrant:./jinav3-data/qdrant"
@@ -57,7 +63,8 @@ STORE_FORMS = "qdrant:PATH, qdrant+http://HOST:PORT, milvus:PATH.db, milvus+http
 
 # Packages `info` reports when installed (distribution name, what it is for).
 CORE_PACKAGES = ("torch", "transformers", "peft", "tokenizers", "safetensors", "huggingface_hub", "numpy")
-OPTIONAL_PACKAGES = ("qdrant-client", "pymilvus", "milvus-lite", "pinecone", "haystack-ai", "llama-index-core", "pyarrow")
+OPTIONAL_PACKAGES = ("qdrant-client", "pymilvus", "milvus-lite", "pinecone", "haystack-ai", "llama-index-core",
+                     "pyarrow")
 
 
 class CLIError(Exception):
@@ -114,7 +121,7 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def api_key_values(args) -> list[str]:
+def api_key_values(args: argparse.Namespace) -> list[str]:
     """The values of the API key variables this run may use, to scrub from what it prints."""
     names = (getattr(args, "api_key_env", None), PINECONE_KEY_ENV)
     return [os.environ[name] for name in names if name and os.environ.get(name)]
@@ -174,7 +181,8 @@ def parse_store(uri: str) -> StoreURI:
     if base == "pinecone":
         return StoreURI(uri, base, "index", rest)
     if base == "milvus" and not rest.endswith(".db"):
-        raise UsageError(f"store: {shown!r}: Milvus Lite needs a file name ending in .db, e.g. milvus:./jinav3-data/milvus.db")
+        raise UsageError(f"store: {shown!r}: Milvus Lite needs a file name ending in .db, "
+                         "e.g. milvus:./jinav3-data/milvus.db")
     return StoreURI(uri, base, "local", rest)
 
 
@@ -203,7 +211,7 @@ def with_credentials(store: StoreURI, variable: str | None) -> StoreURI:
     return store
 
 
-def store_of(args) -> StoreURI:
+def store_of(args: argparse.Namespace) -> StoreURI:
     return with_credentials(parse_store(args.store), args.api_key_env)
 
 
@@ -227,7 +235,7 @@ def index_hint(store: StoreURI, collection: str) -> str:
     return shlex.join(["jinav3", "index", "CORPUS", "--store", store.shown, "--collection", collection])
 
 
-def store_class(store: StoreURI):
+def store_class(store: StoreURI) -> type[VectorStore]:
     """The store helper class for ``store``; its client is imported only now."""
     try:
         if store.scheme == "qdrant":
@@ -247,8 +255,8 @@ def store_class(store: StoreURI):
                        f"({cause})") from error
 
 
-def open_store(store: StoreURI, encoder, collection: str, dimensions: int | None, create: bool = True,
-               adopt_signature: bool = False):
+def open_store(store: StoreURI, encoder: TextEncoder, collection: str, dimensions: int | None, create: bool = True,
+               adopt_signature: bool = False) -> VectorStore:
     """The store helper for ``store``. ``create=False`` (search) creates nothing, not even the folder or file of a
     local store, and refuses a missing collection naming the ones there are; ``adopt_signature`` takes the
     dimensions and tasks left unset from the collection's signature."""
@@ -270,7 +278,7 @@ def open_store(store: StoreURI, encoder, collection: str, dimensions: int | None
             raise  # an option's value (--dimensions, --collection): setting_up() makes it a usage error
         raise open_failure(store, collection, create, error) from error
     if not create and store.scheme == "pinecone":
-        _require_namespace(opened, store, collection)
+        _require_namespace(cast("PineconeStore", opened), store, collection)
     opened.retries = WORK_RETRIES
     return opened
 
@@ -341,9 +349,10 @@ def pinecone_indexes(store: StoreURI) -> list[str] | None:
         return None
 
 
-def _require_namespace(opened, store: StoreURI, collection: str) -> None:
+def _require_namespace(opened: PineconeStore, store: StoreURI, collection: str) -> None:
     """Pinecone has no empty namespaces: searching one that is not there is a mistake, not "No results"."""
     try:
+        assert opened.index is not None  # an opened Pinecone store holds its index
         namespaces = sorted(opened.index.describe_index_stats().namespaces or {})
     except Exception:  # the search itself reports a store that fails
         return
@@ -370,7 +379,7 @@ def setting_up():
         raise UsageError(str(error)) from error
 
 
-def check_model_options(args) -> None:
+def check_model_options(args: argparse.Namespace) -> None:
     """--device and --dtype checked before a corpus is read or a model loaded."""
     from jinav3.devices import pick_device, pick_dtype
 
@@ -402,7 +411,7 @@ def one_line(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def count_tokens(encoder, texts: list[str]) -> int:
+def count_tokens(encoder: Encoder, texts: list[str]) -> int:
     encoded = encoder.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)
     return sum(len(ids) for ids in encoded["input_ids"])
 
@@ -415,7 +424,7 @@ class IndexProgress:
     """Wraps the Encoder for a store's ``add``: counts documents, chunks and tokens as each batch is
     embedded, and moves the progress bar (documents/s, tokens/s). Everything else is the encoder's."""
 
-    def __init__(self, encoder, total: int, quiet: bool):
+    def __init__(self, encoder: TextEncoder, total: int, quiet: bool) -> None:
         from tqdm.auto import tqdm
 
         self._encoder = encoder
@@ -425,7 +434,7 @@ class IndexProgress:
         self.bar = tqdm(total=total, unit="doc", desc="Indexing", disable=True if quiet else None,
                         file=sys.stderr, dynamic_ncols=True)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._encoder, name)
 
     def encode(self, texts, *args, **kwargs):
@@ -451,7 +460,7 @@ class IndexProgress:
 
 
 # ============================================================================================ commands
-def cmd_index(args) -> int:
+def cmd_index(args: argparse.Namespace) -> int:
     from .corpus import read_corpus
 
     store = store_of(args)
@@ -501,7 +510,7 @@ def cmd_index(args) -> int:
     return 0
 
 
-def _close(target) -> None:
+def _close(target: Any) -> None:
     try:
         target.close()
     except Exception:  # closing must not turn a success into a failure
@@ -530,16 +539,16 @@ def parse_filters(items: list[str]) -> dict[str, Any]:
     return filters
 
 
-def hit_dict(hit) -> dict[str, Any]:
+def hit_dict(hit: Hit) -> dict[str, Any]:
     return {
-        "id": str(getattr(hit, "id")),
-        "score": float(getattr(hit, "score")),
-        "text": getattr(hit, "text", None),
-        "metadata": dict(getattr(hit, "metadata", None) or {}),
+        "id": str(hit.id),
+        "score": None if hit.score is None else float(hit.score),
+        "text": hit.text,
+        "metadata": dict(hit.metadata or {}),
     }
 
 
-def print_table(hits: list[dict[str, Any]], out) -> None:
+def print_table(hits: list[dict[str, Any]], out: TextIO) -> None:
     if not hits:
         print("No results.", file=out)
         return
@@ -558,7 +567,7 @@ def print_table(hits: list[dict[str, Any]], out) -> None:
             print(" " * indent + one_line(meta, text_width), file=out)
 
 
-def cmd_search(args) -> int:
+def cmd_search(args: argparse.Namespace) -> int:
     store = store_of(args)
     filters = parse_filters(args.filter or [])
     check_model_options(args)
@@ -585,7 +594,7 @@ def cmd_search(args) -> int:
     return 0
 
 
-def cmd_convert(args) -> int:
+def cmd_convert(args: argparse.Namespace) -> int:
     from jinav3 import Encoder
 
     destination = Path(args.dst).expanduser()
@@ -621,7 +630,7 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     import platform
 
     import torch
@@ -708,7 +717,7 @@ def _in_cache(model: str) -> str:
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are UsageErrors: one ``jinav3: error:`` line and exit 2, like every usage error."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
@@ -725,7 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", metavar="ID|DIR",
                        help=f"hub id or local folder (default: ${MODEL_ENV}, else jinaai/jina-embeddings-v3)")
         p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-        p.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, else float32), float32, bfloat16, float16")
+        p.add_argument("--dtype", default="auto",
+                       help="auto (bfloat16 on CUDA, else float32), float32, bfloat16, float16")
 
     def store_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--store", default=DEFAULT_STORE, metavar="URI", help=f"{STORE_FORMS} (default: %(default)s)")
@@ -750,10 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunker", choices=("sentences", "tokens"), default="sentences",
                    help="how --late-chunking splits documents (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive, metavar="N", help="tokens per chunk with --chunker tokens")
-    p.add_argument("--id-field", default="id", metavar="NAME", help="field holding the document id (default: %(default)s)")
+    p.add_argument("--id-field", default="id", metavar="NAME",
+                   help="field holding the document id (default: %(default)s)")
     p.add_argument("--text-field", default="text", metavar="NAME", help="field holding the text (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive, metavar="N",
-                   help="documents embedded per step, written while the next step is embedded (default: the store's, 64)")
+                   help="documents embedded per step, written while the next step is embedded "
+                        "(default: the store's, 64)")
     p.add_argument("--strict", action="store_true",
                    help="stop at a bad row (no text, a repeated id, NaN) instead of skipping it")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -778,7 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
     p.add_argument("--device", default="cpu", help="where to load it (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", help="weights to write: float32, bfloat16, float16 (default: %(default)s)")
+    p.add_argument("--dtype", default="float32",
+                   help="weights to write: float32, bfloat16, float16 (default: %(default)s)")
     p.set_defaults(handler=cmd_convert)
 
     from .server.command import add_serve_command  # imports without the server extra
@@ -853,7 +866,7 @@ def report(error: Exception, debug: bool, secrets: list[str]) -> None:
     sys.stderr.write(scrub(text, secrets) + f"jinav3: error: {one_line(scrub(message, secrets), 2000)}\n")
 
 
-def scrubbing(secrets: list[str]):
+def scrubbing(secrets: list[str]) -> Callable[[logging.LogRecord], bool]:
     """A logging filter that scrubs each record (message and traceback) of ``secrets``, read at each record."""
     def scrub_record(record: logging.LogRecord) -> bool:
         record.msg, record.args = scrub(record.getMessage(), secrets), None
@@ -893,7 +906,7 @@ def client_logs(store: str | None, debug: bool, secrets: list[str]) -> Iterator[
     try:
         yield
     finally:
-        for logger, level in zip(family, levels):
+        for logger, level in zip(family, levels, strict=True):
             logger.removeFilter(scrubber)
             logger.setLevel(level)
 

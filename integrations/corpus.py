@@ -105,7 +105,8 @@ def read_corpus(
                 continue
             text = row.get(text_field)
             if not isinstance(text, str) or not text.strip():
-                what = "no" if text is None else ("a blank" if isinstance(text, str) else f"a non-text ({type(text).__name__})")
+                what = ("no" if text is None else "a blank" if isinstance(text, str)
+                        else f"a non-text ({type(text).__name__})")
                 problem(f"{where}: {what} {text_field!r} field")
                 continue
             raw_id = row.get(id_field)
@@ -206,7 +207,7 @@ def _csv_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
             reader = csv.DictReader(handle)
             start = 1  # the line the row being read starts on (a quoted field may span lines)
             try:
-                reader.fieldnames  # reads the header row
+                _ = reader.fieldnames  # the property reads the header row
                 start = reader.line_num + 1
                 for row in reader:
                     row.pop(None, None)  # cells past the header's columns

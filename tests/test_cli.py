@@ -80,7 +80,7 @@ def assert_same_ranking(hits: list[dict], expected: list[tuple[str, float]]) -> 
     assert len(hits) == len(expected)
     np.testing.assert_allclose([h["score"] for h in hits], [s for _, s in expected], atol=1e-4)
     scores = {i: s for i, s in expected}
-    for rank, (hit, (want, score)) in enumerate(zip(hits, expected)):
+    for rank, (hit, (want, score)) in enumerate(zip(hits, expected, strict=True)):
         if hit["id"] != want:
             assert hit["id"] in scores and abs(scores[hit["id"]] - score) < 1e-5, (rank, hit["id"], want)
 
@@ -150,7 +150,8 @@ def test_search_table(tmp_path, capsys, golden_dir):
 def test_search_creates_nothing_and_says_what_exists(kind, tmp_path, capsys, golden_dir):
     store = store_uri(kind, tmp_path / "deep")
     path = Path(store.partition(":")[2])
-    code, out, err = run(capsys, "search", "x", "--store", store, "--collection", "nothing_here", *model_args(golden_dir))
+    code, out, err = run(capsys, "search", "x", "--store", store, "--collection", "nothing_here",
+                         *model_args(golden_dir))
     _one_error_line(code, err, f"store {store} does not exist; index a corpus into it first: jinav3 index CORPUS "
                                f"--store {store} --collection nothing_here")
     assert code == 1 and out == ""
@@ -159,8 +160,10 @@ def test_search_creates_nothing_and_says_what_exists(kind, tmp_path, capsys, gol
     corpus = tmp_path / "one.jsonl"
     corpus.write_text('{"id": "a", "text": "tea"}\n', encoding="utf-8")
     for collection in ("docs", "notes"):
-        assert run(capsys, "index", corpus, "--store", store, "--collection", collection, *model_args(golden_dir))[0] == 0
-    code, out, err = run(capsys, "search", "x", "--store", store, "--collection", "nothing_here", *model_args(golden_dir))
+        assert run(capsys, "index", corpus, "--store", store, "--collection", collection,
+                   *model_args(golden_dir))[0] == 0
+    code, out, err = run(capsys, "search", "x", "--store", store, "--collection", "nothing_here",
+                         *model_args(golden_dir))
     _one_error_line(code, err, f"store {store}: collection 'nothing_here' does not exist (collections there: 'docs', "
                                "'notes'); index a corpus into it first")
     assert code == 1 and out == ""
@@ -197,7 +200,8 @@ def test_search_takes_the_dimensions_of_the_collection(kind, tmp_path, capsys, g
 
 
 def test_late_chunking_articles(tmp_path, capsys, golden_dir, encoder):
-    code, out, err = run(capsys, "index", ARTICLES, *model_args(golden_dir), "--late-chunking", "--collection", "articles")
+    code, out, err = run(capsys, "index", ARTICLES, *model_args(golden_dir), "--late-chunking", "--collection",
+                         "articles")
     assert code == 0, err
     files = sorted(ARTICLES.glob("*.md"))
     chunked = [encoder.late_chunk(f.read_text(encoding="utf-8")) for f in files]
@@ -206,13 +210,14 @@ def test_late_chunking_articles(tmp_path, capsys, golden_dir, encoder):
     assert count("qdrant", tmp_path / "jinav3-data", encoder, "articles") == n_chunks
 
     query = "Who built the first printing press with movable type in Europe?"
-    code, out, err = run(capsys, "search", query, *model_args(golden_dir), "--collection", "articles", "--json", "--top-k", 8)
+    code, out, err = run(capsys, "search", query, *model_args(golden_dir), "--collection", "articles", "--json",
+                         "--top-k", 8)
     assert code == 0, err
-    ids = [f"{f.name}::chunk:{c.index}" for f, chunks in zip(files, chunked) for c in chunks]
+    ids = [f"{f.name}::chunk:{c.index}" for f, chunks in zip(files, chunked, strict=True) for c in chunks]
     vectors = np.stack([c.embedding for chunks in chunked for c in chunks])
     hits = json.loads(out)
     assert_same_ranking(hits, brute_force(encoder, query, vectors, ids, 8))
-    texts = {i: c.text for i, c in zip(ids, (c for chunks in chunked for c in chunks))}
+    texts = {i: c.text for i, c in zip(ids, (c for chunks in chunked for c in chunks), strict=True)}
     assert all(h["text"] == texts[h["id"]] for h in hits)
 
     code, out, err = run(capsys, "search", query, *model_args(golden_dir), "--collection", "articles", "--json",
@@ -268,9 +273,11 @@ def test_pinecone_store_against_the_double(tmp_path, capsys, golden_dir, encoder
             assert code == 0, err
             assert "into pinecone:docs namespace 'jinav3'; it now holds 300 entries" in out
         assert len(double.vectors("docs", "jinav3")) == 300
-        code, out, err = run(capsys, "search", QUERIES[0], "--store", "pinecone:docs", *model_args(golden_dir), "--json")
+        code, out, err = run(capsys, "search", QUERIES[0], "--store", "pinecone:docs", *model_args(golden_dir),
+                             "--json")
         assert code == 0, err
-        assert_same_ranking(json.loads(out), brute_force(encoder, QUERIES[0], passage_vectors, [r["id"] for r in ROWS], 10))
+        ids = [r["id"] for r in ROWS]
+        assert_same_ranking(json.loads(out), brute_force(encoder, QUERIES[0], passage_vectors, ids, 10))
         code, out, err = run(capsys, "search", QUERIES[0], "--store", "pinecone:docs", "--collection", "nothing_here",
                              *model_args(golden_dir))
         _one_error_line(code, err, "store pinecone:docs: namespace 'nothing_here' does not exist (namespaces there: "
@@ -281,8 +288,8 @@ def test_pinecone_store_against_the_double(tmp_path, capsys, golden_dir, encoder
         assert double.index_names() == ["docs"]
         monkeypatch.delenv("PINECONE_API_KEY")
         code, _, err = run(capsys, "search", "x", "--store", "pinecone:docs", *model_args(golden_dir))
-        assert code == 2 and err == ("jinav3: error: store pinecone:docs: set PINECONE_API_KEY to your Pinecone API key "
-                                     "(or name the variable that holds it with --api-key-env)\n")
+        assert code == 2 and err == ("jinav3: error: store pinecone:docs: set PINECONE_API_KEY to your Pinecone "
+                                     "API key (or name the variable that holds it with --api-key-env)\n")
 
 
 # ============================================================================================ errors
@@ -386,7 +393,8 @@ def test_a_missing_client_says_how_to_install_it(capsys, monkeypatch, golden_dir
     monkeypatch.delitem(sys.modules, "jinav3.integrations.qdrant", raising=False)
     code, out, err = run(capsys, "index", PASSAGES, *model_args(golden_dir))
     _one_error_line(code, err, f"needs the qdrant client: {install_hint('qdrant')}")
-    assert install_hint("qdrant") == 'pip install "jinav3[qdrant]" (from a clone of the repository: pip install -e ".[qdrant]")'
+    assert install_hint("qdrant") == ('pip install "jinav3[qdrant]" '
+                                      '(from a clone of the repository: pip install -e ".[qdrant]")')
 
 
 def test_info(capsys, golden_dir, monkeypatch):
@@ -503,7 +511,8 @@ def test_corpus_non_finite_numbers_name_the_row(value, tmp_path, capsys, golden_
     code, out, err = run(capsys, "index", path, *model_args(golden_dir), "--store", f"milvus:{tmp_path / 'm.db'}")
     assert code == 0 and out.startswith("Indexed 2 documents"), err
     assert "rows.jsonl:2: field 'score'" in err
-    code, out, err = run(capsys, "index", path, *model_args(golden_dir), "--strict", "--store", f"qdrant:{tmp_path / 'q'}")
+    code, out, err = run(capsys, "index", path, *model_args(golden_dir), "--strict", "--store",
+                         f"qdrant:{tmp_path / 'q'}")
     _one_error_line(code, err, "rows.jsonl:2", "--strict")
     assert code == 1 and not (tmp_path / "q").exists()
 
@@ -602,7 +611,8 @@ def test_subprocess_milvus_lite_and_qdrant(tmp_path, golden_dir, encoder, passag
             assert done.returncode == 0, done.stderr
             assert "Indexed 300 documents" in done.stdout and "holds 300 entries" in done.stdout, done.stdout
             assert "Traceback" not in done.stderr
-        done = _subprocess(["search", QUERIES[0], "--store", store, "--json", "--top-k", 5, "--device", "cpu"], tmp_path,
+        done = _subprocess(["search", QUERIES[0], "--store", store, "--json", "--top-k", 5, "--device", "cpu"],
+                           tmp_path,
                            JINAV3_MODEL=str(golden_dir))
         assert done.returncode == 0, done.stderr
         assert_same_ranking(json.loads(done.stdout), brute_force(encoder, QUERIES[0], passage_vectors, ids, 5))

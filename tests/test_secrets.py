@@ -139,7 +139,8 @@ def qdrant_server():
 @pytest.mark.parametrize("uri, shown", [
     ("milvus+http://root:S3cret@host:19530", "milvus+http://root:***@host:19530"),
     ("qdrant+https://T0ken@x.cloud.qdrant.io:6333", "qdrant+https://***@x.cloud.qdrant.io:6333"),
-    ("qdrant+http://user:K3y@h:1?api_key=A1&x=2&token=B2#frag", "qdrant+http://user:***@h:1?api_key=***&x=2&token=***#frag"),
+    ("qdrant+http://user:K3y@h:1?api_key=A1&x=2&token=B2#frag",
+     "qdrant+http://user:***@h:1?api_key=***&x=2&token=***#frag"),
     ("milvus+http://h:1/db?key=k&password=p&secret=s&Access_Token=t&lang=de",
      "milvus+http://h:1/db?key=***&password=***&secret=***&Access_Token=***&lang=de"),
     ("milvus+http://root:p%40ss@h:1", "milvus+http://root:***@h:1"),
@@ -218,7 +219,8 @@ def test_unreachable_server_fails_fast_in_one_line(store, tmp_path, golden_dir):
 
 
 @pytest.mark.parametrize("argv, env, needles", [
-    (["--store", "qdrant+http://127.0.0.1:1", "--api-key-env", "JINAV3_TEST_UNSET"], {}, ["$JINAV3_TEST_UNSET is not set"]),
+    (["--store", "qdrant+http://127.0.0.1:1", "--api-key-env", "JINAV3_TEST_UNSET"], {},
+     ["$JINAV3_TEST_UNSET is not set"]),
     (["--store", "milvus+http://127.0.0.1:1", "--api-key-env", "JINAV3_TEST_EMPTY"], {"JINAV3_TEST_EMPTY": ""},
      ["$JINAV3_TEST_EMPTY is empty"]),
     (["--store", f"milvus+http://root:{PASSWORD}@127.0.0.1:1", "--api-key-env", "JINAV3_TEST_KEY"],

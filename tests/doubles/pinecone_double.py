@@ -1242,8 +1242,8 @@ def _count_vectors(path: str, parsed: Any, query: dict[str, list[str]]) -> int:
 
 def _score(metric: str, q: list[float], qn: float, v: list[float]) -> float:
     if metric == "euclidean":
-        return _f32_scalar(sum((a - b) * (a - b) for a, b in zip(q, v)))
-    dot = sum(a * b for a, b in zip(q, v))
+        return _f32_scalar(sum((a - b) * (a - b) for a, b in zip(q, v, strict=True)))
+    dot = sum(a * b for a, b in zip(q, v, strict=True))
     if metric == "dotproduct":
         return _f32_scalar(dot)
     vn = math.sqrt(sum(b * b for b in v))
