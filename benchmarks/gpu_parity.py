@@ -37,14 +37,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def encode_both(encoder, texts, task):
     """The same texts through the padded and the packed path of one Encoder."""
-    saved = encoder.packed
-    try:
-        encoder.packed = False
-        padded = encoder.encode(texts, task=task)
-        encoder.packed = True
-        packed = encoder.encode(texts, task=task)
-    finally:
-        encoder.packed = saved
+    padded = encoder.with_options(packed=False).encode(texts, task=task)
+    packed = encoder.with_options(packed=True).encode(texts, task=task)
     return padded, packed
 
 

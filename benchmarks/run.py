@@ -304,9 +304,10 @@ def main(argv=None) -> dict:
     if late_tokens > 0:
         for name in main_ways:
             if name.startswith("jinav3") and name in report["ways"]:
-                with section(report, f"late chunking {name}"), ways[name]._mode() as enc:
+                with section(report, f"late chunking {name}"):
                     log(f"late chunking, {name}:")
-                    report["late_chunking"][name] = late_chunking(enc, tokenizer, late_tokens, device, args.seed)
+                    report["late_chunking"][name] = late_chunking(ways[name].encoder, tokenizer, late_tokens, device,
+                                                                  args.seed)
 
     return finish(report, args)
 

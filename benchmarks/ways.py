@@ -86,29 +86,16 @@ class CardWay:
 
 
 class EncoderWay:
-    """jinav3's Encoder, run packed (padding-free) or padded with its own token budget; the settings
-    apply to this way only, while it encodes (the ways share one loaded Encoder)."""
+    """jinav3's Encoder, run packed (padding-free) or padded with its own token budget: the ways share
+    one loaded model, each through ``Encoder.with_options``."""
 
     def __init__(self, encoder, packed: bool = False, budget: int | None = None, name: str | None = None,
                  overlap: bool | None = None):
-        self.encoder, self.packed, self.budget, self.overlap = encoder, packed, budget, overlap
+        self.encoder = encoder.with_options(packed=packed, max_tokens_per_batch=budget, overlap_tokenization=overlap)
         self.name = name or ("jinav3-packed" if packed else "jinav3-padded")
 
-    @contextmanager
-    def _mode(self):
-        enc = self.encoder
-        saved = enc.packed, enc.max_tokens_per_batch, enc.overlap_tokenization
-        enc.packed = self.packed
-        enc.max_tokens_per_batch = self.budget or enc.max_tokens_per_batch
-        enc.overlap_tokenization = enc.overlap_tokenization if self.overlap is None else self.overlap
-        try:
-            yield enc
-        finally:
-            enc.packed, enc.max_tokens_per_batch, enc.overlap_tokenization = saved
-
     def encode(self, texts: list[str], task: str, batch_size: int | None = None) -> np.ndarray:
-        with self._mode() as enc:
-            return enc.encode(texts, task=task, batch_size=batch_size)
+        return self.encoder.encode(texts, task=task, batch_size=batch_size)
 
 
 class SentenceTransformersWay:

@@ -12,6 +12,7 @@ Matryoshka cut -> L2 normalise -> in input order.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import os
@@ -30,9 +31,9 @@ from .batching import token_budget_batches, windowed_batches
 from .devices import default_token_budget, pick_device, pick_dtype, to_device
 from .errors import invalid
 from .lora import MergedTaskLoRA
-from .pooling import finish, mean_pool
+from .pooling import cut_and_normalize, mean_pool
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
-from .validation import boolean, choice, int_in_range, positive_int, progress_bar, valid_unicode
+from .validation import boolean, int_in_range, positive_int, progress_bar, valid_unicode
 
 if TYPE_CHECKING:
     from transformers import JinaEmbeddingsV3Model
@@ -45,10 +46,16 @@ CHUNK_TEXTS = 512  # texts tokenised per call: a fraction of a GPU batch, so the
 class Encoder:
     """jina-embeddings-v3 on transformers' ``JinaEmbeddingsV3Model`` with one merged LoRA adapter per task."""
 
-    def __init__(self, checkpoint: ckpt.Checkpoint, device: torch.device, max_tokens_per_batch: int | None = None,
-                 packed: bool | None = None, *, name: str | None = None, label: str | None = None):
-        """``name``: the model's identity (``checkpoint.model_identity``), recorded by vector stores;
-        ``label``: a readable name for messages. Both default to those of ``checkpoint.source``."""
+    def __init__(self, checkpoint: ckpt.Checkpoint, device: torch.device, *, max_tokens_per_batch: int | None = None,
+                 packed: bool | None = None, overlap_tokenization: bool = True, name: str | None = None,
+                 label: str | None = None):
+        """Usually reached through ``from_pretrained``. The speed options are fixed here (``with_options``
+        gives an Encoder with others on the same weights). ``name``: the model's identity
+        (``jinav3.identity.model_identity``), recorded by vector stores; ``label``: a readable name for
+        messages. Both default to those of ``checkpoint.source``."""
+        if not isinstance(checkpoint, ckpt.Checkpoint):
+            raise invalid("checkpoint", f"must be a jinav3 Checkpoint (see Encoder.from_pretrained), got "
+                                        f"{type(checkpoint).__name__}")
         self.checkpoint = checkpoint
         # transformers decorates PreTrainedModel.to with functools.wraps, which typeshed types as an unbound
         # callable: mypy takes the device for `self`. It moves the model and returns it, like nn.Module.to.
@@ -58,17 +65,48 @@ class Encoder:
         self.device = device
         self.dtype = next(self.model.parameters()).dtype
         self.lora = MergedTaskLoRA(self.model, checkpoint.adapters)
-        # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
-        self.packed = packing.packing_supported(device, self.dtype) if packed is None else boolean(packed, "packed")
-        self.max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True) \
-            or default_token_budget(device)
-        # Tokenise in a background thread while batches run (core/pipeline.py); False: in line.
-        self.overlap_tokenization = True
+        self._set_speed_options(packed, max_tokens_per_batch, overlap_tokenization)
         self.name = name or identity.model_identity(checkpoint.source)
         self.label = label or identity.model_label(checkpoint.source)
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
         # A fast tokenizer must not be called from two threads at once: each call sets its truncation.
         self._tokenizer_lock = threading.Lock()
+
+    def _set_speed_options(self, packed: bool | None, max_tokens_per_batch: int | None,
+                           overlap_tokenization: bool) -> None:
+        # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
+        self._packed = packing.packing_supported(self.device, self.dtype) if packed is None \
+            else boolean(packed, "packed")
+        self._max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True) \
+            or default_token_budget(self.device)
+        # Tokenise in a background thread while batches run (core/pipeline.py); False: in line.
+        self._overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
+
+    @property
+    def packed(self) -> bool:
+        """Batches run padding-free (one packed row, varlen attention) rather than padded."""
+        return self._packed
+
+    @property
+    def max_tokens_per_batch(self) -> int:
+        """Tokens per forward pass (the token budget)."""
+        return self._max_tokens_per_batch
+
+    @property
+    def overlap_tokenization(self) -> bool:
+        """Long lists are tokenised in a background thread while batches run."""
+        return self._overlap_tokenization
+
+    def with_options(self, *, packed: bool | None = None, max_tokens_per_batch: int | None = None,
+                     overlap_tokenization: bool | None = None) -> "Encoder":
+        """Another Encoder on the same loaded weights and adapters with other speed options (those not
+        given are kept), e.g. to compare padded and packed batches without loading the model twice.
+        Both share one lock, so their forward passes never overlap."""
+        other = copy.copy(self)  # shares the model, its MergedTaskLoRA and the locks
+        other._set_speed_options(self.packed if packed is None else packed,
+                                 self.max_tokens_per_batch if max_tokens_per_batch is None else max_tokens_per_batch,
+                                 self.overlap_tokenization if overlap_tokenization is None else overlap_tokenization)
+        return other
 
     # ----------------------------------------------------------------------------- loading, saving
     @classmethod
@@ -84,6 +122,7 @@ class Encoder:
         max_tokens_per_batch: int | None = None,
         packed: bool | None = None,
         torch_compile: bool = False,
+        overlap_tokenization: bool = True,
     ) -> "Encoder":
         """Load a hub id (through the huggingface_hub cache) or a local folder of either layout.
 
@@ -91,19 +130,22 @@ class Encoder:
         picks it where it pays: the CPU, and CUDA in bf16/fp16 with a varlen kernel; False keeps
         padded, length-sorted batches with ``attn_implementation`` (SDPA).
         max_tokens_per_batch: tokens per forward pass (default 4,096 packed on the CPU, 65,536 on CUDA).
+        overlap_tokenization: tokenise long lists in a background thread while batches run.
         torch_compile: ``torch.compile`` every encoder layer (``packing.compile_layers``: dynamic
         shapes, attention left eager), fusing the elementwise work between the matrix products. The
-        first batches pay seconds of compilation; on the CPU benchmark it then saves ~15% of the time.
+        first batches pay seconds of compilation (measured gains: benchmarks/RESULTS.md).
         """
         torch_compile = boolean(torch_compile, "torch_compile")
         max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True)
         packed = None if packed is None else boolean(packed, "packed")
+        overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir)
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
-        encoder = cls(loaded, torch_device, max_tokens_per_batch, packed,
-                      name=identity.model_identity(model, folder), label=identity.model_label(model))
+        encoder = cls(loaded, torch_device, max_tokens_per_batch=max_tokens_per_batch, packed=packed,
+                      overlap_tokenization=overlap_tokenization, name=identity.model_identity(model, folder),
+                      label=identity.model_label(model))
         if torch_compile:
             packing.compile_layers(encoder.model)
         return encoder
@@ -186,8 +228,8 @@ class Encoder:
             raise invalid("window", "window and overlap only apply with late_chunking=True")
         if not items:
             return np.zeros((0, self.output_size(dimensions)), dtype=np.float32)
-        pooled = self._pooled(items, tasks, max_length, batch_size, show_progress)
-        vectors = finish(pooled, dimensions, normalize)
+        means = self._text_means(items, tasks, max_length, batch_size, show_progress)
+        vectors = cut_and_normalize(means, dimensions, normalize)
         return vectors[0] if single else vectors
 
     def encode_queries(self, texts: Texts, **kwargs: Any) -> np.ndarray:
@@ -241,13 +283,12 @@ class Encoder:
         dimensions = self.check_dimensions(dimensions)
         normalize = boolean(normalize, "normalize")
         window, overlap = self._check_window(window, overlap)
-        spans = self._check_chunker(chunker, chunk_size, docs)
-
-        planned = self._plan_chunks(docs, task, chunker, chunk_size, spans)
-        means = self._pool(task, [doc for _, doc, _ in planned], window, overlap)
+        planned = lc.plan_documents(docs, self.instruction(task), chunker, chunk_size, self._tokenize_with_offsets)
+        means = self._span_means(task, [plan.tokens for plan in planned], window, overlap)
         results: list[list[lc.Chunk]] = [[] for _ in docs]
-        for (d, _, char_spans), vectors in zip(planned, means, strict=True):  # _pool: one result per document
-            results[d] = lc.make_chunks(docs[d], char_spans, finish(vectors, dimensions, normalize))
+        for plan, vectors in zip(planned, means, strict=True):  # one (spans, H) array per document
+            results[plan.index] = lc.make_chunks(docs[plan.index], plan.char_spans,
+                                                 cut_and_normalize(vectors, dimensions, normalize))
         return results
 
     def chunk_spans(
@@ -262,57 +303,11 @@ class Encoder:
         is the chunk's text). Stores check every chunk against their limits with it before writing."""
         docs = self._check_texts(documents, "documents")
         task = tasks_for(task, 1)[0]
-        spans = self._check_chunker(chunker, chunk_size, docs)
         out: list[list[tuple[int, int]]] = [[] for _ in docs]
-        for d, _, char_spans in self._plan_chunks(docs, task, chunker, chunk_size, spans):
-            out[d] = [t for t in (lc.trim_span(docs[d], a, b) for a, b in char_spans) if t is not None]
+        for plan in lc.plan_documents(docs, self.instruction(task), chunker, chunk_size, self._tokenize_with_offsets):
+            document = docs[plan.index]
+            out[plan.index] = [t for t in (lc.trim_span(document, a, b) for a, b in plan.char_spans) if t is not None]
         return out
-
-    def _plan_chunks(
-        self,
-        docs: list[str],
-        task: str | None,
-        chunker: str | Sequence[tuple[int, int]],
-        chunk_size: int | None,
-        spans: list[tuple[int, int]] | None,
-    ) -> list[tuple[int, lc.TokenizedDocument, list[tuple[int, int]]]]:
-        """(document index, its tokens and the token spans to pool, the chunks' character spans in the
-        document) for every non-blank document."""
-        instruction = self.instruction(task)
-        planned: list[tuple[int, lc.TokenizedDocument, list[tuple[int, int]]]] = []
-        for d, document in enumerate(docs):
-            if document.strip():
-                ids, offsets, first, stop = self._tokenize_with_offsets(instruction + document, len(instruction))
-                if chunker == "tokens":
-                    assert chunk_size is not None  # _check_chunker refuses chunker="tokens" without a chunk_size
-                    token_spans, text_spans = lc.fixed_token_spans(offsets, first, stop, chunk_size)
-                else:
-                    # _check_chunker gives spans for a list chunker, None for "sentences" (and "tokens")
-                    chars = lc.sentence_spans(document) if spans is None else spans
-                    text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
-                    token_spans = lc.token_spans_for_chars(offsets, first, stop, text_spans)
-                # offsets count the instruction in front of the document: back to the document's own
-                char_spans = [(max(a - len(instruction), 0), b - len(instruction)) for a, b in text_spans]
-                planned.append((d, lc.TokenizedDocument(ids, token_spans), char_spans))
-        return planned
-
-    @staticmethod
-    def _check_chunker(
-        chunker: str | Sequence[tuple[int, int]], chunk_size: int | None, docs: list[str]
-    ) -> list[tuple[int, int]] | None:
-        """Validate the chunker arguments; the caller's character spans come back checked."""
-        if chunk_size is not None and chunker != "tokens":
-            raise invalid("chunk_size", "only applies with chunker='tokens'")
-        if isinstance(chunker, str):
-            choice(chunker, "chunker", ("sentences", "tokens"), alternative="a list of (start, end) spans")
-            if chunker == "tokens":
-                if chunk_size is None:
-                    raise invalid("chunk_size", "chunker='tokens' needs a chunk_size (tokens per chunk)")
-                positive_int(chunk_size, "chunk_size")
-            return None
-        if len(docs) != 1:
-            raise invalid("chunker", "explicit (start, end) spans apply to one document: use late_chunk()")
-        return lc.check_char_spans(chunker, len(docs[0]))
 
     def token_states(self, input_ids: Sequence[int], task: str | None = None, window: int | None = None,
                      overlap: int | None = None) -> np.ndarray:
@@ -325,7 +320,7 @@ class Encoder:
         task = tasks_for(task, 1)[0]
         window, overlap = self._check_window(window, overlap)
         per_token = lc.TokenizedDocument(ids, [(t, t + 1) for t in range(len(ids))])
-        return self._pool(task, [per_token], window, overlap)[0]
+        return self._span_means(task, [per_token], window, overlap)[0]
 
     def _encode_late_chunking(
         self,
@@ -344,42 +339,26 @@ class Encoder:
             if not text.strip():
                 raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
         window, overlap = self._check_window(window, overlap)
-        instruction = self.instruction(tasks[0])
-        char_spans: list[tuple[int, int]] = []
-        position = len(instruction)
-        for text in items:  # pieces joined by one space after the instruction
-            char_spans.append((position, position + len(text)))
-            position += len(text) + 1
-        ids, offsets, first, stop = self._tokenize_with_offsets(instruction + " ".join(items), len(instruction))
-        document = lc.TokenizedDocument(ids, lc.token_spans_for_chars(offsets, first, stop, char_spans))
-        return finish(self._pool(tasks[0], [document], window, overlap)[0], dimensions, normalize)
+        document = lc.plan_pieces(items, self.instruction(tasks[0]), self._tokenize_with_offsets)
+        return cut_and_normalize(self._span_means(tasks[0], [document], window, overlap)[0], dimensions, normalize)
 
-    def _tokenize_with_offsets(
-        self, text: str, instruction_chars: int
-    ) -> tuple[list[int], list[tuple[int, int]], int, int]:
-        """Ids and offsets of the whole text (no truncation: windows handle length), and the token
-        range [first, stop) of the text after the instruction (<s> before it, </s> at stop)."""
+    def _tokenize_with_offsets(self, text: str, instruction_chars: int) -> lc.Offsets:
         with self._tokenizer_lock:
-            encoded = self.tokenizer(text, return_offsets_mapping=True, return_attention_mask=False, verbose=False)
-        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-        stop = len(ids) - 1
-        first = 1
-        while first < stop and offsets[first][1] < instruction_chars:  # instruction tokens end before the text
-            first += 1
-        return ids, offsets, first, stop
+            return lc.tokenize_with_offsets(self.tokenizer, text, instruction_chars)
 
-    def _pool(
+    def _span_means(
         self, task: str | None, documents: list[lc.TokenizedDocument], window: int, overlap: int
     ) -> list[np.ndarray]:
+        """Per document, (spans, H) float32: the mean token state of each of its token spans."""
         if not documents:
             return []
         with self.adapter(task):
             batches = functools.partial(token_budget_batches, packed=self.packed)
-            return lc.pool_documents(self._forward_states, documents, self.hidden_size, window, overlap,
+            return lc.pool_documents(self._token_states, documents, self.hidden_size, window, overlap,
                                      self.max_tokens_per_batch, batches)
 
     @torch.inference_mode()
-    def _forward_states(self, ids: list[list[int]]) -> list[torch.Tensor]:
+    def _token_states(self, ids: list[list[int]]) -> list[torch.Tensor]:
         """Token states of each row, float32 on the CPU, without padding."""
         if self.packed:
             return packing.forward_states_packed(self.model, ids, self.device)
@@ -397,7 +376,7 @@ class Encoder:
             encoded = self.tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)
         return encoded["input_ids"]
 
-    def _pooled(
+    def _text_means(
         self, items: list[str], tasks: list[str | None], max_length: int, batch_size: int | None, show_progress: bool
     ) -> np.ndarray:
         """(n, H) float32 mean-pooled vectors of ``items``, in input order (pipeline: core/pipeline.py)."""
@@ -412,7 +391,7 @@ class Encoder:
                     readback = pipeline.LaggedReadback(out, progress.update)
                     rows = (chunk_rows for _, chunk_rows in task_chunks)
                     for batch in windowed_batches(rows, self.max_tokens_per_batch, batch_size, self.packed):
-                        readback.put([i for i, _ in batch], self._forward_pooled([ids for _, ids in batch]))
+                        readback.put([i for i, _ in batch], self._batch_means([ids for _, ids in batch]))
                     readback.flush()  # before the next task's adapter is merged
         finally:
             chunks.close()
@@ -433,7 +412,7 @@ class Encoder:
                 yield task, list(zip(part, ids, strict=True))  # one id list per text
 
     @torch.inference_mode()
-    def _forward_pooled(self, ids: list[list[int]]) -> torch.Tensor:
+    def _batch_means(self, ids: list[list[int]]) -> torch.Tensor:
         """(n, H) float32 mean-pooled vectors of one batch of id lists, on the device, not waited for."""
         if self.packed:
             return packing.pooled_packed(self.model, ids, self.device)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .errors import invalid
-from .validation import int_in_range, is_integer
+from .validation import choice, int_in_range, is_integer, positive_int
 
 DEFAULT_OVERLAP = 256
 # A sentence ends at . ! ? (and their full-width forms) followed by whitespace, at CJK 。！？ (no
@@ -149,6 +149,93 @@ def make_chunks(document: str, char_spans: Sequence[tuple[int, int]], vectors: n
             a, b = trimmed
             chunks.append(Chunk(len(chunks), document[a:b], a, b, vector))
     return chunks
+
+
+# ------------------------------------------------------------------------------------------- planning
+# (ids, offsets, first, stop): a whole text's token ids and offset mapping (no truncation: windows
+# handle length) and the token range [first, stop) of the text after the instruction (<s> before
+# it, </s> at stop).
+Offsets = tuple[list[int], list[tuple[int, int]], int, int]
+# (text, how many characters of instruction are in front of the text) -> Offsets
+TokenizeWithOffsets = Callable[[str, int], Offsets]
+
+
+def tokenize_with_offsets(tokenizer: Any, text: str, instruction_chars: int) -> Offsets:
+    """``TokenizeWithOffsets`` for a transformers fast tokenizer."""
+    encoded = tokenizer(text, return_offsets_mapping=True, return_attention_mask=False, verbose=False)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    stop = len(ids) - 1
+    first = 1
+    while first < stop and offsets[first][1] < instruction_chars:  # instruction tokens end before the text
+        first += 1
+    return ids, offsets, first, stop
+
+
+@dataclass
+class PlannedDocument:
+    """One non-blank document ready to late-chunk: where it was in the caller's list, its tokens with
+    the token spans to pool, and each chunk's character span in the document itself."""
+
+    index: int
+    tokens: TokenizedDocument
+    char_spans: list[tuple[int, int]]
+
+
+def check_chunker(chunker: Any, chunk_size: Any, documents: Sequence[str]) -> list[tuple[int, int]] | None:
+    """Validate the chunker arguments for ``documents``; the caller's character spans come back checked
+    (None for "sentences" and "tokens")."""
+    if chunk_size is not None and chunker != "tokens":
+        raise invalid("chunk_size", "only applies with chunker='tokens'")
+    if isinstance(chunker, str):
+        choice(chunker, "chunker", ("sentences", "tokens"), alternative="a list of (start, end) spans")
+        if chunker == "tokens":
+            if chunk_size is None:
+                raise invalid("chunk_size", "chunker='tokens' needs a chunk_size (tokens per chunk)")
+            positive_int(chunk_size, "chunk_size")
+        return None
+    if len(documents) != 1:
+        raise invalid("chunker", "explicit (start, end) spans apply to one document: use late_chunk()")
+    return check_char_spans(chunker, len(documents[0]))
+
+
+def plan_documents(
+    documents: Sequence[str],
+    instruction: str,
+    chunker: str | Sequence[tuple[int, int]],
+    chunk_size: int | None,
+    tokenize: TokenizeWithOffsets,
+) -> list[PlannedDocument]:
+    """Check the chunker, then tokenise every non-blank document behind ``instruction`` and find its
+    chunks: character spans in the document and the token spans (reference convention) to pool."""
+    spans = check_chunker(chunker, chunk_size, documents)
+    planned = []
+    for d, document in enumerate(documents):
+        if not document.strip():
+            continue
+        ids, offsets, first, stop = tokenize(instruction + document, len(instruction))
+        if chunker == "tokens":
+            assert chunk_size is not None  # check_chunker refuses chunker="tokens" without a chunk_size
+            token_spans, text_spans = fixed_token_spans(offsets, first, stop, chunk_size)
+        else:
+            chars = sentence_spans(document) if spans is None else spans
+            text_spans = [(a + len(instruction), b + len(instruction)) for a, b in chars]
+            token_spans = token_spans_for_chars(offsets, first, stop, text_spans)
+        # offsets count the instruction in front of the document: back to the document's own
+        char_spans = [(max(a - len(instruction), 0), b - len(instruction)) for a, b in text_spans]
+        planned.append(PlannedDocument(d, TokenizedDocument(ids, token_spans), char_spans))
+    return planned
+
+
+def plan_pieces(pieces: Sequence[str], instruction: str, tokenize: TokenizeWithOffsets) -> TokenizedDocument:
+    """``encode(..., late_chunking=True)``: the pieces are consecutive parts of ONE document, joined by
+    one space after the instruction (Jina API semantics); one token span per piece."""
+    char_spans: list[tuple[int, int]] = []
+    position = len(instruction)
+    for piece in pieces:
+        char_spans.append((position, position + len(piece)))
+        position += len(piece) + 1
+    ids, offsets, first, stop = tokenize(instruction + " ".join(pieces), len(instruction))
+    return TokenizedDocument(ids, token_spans_for_chars(offsets, first, stop, char_spans))
 
 
 # ------------------------------------------------------------------------------------------- windows

@@ -18,11 +18,9 @@ Kernels, first that applies:
   * CUDA + fp16/bf16: flash-attn's ``flash_attn_varlen_func`` when installed, else torch's
     ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10; flash attention inside torch).
   * anything else (CPU, fp32): SDPA per sequence on slices of the packed row ("sdpa_loop"). Exact;
-    on CPU attention is ~10% of the work for passages and the loop's overhead is tens of microseconds
-    per sequence and layer. Flex attention with a document mask (torch.compile'd) measured about as
-    fast per layer on 2 cores (85-110 ms vs 100-200 ms for 4k tokens, noisy), but it needs a new
-    block mask for every batch (0.15-0.3 s, as much as the batch's whole attention) and recompiles
-    while totals change (7 s each), so it does not pay here.
+    on the CPU attention is a small share of the work for passages and the loop's overhead is small
+    next to it. Flex attention with a document mask needs a new block mask for every batch and
+    recompiles while totals change, so it did not pay (measurements: benchmarks/RESULTS.md).
 
 Pooling is a segment mean (``index_add_``) over each sequence's tokens, ``<s>``/``</s>`` included,
 exactly what ``mean_pool`` computes on padded batches.
@@ -189,8 +187,8 @@ def attention_implementation(model: PreTrainedModel, name: str) -> Iterator[None
 def compile_layers(model: JinaEmbeddingsV3Model, dynamic: bool = True) -> None:
     """``torch.compile`` every encoder layer in place (dynamic shapes: one graph for all packed
     lengths), fusing bias + GELU, rotary and residual + LayerNorm; the attention function itself stays
-    eager. Measured on CPU (medium, packed 4k-token batches): ~15% less CPU time after a ~15 s
-    compile, so it is opt-in; on CUDA the elementwise share is larger (benchmarks/gpu_check.sh)."""
+    eager. It pays only after seconds of compilation, so it is opt-in (measured gains:
+    benchmarks/RESULTS.md; on CUDA the elementwise share is larger: benchmarks/gpu_check.sh)."""
     for layer in model.layers:
         layer.compile(dynamic=dynamic)
 

@@ -10,11 +10,10 @@
                         -> pooled vectors copied back asynchronously and read ONE batch later
 
 so on CUDA the device has the next batch queued while the host tokenises, packs and stores results.
-Measured host costs (benchmarks/RESULTS.md): tokenising the 905k-token passage corpus takes ~1 s on
-this machine's 2 cores, while the GPU goal is 700k tokens/s, i.e. ~1.3 s for all of it: done first
-and in series it would cost a large share of the run. On the CPU, where tokenising is < 1% of the
-work, the background thread measured neither faster nor slower; it is used everywhere, so the path
-the GPU runs is the one the CPU tests run. A single chunk (a query, a small batch) starts no thread.
+On a fast GPU, tokenising done first and in series would cost a large share of the run; on the CPU
+it is a small share and the thread neither helps nor hurts (host costs: benchmarks/RESULTS.md). It
+is used everywhere, so the path the GPU runs is the one the CPU tests run. A single chunk (a query,
+a small batch) starts no thread.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return summed / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def finish(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
+def cut_and_normalize(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
     """Matryoshka cut to the first ``dimensions`` values, THEN L2-normalise (eps 1e-12) if asked."""
     if dimensions is not None:
         vectors = vectors[..., :dimensions]

@@ -154,19 +154,20 @@ def test_empty_list_late_chunking(encoder):
     assert encoder.encode([], late_chunking=True).shape == (0, 64)
 
 
-def test_200k_token_document_runs_a_window_batch_at_a_time(encoder, monkeypatch):
+def test_200k_token_document_runs_a_window_batch_at_a_time(encoder):
     """A 200,000-token document: each forward pass sees at most one token budget of windows, and only
     per-chunk sums are kept (the states of a batch are dropped once pooled)."""
     document = " ".join([LONG_DOCUMENT] * 700)
     seen: list[int] = []
-    forward = encoder._forward_states
 
-    def spy(ids):
-        seen.append(sum(len(row) for row in ids))
-        return forward(ids)
+    def count_tokens(module, args, kwargs):  # packed: one (1, tokens) row per pass
+        seen.append(int(kwargs["input_ids"].numel()))
 
-    monkeypatch.setattr(encoder, "_forward_states", spy)
-    chunks = encoder.late_chunk(document, chunker="tokens", chunk_size=512)
+    hook = encoder.model.register_forward_pre_hook(count_tokens, with_kwargs=True)
+    try:
+        chunks = encoder.late_chunk(document, chunker="tokens", chunk_size=512)
+    finally:
+        hook.remove()
     instruction = encoder.instruction("retrieval.passage")
     n_tokens = len(encoder.tokenizer(instruction + document, verbose=False)["input_ids"])
     n_document = n_tokens - 2 - len(encoder.tokenizer(instruction, add_special_tokens=False)["input_ids"])

@@ -38,9 +38,8 @@ def normalized(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(params=[True, False], ids=["packed", "padded"])
 def packed_encoder(encoder, monkeypatch, request):
-    """The shared golden encoder on one path for one test (restored after)."""
-    monkeypatch.setattr(encoder, "packed", request.param)
-    return encoder
+    """The shared golden encoder's weights on one path (``with_options``: the shared one is untouched)."""
+    return encoder.with_options(packed=request.param)
 
 
 def test_packed_is_the_cpu_default(encoder):
@@ -55,9 +54,9 @@ def test_packed_encode_matches_golden(packed_encoder, golden_inputs, file, kwarg
     assert packed_encoder.model.config._attn_implementation == "sdpa"  # put back after every pass
 
 
-def test_packed_with_small_budgets_and_batches(packed_encoder, golden_inputs, monkeypatch):
-    monkeypatch.setattr(packed_encoder, "max_tokens_per_batch", 64)
-    vectors = packed_encoder.encode(golden_inputs["texts"], task="separation", batch_size=3)
+def test_packed_with_small_budgets_and_batches(packed_encoder, golden_inputs):
+    small_budget = packed_encoder.with_options(max_tokens_per_batch=64)
+    vectors = small_budget.encode(golden_inputs["texts"], task="separation", batch_size=3)
     np.testing.assert_allclose(vectors, golden("encode_separation.npy"), **NORMALIZED)
 
 
@@ -69,20 +68,12 @@ def test_packed_late_chunking_matches_golden(packed_encoder):
 
 
 def test_packed_equals_padded_on_the_golden_model(encoder, golden_inputs):
-    ids = encoder.tokenize(golden_inputs["texts"], encoder.max_length)
-    ids = ids + [row[:5] for row in ids] + [[0, 2]]  # more lengths, and a 2-token row
-    with encoder.adapter("retrieval.passage") as model:
-        padded = padded_forward(encoder, ids)
-        packed = forward_pooled_packed(model, ids, encoder.device)
-    np.testing.assert_allclose(normalized(packed), normalized(padded), **NORMALIZED)
-
-
-def padded_forward(encoder, ids):
-    saved, encoder.packed = encoder.packed, False
-    try:
-        return encoder._forward_pooled(ids).cpu().numpy()
-    finally:
-        encoder.packed = saved
+    texts = golden_inputs["texts"] + [""]  # with the empty text: a 2-token row (<s> </s>)
+    padded_encoder, packed_encoder = encoder.with_options(packed=False), encoder.with_options(packed=True)
+    for max_length in (None, 5):  # all lengths, then every text cut to 5 tokens
+        padded = padded_encoder.encode(texts, task="retrieval.passage", max_length=max_length, normalize=False)
+        packed = packed_encoder.encode(texts, task="retrieval.passage", max_length=max_length, normalize=False)
+        np.testing.assert_allclose(normalized(packed), normalized(padded), **NORMALIZED)
 
 
 # ----------------------------------------------------------------------------------- a medium model

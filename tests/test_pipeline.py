@@ -114,9 +114,7 @@ def test_lagged_readback_stores_each_batch_one_step_late():
 def overlapping_encoder():
     """The golden model with background tokenisation on (the default, pinned here) and a
     budget so small that every text is its own window."""
-    enc = Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=40)
-    enc.overlap_tokenization = True
-    return enc
+    return Encoder.from_pretrained(GOLDEN, device="cpu", max_tokens_per_batch=40, overlap_tokenization=True)
 
 
 @pytest.fixture
@@ -130,12 +128,11 @@ def small_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_background_tokenisation_in_small_chunks_matches_golden(overlapping_encoder, golden_inputs, monkeypatch,
-                                                                small_chunks, packed):
-    monkeypatch.setattr(overlapping_encoder, "packed", packed)
+def test_background_tokenisation_in_small_chunks_matches_golden(overlapping_encoder, golden_inputs, small_chunks,
+                                                                packed):
     texts = golden_inputs["texts"]
     tasks = [TASKS[i % 5] for i in range(len(texts))] + ["retrieval.passage"] * len(texts)
-    vectors = overlapping_encoder.encode(texts + texts, task=tasks, batch_size=2)
+    vectors = overlapping_encoder.with_options(packed=packed).encode(texts + texts, task=tasks, batch_size=2)
     assert small_chunks == [1]
     for i, task in enumerate(tasks):
         np.testing.assert_allclose(vectors[i], golden(f"encode_{task}.npy")[i % len(texts)], **NORMALIZED)
@@ -149,13 +146,16 @@ def test_one_chunk_needs_no_thread(overlapping_encoder, small_chunks):
 def test_a_failing_forward_pass_stops_the_tokenizer_thread(
     overlapping_encoder, golden_inputs, monkeypatch, small_chunks
 ):
-    def broken(ids):
+    def broken(module, args, kwargs):
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(overlapping_encoder, "_forward_pooled", broken)
     before = threading.active_count()
-    with pytest.raises(RuntimeError, match="device lost"):
-        overlapping_encoder.encode(golden_inputs["texts"] * 50, task="retrieval.passage")
+    hook = overlapping_encoder.model.register_forward_pre_hook(broken, with_kwargs=True)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            overlapping_encoder.encode(golden_inputs["texts"] * 50, task="retrieval.passage")
+    finally:
+        hook.remove()
     assert small_chunks == [1] and threading.active_count() == before
 
 

@@ -11,7 +11,7 @@ what arrived while the last batch ran is batched, as in text-embeddings-inferenc
     first). "Batches left", not tokens left: among jobs that fit one batch the oldest goes first,
     so a query one token longer than the others is not passed over while new ones keep coming.
   * a batch is ONE ``encoder.encode(texts, task, normalize=False)`` call, the raw mean-pooled vectors;
-    each job then gets ``finish(rows, its dimensions, its normalize)``, the library's own last step,
+    each job then gets ``cut_and_normalize(rows, its dimensions, its normalize)``, the library's own last step,
     so requests with other dimensions or normalisation share the forward pass and get the very
     vectors ``encode`` would give them.
   * late chunking (the inputs of one request are one document) and token-id inputs run alone.
@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from jinav3.errors import InvalidArgumentError
-from jinav3.pooling import finish
+from jinav3.pooling import cut_and_normalize
 
 from .errors import ApiError
-from .validation import IDS, LATE, TEXTS
+from .validation import CHUNKS, IDS, LATE, TEXTS
 
 log = logging.getLogger("jinav3.server")
 
@@ -64,6 +64,7 @@ class Job:
     started: float | None = None
     inference_s: float = 0.0
     cancelled: bool = False
+    options: dict = field(default_factory=dict)  # jinav3's extensions: max_length, window, overlap, chunker
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class _Batch:
     kind: str
     task: str | None
     pieces: list[tuple[Job, int, int]]  # (job, first item, end)
+    max_length: int | None = None       # TEXTS: the truncation every job of the batch asked for
 
     @property
     def tokens(self) -> int:
@@ -109,11 +111,11 @@ class Batcher:
 
     # ----------------------------------------------------------------------------- event-loop side
     def submit(self, kind: str, task: str | None, items: list, tokens: list[int], dimensions: int | None,
-               normalize: bool) -> Job:
+               normalize: bool, options: dict | None = None) -> Job:
         """Queue a job (call from the event loop); await ``job.future`` for its ``JobResult``."""
         loop = asyncio.get_running_loop()
         job = Job(kind, task, items, tokens, dimensions, normalize, loop.create_future(), loop, next(self._seq),
-                  self.clock(), left=sum(tokens), rows=[None] * len(items))
+                  self.clock(), left=sum(tokens), rows=[None] * len(items), options=dict(options or {}))
         with self._cond:
             if self._closing:
                 raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "1"})
@@ -169,7 +171,9 @@ class Batcher:
             head.next = len(head.items)
             return _Batch(head.kind, head.task, [(head, 0, len(head.items))])
         budget, pieces = self.max_batch_tokens, list[tuple[Job, int, int]]()
-        for job in (j for j in order if j.kind == TEXTS and j.task == head.task):
+        max_length = head.options.get("max_length")
+        for job in (j for j in order if j.kind == TEXTS and j.task == head.task
+                    and j.options.get("max_length") == max_length):
             end = job.next
             while end < len(job.items) and (job.tokens[end] <= budget or not pieces and end == job.next):
                 budget -= job.tokens[end]
@@ -184,13 +188,13 @@ class Batcher:
                 self._jobs.remove(job)
             if budget <= 0:
                 break
-        return _Batch(TEXTS, head.task, pieces)
+        return _Batch(TEXTS, head.task, pieces, max_length)
 
     def _execute(self, batch: _Batch) -> None:
         live = [(job, a, b) for job, a, b in batch.pieces if not job.cancelled]
         if not live:
             return
-        batch = _Batch(batch.kind, batch.task, live)
+        batch = _Batch(batch.kind, batch.task, live, batch.max_length)
         started = self.clock()
         for job, _, _ in live:
             if job.started is None:
@@ -218,24 +222,34 @@ class Batcher:
         self._note_task(batch.task)
         if batch.kind == TEXTS:
             texts = [t for job, a, b in batch.pieces for t in job.items[a:b]]
-            raw = self.encoder.encode(texts, task=batch.task, normalize=False)  # (n, H): one adapter, pooled means
+            raw = self.encoder.encode(texts, task=batch.task, normalize=False,  # (n, H): one adapter, pooled means
+                                      **({"max_length": batch.max_length} if batch.max_length else {}))
             self._count_forward("texts")
             out, offset = [], 0
             for job, a, b in batch.pieces:
-                out.append(finish(raw[offset: offset + b - a], job.dimensions, job.normalize))
+                out.append(cut_and_normalize(raw[offset: offset + b - a], job.dimensions, job.normalize))
                 offset += b - a
             return out
         job = batch.pieces[0][0]
         if batch.kind == LATE:
             self._count_forward("late_chunking")
             return [self.encoder.encode(job.items, task=job.task, dimensions=job.dimensions, normalize=job.normalize,
-                                        late_chunking=True)]
+                                        late_chunking=True, **_windows(job.options))]
+        if batch.kind == CHUNKS:  # one document in, one row per chunk out: rows[0:1] takes them all
+            self._count_forward("late_chunking")
+            chunker = job.options["chunker"]
+            chunks = self.encoder.late_chunk_documents(
+                job.items, task=job.task, chunker=chunker if isinstance(chunker, str) else [tuple(c) for c in chunker],
+                chunk_size=job.options.get("chunk_size"), dimensions=job.dimensions, normalize=job.normalize,
+                **_windows(job.options))[0]
+            return [np.stack([c.embedding for c in chunks]) if chunks else np.zeros((0, 0), np.float32)]
         assert batch.kind == IDS
         rows = []
         for ids in job.items:  # the Encoder has no batched entry point for given ids: one call each
             states = self.encoder.token_states(ids, task=job.task)
             self._count_forward("token_ids")
-            rows.append(finish(states.mean(axis=0, dtype=np.float32)[None], job.dimensions, job.normalize)[0])
+            rows.append(cut_and_normalize(states.mean(axis=0, dtype=np.float32)[None], job.dimensions,
+                                          job.normalize)[0])
         return [np.stack(rows)]
 
     def _note_task(self, task: str | None) -> None:
@@ -303,3 +317,7 @@ def _settle(job: Job, outcome: JobResult | BaseException) -> None:
         job.loop.call_soon_threadsafe(resolve)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
+
+
+def _windows(options: dict) -> dict:
+    return {k: options[k] for k in ("window", "overlap") if options.get(k) is not None}
