@@ -1,45 +1,32 @@
-"""Shared fixtures: the tiny golden checkpoint (original layout) and encoders built from it."""
+"""Shared fixtures (the tiny golden checkpoint and encoders built from it) and the test tiers.
+
+``pytest`` runs the fast tier: the core and the store contract. ``pytest --full`` (what .ci/run runs)
+adds the tests marked ``slow``: real servers, subprocesses, the example scripts, framework pipelines,
+200k-token documents, torch.compile.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-GOLDEN = Path(__file__).parent / "golden" / "tiny-v3"
-SAMPLE_PASSAGES = Path(__file__).resolve().parents[1] / "examples" / "data" / "passages.jsonl"
-SAMPLE_QUERIES = [
-    "how often should sunscreen be reapplied?", "Wie kompostiert man zu Hause?", "茶", "tea ceremony history",
-]
-
-# Tolerances of tests/golden/README.md: normalised vectors, and token states / unnormalised means.
-NORMALIZED = dict(atol=1e-5, rtol=0)
-RAW = dict(atol=1e-4, rtol=1e-4)
-
-# Each encode_*.npy golden file and the encode() arguments that reproduce it.
-ENCODE_CASES = [
-    ("encode_retrieval.query.npy", dict(task="retrieval.query"), NORMALIZED),
-    ("encode_retrieval.passage.npy", dict(task="retrieval.passage"), NORMALIZED),
-    ("encode_separation.npy", dict(task="separation"), NORMALIZED),
-    ("encode_classification.npy", dict(task="classification"), NORMALIZED),
-    ("encode_text-matching.npy", dict(task="text-matching"), NORMALIZED),
-    ("encode_no_task.npy", dict(task=None), NORMALIZED),
-    ("encode_text-matching_dim32.npy", dict(task="text-matching", dimensions=32), NORMALIZED),
-    ("encode_retrieval.query_unnormalized.npy", dict(task="retrieval.query", normalize=False), RAW),
-    ("encode_retrieval.passage_maxlen16.npy", dict(task="retrieval.passage", max_length=16), NORMALIZED),
-]
+from helpers import GOLDEN
 
 
-def golden(name: str) -> np.ndarray:
-    return np.load(GOLDEN / name)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help="run the whole suite, the tests marked slow included (what CI runs)")
 
 
-def sample_passages(n: int) -> list[dict]:
-    """The first ``n`` rows of the sample corpus (id, text, lang, topic, source)."""
-    with open(SAMPLE_PASSAGES, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()][:n]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --full, leave out the slow tier (deselected and counted, not skipped)."""
+    if config.getoption("--full") or config.option.markexpr:  # an explicit -m expression decides itself
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from benchmarks import host_work, run
+
+pytestmark = pytest.mark.slow  # full tier: the benchmarks run end to end
 
 
 def test_benchmark_run_tiny(tmp_path):

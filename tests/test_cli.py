@@ -17,6 +17,9 @@ from jinav3.integrations import cli
 from jinav3.integrations.cli import main
 from jinav3.integrations.corpus import CorpusError, read_corpus
 
+pytestmark = pytest.mark.slow  # full tier: the command line end to end, subprocesses included
+
+
 REPO = Path(__file__).resolve().parent.parent
 PASSAGES = REPO / "examples" / "data" / "passages.jsonl"
 ARTICLES = REPO / "examples" / "data" / "articles"

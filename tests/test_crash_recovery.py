@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # full tier: processes killed mid-write
+
+
 REPO = Path(__file__).resolve().parent.parent
 PASSAGES = REPO / "examples" / "data" / "passages.jsonl"
 ROWS = [json.loads(line) for line in PASSAGES.read_text(encoding="utf-8").splitlines() if line.strip()]

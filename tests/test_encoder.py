@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ENCODE_CASES as CASES
-from conftest import GOLDEN, NORMALIZED, RAW, golden
+from helpers import ENCODE_CASES as CASES
+from helpers import GOLDEN, NORMALIZED, RAW, golden
 from safetensors.torch import load_file, save_file
 
 from jinav3 import TASKS, Encoder, InvalidArgumentError, ModelNotFoundError
@@ -113,6 +113,7 @@ def test_task_switching_is_bit_identical(golden_inputs):
     np.testing.assert_allclose(enc.encode(texts, task=None), golden("encode_no_task.npy"), **NORMALIZED)
 
 
+@pytest.mark.slow  # torch.compile: seconds of compilation
 def test_compiled_layers_keep_golden_parity_across_task_switches(golden_inputs):
     """torch_compile=True: the compiled layers must see every task's merged weights (written in place)."""
     enc = Encoder.from_pretrained(GOLDEN, device="cpu", torch_compile=True)

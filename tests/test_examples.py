@@ -12,18 +12,21 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # full tier: the example scripts run as subprocesses
+
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))  # _sample.py is shared code
 # One runnable script per integration and one for late chunking (issue 6).
 REQUIRED = {"late_chunking_example.py", "qdrant_example.py", "milvus_example.py", "pinecone_example.py",
-            "haystack_example.py", "llama_index_example.py"}
+            "haystack_example.py", "llama_index_example.py", "langchain_example.py"}
 # Arguments a script needs to run offline: pinecone_example.py --double runs the real SDK against the
 # repository's PineconeDouble (tests/doubles), never a Pinecone account.
 ARGS = {"pinecone_example.py": ["--double"]}
 # What an import of jinav3.integrations.<module> needs installed.
 CLIENTS = {"qdrant": "qdrant_client", "milvus": "pymilvus", "pinecone": "pinecone", "haystack": "haystack",
-           "llama_index": "llama_index.core"}
+           "llama_index": "llama_index.core", "langchain": "langchain_core"}
 
 
 def needed_modules(script: Path) -> list[str]:

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_QUERIES, sample_passages
+from helpers import SAMPLE_QUERIES, sample_passages
 
 from jinav3.errors import InvalidArgumentError
+
+pytestmark = pytest.mark.slow  # full tier: Haystack pipelines end to end
+
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 pytest.importorskip("haystack", reason="needs the haystack extra: pip install 'jinav3[haystack]'")

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import GOLDEN
+from helpers import GOLDEN
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import GOLDEN, golden
+from helpers import GOLDEN, golden
 
 from jinav3 import InvalidArgumentError
 from jinav3.late_chunking import sentence_spans, windows
@@ -154,6 +154,7 @@ def test_empty_list_late_chunking(encoder):
     assert encoder.encode([], late_chunking=True).shape == (0, 64)
 
 
+@pytest.mark.slow  # a 200,000-token document
 def test_200k_token_document_runs_a_window_batch_at_a_time(encoder):
     """A 200,000-token document: each forward pass sees at most one token budget of windows, and only
     per-chunk sums are kept (the states of a batch are dropped once pooled)."""

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_QUERIES, sample_passages
+from helpers import SAMPLE_QUERIES, sample_passages
+
+pytestmark = pytest.mark.slow  # full tier: LlamaIndex pipelines end to end
+
 
 pytest.importorskip("llama_index.core", reason="needs the llamaindex extra: pip install 'jinav3[llamaindex]'")
 

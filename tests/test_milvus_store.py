@@ -70,7 +70,7 @@ def milvus_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["lite", "server"])
+@pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.slow)])
 def backend(request, tmp_path_factory):
     if request.param == "lite":
         client = MilvusClient(uri=str(tmp_path_factory.mktemp("milvus-lite") / "milvus.db"))
@@ -149,7 +149,7 @@ def test_a_lite_file_in_a_missing_folder_is_refused_and_creates_nothing(encoder,
     assert not (tmp_path / "no").exists()
 
 
-@pytest.mark.parametrize("side", ["lite", "server"])
+@pytest.mark.parametrize("side", ["lite", pytest.param("server", marks=pytest.mark.slow)])
 def test_a_collection_without_a_vector_index_is_indexed_before_anything_is_written(encoder, tmp_path, request, side):
     """Made with our schema but no index (another tool, or a crash between create and index): a
     write would land in a collection that cannot be loaded or searched. The store indexes it."""
@@ -172,6 +172,7 @@ def test_a_collection_without_a_vector_index_is_indexed_before_anything_is_writt
     client.close()
 
 
+@pytest.mark.slow  # the real Milvus server
 def test_ids_that_need_escaping_match_exactly_on_the_server(encoder, request):
     """On a Milvus server a backslash id once matched nothing, so its stale chunks stayed: the chunk
     points of such documents are found and pruned by their parent id."""

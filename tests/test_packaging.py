@@ -8,6 +8,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # full tier: builds and installs a wheel
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ENCODE_CASES, GOLDEN, NORMALIZED, RAW, golden
+from helpers import ENCODE_CASES, GOLDEN, NORMALIZED, RAW, golden
 from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
 from jinav3 import packing
@@ -110,6 +110,7 @@ def padded_pooled(model, ids):
     return mean_pool(hidden, mask).numpy()
 
 
+@pytest.mark.slow  # the medium random model
 def test_packed_equals_padded_on_a_medium_model(medium_model):
     lengths = [3, 512, 120, 7, 260, 45, 120, 2, 333, 64]
     ids = random_ids(lengths)
@@ -124,6 +125,7 @@ def test_packed_equals_padded_on_a_medium_model(medium_model):
     np.testing.assert_allclose(normalized(alone[0]), normalized(packed[4]), **NORMALIZED)
 
 
+@pytest.mark.slow  # the medium random model
 def test_packed_token_states_equal_unpadded_forwards(medium_model):
     ids = random_ids([40, 9, 130], seed=1)
     states = forward_states_packed(medium_model, ids, "cpu")
@@ -134,6 +136,7 @@ def test_packed_token_states_equal_unpadded_forwards(medium_model):
         np.testing.assert_allclose(got.numpy(), want.numpy(), **RAW)
 
 
+@pytest.mark.slow  # the medium random model
 def test_attention_stays_inside_each_sequence(medium_model):
     """Changing one sequence's tokens changes only that sequence's vector."""
     ids = random_ids([50, 60, 70], seed=2)
@@ -144,6 +147,7 @@ def test_attention_stays_inside_each_sequence(medium_model):
     assert not np.allclose(after[1], before[1], atol=1e-3)
 
 
+@pytest.mark.slow  # the medium random model
 def test_registered_name_runs_padded_batches_too(medium_model):
     """A model switched to ATTENTION_NAME still masks padding (our mask function is SDPA's)."""
     ids = random_ids([30, 90, 12], seed=3)
@@ -193,6 +197,7 @@ def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
     return out
 
 
+@pytest.mark.slow  # the medium random model
 @pytest.mark.parametrize("takes_scale", [True, False])
 def test_torch_varlen_marshalling(monkeypatch, takes_scale, medium_model):
     """The CUDA branch (torch's varlen_attn, with or without ``scale=``) driven on the CPU through a
@@ -215,6 +220,7 @@ def test_torch_varlen_marshalling(monkeypatch, takes_scale, medium_model):
     assert ("scale" in calls[0][3]) == takes_scale
 
 
+@pytest.mark.slow  # the medium random model
 def test_without_cu_seq_lens_it_is_sdpa(medium_model):
     q, k, v = (torch.randn(2, 6, 10, 64) for _ in range(3))
     mask = torch.ones(2, 1, 10, 10, dtype=torch.bool)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN, NORMALIZED, golden
+from helpers import GOLDEN, NORMALIZED, golden
 
 from jinav3 import Encoder, pipeline
 from jinav3 import encoder as encoder_module
@@ -159,6 +159,7 @@ def test_a_failing_forward_pass_stops_the_tokenizer_thread(
     assert small_chunks == [1] and threading.active_count() == before
 
 
+@pytest.mark.slow  # many threads, many calls
 def test_concurrent_tokenize_calls_keep_their_own_truncation(encoder):
     """Threads tokenising with different max_length at once (the background tokeniser next to a
     caller's thread, or two callers): the fast tokenizer keeps truncation as shared state, so without

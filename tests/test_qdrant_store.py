@@ -56,7 +56,8 @@ class QdrantBackend(Backend):
                 self.client.delete_collection(name)
 
 
-@pytest.fixture(scope="module", params=["memory", "path", "server"])
+@pytest.fixture(scope="module", params=["memory", pytest.param("path", marks=pytest.mark.slow),
+                                        pytest.param("server", marks=pytest.mark.slow)])
 def backend(request, tmp_path_factory):
     if request.param == "memory":
         client, persistent = QdrantClient(location=":memory:"), True

@@ -23,6 +23,9 @@ import pytest
 from jinav3.integrations import cli
 from jinav3.integrations.cli import main
 
+pytestmark = pytest.mark.slow  # full tier: real servers and subprocesses
+
+
 REPO = Path(__file__).resolve().parent.parent
 PASSAGES = REPO / "examples" / "data" / "passages.jsonl"
 PASSWORD = "S3cretPw-9f2c"

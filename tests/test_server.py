@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # full tier: a real jinav3 serve on loopback
+
+
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
-from conftest import SAMPLE_QUERIES  # noqa: E402
+from helpers import SAMPLE_QUERIES  # noqa: E402
 
 from jinav3.integrations.server import Limits, add_serve_command, cmd_serve, create_app  # noqa: E402
 
