@@ -12,6 +12,7 @@ Matryoshka cut -> L2 normalise -> in input order.
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import itertools
@@ -41,14 +42,18 @@ if TYPE_CHECKING:
 Texts = str | Sequence[str]
 
 CHUNK_TEXTS = 512  # texts tokenised per call: a fraction of a GPU batch, so the first batch starts early
+# Up to this many tokens of another task (a query while passages are indexed) run as low-rank
+# corrections on the resident merged weights (MergedTaskLoRA.corrected: ~1% more work per token, no
+# re-merge); more tokens re-merge the weights, once, and then run at full speed.
+CORRECTION_TOKENS = 2048
 
 
 class Encoder:
     """jina-embeddings-v3 on transformers' ``JinaEmbeddingsV3Model`` with one merged LoRA adapter per task."""
 
     def __init__(self, checkpoint: ckpt.Checkpoint, device: torch.device, *, max_tokens_per_batch: int | None = None,
-                 packed: bool | None = None, overlap_tokenization: bool = True, name: str | None = None,
-                 label: str | None = None):
+                 packed: bool | None = None, overlap_tokenization: bool = True, torch_compile: bool = False,
+                 name: str | None = None, label: str | None = None):
         """Usually reached through ``from_pretrained``. The speed options are fixed here (``with_options``
         gives an Encoder with others on the same weights). ``name``: the model's identity
         (``jinav3.identity.model_identity``), recorded by vector stores; ``label``: a readable name for
@@ -66,6 +71,9 @@ class Encoder:
         self.dtype = next(self.model.parameters()).dtype
         self.lora = MergedTaskLoRA(self.model, checkpoint.adapters)
         self._set_speed_options(packed, max_tokens_per_batch, overlap_tokenization)
+        self._torch_compile = boolean(torch_compile, "torch_compile")
+        if self._torch_compile:
+            packing.compile_layers(self.model)
         self.name = name or identity.model_identity(checkpoint.source)
         self.label = label or identity.model_label(checkpoint.source)
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
@@ -96,6 +104,11 @@ class Encoder:
     def overlap_tokenization(self) -> bool:
         """Long lists are tokenised in a background thread while batches run."""
         return self._overlap_tokenization
+
+    @property
+    def torch_compile(self) -> bool:
+        """The encoder layers run ``torch.compile``d."""
+        return self._torch_compile
 
     def with_options(self, *, packed: bool | None = None, max_tokens_per_batch: int | None = None,
                      overlap_tokenization: bool | None = None) -> "Encoder":
@@ -143,12 +156,9 @@ class Encoder:
         torch_dtype = pick_dtype(dtype, torch_device)
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir)
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
-        encoder = cls(loaded, torch_device, max_tokens_per_batch=max_tokens_per_batch, packed=packed,
-                      overlap_tokenization=overlap_tokenization, name=identity.model_identity(model, folder),
-                      label=identity.model_label(model))
-        if torch_compile:
-            packing.compile_layers(encoder.model)
-        return encoder
+        return cls(loaded, torch_device, max_tokens_per_batch=max_tokens_per_batch, packed=packed,
+                   overlap_tokenization=overlap_tokenization, torch_compile=torch_compile,
+                   name=identity.model_identity(model, folder), label=identity.model_label(model))
 
     def save_pretrained(self, folder: str | os.PathLike) -> str:
         """Write the transformers-native layout (base weights + one peft adapter folder per task). The
@@ -352,7 +362,7 @@ class Encoder:
         """Per document, (spans, H) float32: the mean token state of each of its token spans."""
         if not documents:
             return []
-        with self.adapter(task):
+        with self._task_weights(task, sum(len(doc.ids) for doc in documents)):
             batches = functools.partial(token_budget_batches, packed=self.packed)
             return lc.pool_documents(self._token_states, documents, self.hidden_size, window, overlap,
                                      self.max_tokens_per_batch, batches)
@@ -385,11 +395,14 @@ class Encoder:
         chunks = self._tokenized_chunks(items, tasks, max_length)
         if self.overlap_tokenization and len(items) > CHUNK_TEXTS:  # one chunk: nothing to overlap with
             chunks = pipeline.in_background(chunks)
+        texts_per_task = collections.Counter(tasks)
         try:
             for task, task_chunks in itertools.groupby(chunks, key=lambda chunk: chunk[0]):
-                with self.adapter(task):
+                first = next(task_chunks)  # the whole group when it fits one chunk: its size is known
+                tokens = sum(len(ids) for _, ids in first[1]) if texts_per_task[task] <= CHUNK_TEXTS else None
+                with self._task_weights(task, tokens):
                     readback = pipeline.LaggedReadback(out, progress.update)
-                    rows = (chunk_rows for _, chunk_rows in task_chunks)
+                    rows = (chunk_rows for _, chunk_rows in itertools.chain([first], task_chunks))
                     for batch in windowed_batches(rows, self.max_tokens_per_batch, batch_size, self.packed):
                         readback.put([i for i, _ in batch], self._batch_means([ids for _, ids in batch]))
                     readback.flush()  # before the next task's adapter is merged
@@ -428,6 +441,20 @@ class Encoder:
             input_ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
         return to_device(torch.from_numpy(input_ids), self.device), to_device(torch.from_numpy(mask), self.device)
+
+    @contextmanager
+    def _task_weights(self, task: str | None, tokens: int | None) -> Iterator[None]:
+        """Hold the model computing with ``task`` for ``tokens`` tokens (None: unknown, many): a few
+        tokens of another task run as low-rank corrections on the resident weights, more re-merge.
+        Compiled layers always re-merge: a correction would change what they were compiled for."""
+        name = None if task is None else adapter_name(task)
+        with self._lock:
+            if tokens is not None and tokens <= CORRECTION_TOKENS and not self.torch_compile:
+                with self.lora.corrected(name):
+                    yield
+            else:
+                self.lora.activate(name)
+                yield
 
     @contextmanager
     def adapter(self, task: str | None) -> Iterator[torch.nn.Module]:

@@ -15,6 +15,7 @@ from helpers import GOLDEN, NORMALIZED, RAW, golden
 from safetensors.torch import load_file, save_file
 
 from jinav3 import TASKS, Encoder, InvalidArgumentError, ModelNotFoundError
+from jinav3 import encoder as encoder_module
 from jinav3.errors import CheckpointFormatError
 
 # The default task of encode() is text-matching, as in the Jina API.
@@ -102,15 +103,51 @@ def test_task_list_encodes_each_text_with_its_task(encoder, golden_inputs):
 def test_task_switching_is_bit_identical(golden_inputs):
     enc = Encoder.from_pretrained(GOLDEN, device="cpu")
     texts = golden_inputs["texts"]
+    with enc.adapter("retrieval.query"):
+        pass
     first = enc.encode(texts, task="retrieval.query")
     weights = {n: p.clone() for n, p in enc.model.named_parameters()}
     for task in ["retrieval.passage", None, "classification", "retrieval.query", "text-matching"] * 3:
+        with enc.adapter(task):  # merged for real (small encodes alone would run as corrections)
+            pass
         enc.encode(texts[:2], task=task)
+    with enc.adapter("retrieval.query"):
+        pass
     again = enc.encode(texts, task="retrieval.query")
     assert np.array_equal(first, again)
     for name, param in enc.model.named_parameters():
         assert torch.equal(param, weights[name]), name
     np.testing.assert_allclose(enc.encode(texts, task=None), golden("encode_no_task.npy"), **NORMALIZED)
+
+
+def test_a_few_tokens_of_another_task_run_on_the_resident_weights(golden_inputs):
+    """A query right after passages: low-rank corrections on the merged passage weights, no re-merge,
+    and the golden vectors of every task (late chunking and token states too)."""
+    enc = Encoder.from_pretrained(GOLDEN, device="cpu")
+    texts = golden_inputs["texts"]
+    spec = json.loads((GOLDEN / "late_chunking.json").read_text())
+    for resident in ["retrieval.passage", "classification", None]:
+        with enc.adapter(resident):  # this task's weights merged
+            pass
+        merged, merges = enc.lora.active, enc.lora.merges
+        for file, kwargs, tol in CASES:
+            np.testing.assert_allclose(enc.encode(texts, **kwargs), golden(file), **tol)
+        late = enc.encode(spec["texts"], task="retrieval.passage", late_chunking=True)
+        np.testing.assert_allclose(late, golden("late_chunking_normalized.npy"), **NORMALIZED)
+        states = enc.token_states(spec["long"]["input_ids"], task="retrieval.passage", window=64, overlap=16)
+        np.testing.assert_allclose(states, golden("long_late_chunking_tokens.npy"), **RAW)
+        assert (enc.lora.active, enc.lora.merges) == (merged, merges)  # nothing was re-merged
+
+
+def test_a_large_batch_of_another_task_merges_it_once(golden_inputs, monkeypatch):
+    monkeypatch.setattr(encoder_module, "CORRECTION_TOKENS", 8)  # every golden batch counts as large
+    enc = Encoder.from_pretrained(GOLDEN, device="cpu")
+    with enc.adapter("retrieval.passage"):
+        pass
+    merges = enc.lora.merges
+    vectors = enc.encode(golden_inputs["texts"], task="retrieval.query")
+    np.testing.assert_allclose(vectors, golden("encode_retrieval.query.npy"), **NORMALIZED)
+    assert enc.lora.active == "retrieval_query" and enc.lora.merges == merges + 1
 
 
 @pytest.mark.slow  # torch.compile: seconds of compilation
