@@ -22,13 +22,15 @@ import bisect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .errors import invalid
-from .validation import choice, int_in_range, is_integer, positive_int
+from .validation import chunker_arguments, int_in_range, is_integer
+
+if TYPE_CHECKING:  # the model's token states; this module itself needs no torch (RemoteEncoder imports it)
+    import torch
 
 DEFAULT_OVERLAP = 256
 # A sentence ends at . ! ? (and their full-width forms) followed by whitespace, at CJK 。！？ (no
@@ -181,23 +183,6 @@ class PlannedDocument:
     char_spans: list[tuple[int, int]]
 
 
-def check_chunker(chunker: Any, chunk_size: Any, documents: Sequence[str]) -> list[tuple[int, int]] | None:
-    """Validate the chunker arguments for ``documents``; the caller's character spans come back checked
-    (None for "sentences" and "tokens")."""
-    if chunk_size is not None and chunker != "tokens":
-        raise invalid("chunk_size", "only applies with chunker='tokens'")
-    if isinstance(chunker, str):
-        choice(chunker, "chunker", ("sentences", "tokens"), alternative="a list of (start, end) spans")
-        if chunker == "tokens":
-            if chunk_size is None:
-                raise invalid("chunk_size", "chunker='tokens' needs a chunk_size (tokens per chunk)")
-            positive_int(chunk_size, "chunk_size")
-        return None
-    if len(documents) != 1:
-        raise invalid("chunker", "explicit (start, end) spans apply to one document: use late_chunk()")
-    return check_char_spans(chunker, len(documents[0]))
-
-
 def plan_documents(
     documents: Sequence[str],
     instruction: str,
@@ -205,16 +190,17 @@ def plan_documents(
     chunk_size: int | None,
     tokenize: TokenizeWithOffsets,
 ) -> list[PlannedDocument]:
-    """Check the chunker, then tokenise every non-blank document behind ``instruction`` and find its
+    """Check the chunker arguments, then tokenise every non-blank document behind ``instruction`` and find its
     chunks: character spans in the document and the token spans (reference convention) to pool."""
-    spans = check_chunker(chunker, chunk_size, documents)
+    chunker_arguments(chunker, chunk_size, len(documents))
+    spans = None if isinstance(chunker, str) else check_char_spans(chunker, len(documents[0]))
     planned = []
     for d, document in enumerate(documents):
         if not document.strip():
             continue
         ids, offsets, first, stop = tokenize(instruction + document, len(instruction))
         if chunker == "tokens":
-            assert chunk_size is not None  # check_chunker refuses chunker="tokens" without a chunk_size
+            assert chunk_size is not None  # chunker_arguments refuses chunker="tokens" without a chunk_size
             token_spans, text_spans = fixed_token_spans(offsets, first, stop, chunk_size)
         else:
             chars = sentence_spans(document) if spans is None else spans
@@ -262,9 +248,9 @@ class SpanPooler:
     def __init__(self, spans: list[tuple[int, int]], hidden: int):
         self.spans = spans
         self.starts = [a for a, _ in spans]
-        self.sums = torch.zeros(len(spans), hidden, dtype=torch.float32)
+        self.sums = np.zeros((len(spans), hidden), dtype=np.float32)
 
-    def add(self, position: int, states: torch.Tensor) -> None:
+    def add(self, position: int, states: np.ndarray) -> None:
         """``states`` (n, H) are the states of tokens ``position .. position+n-1``."""
         stop = position + states.shape[0]
         first = max(bisect.bisect_right(self.starts, position) - 1, 0)
@@ -274,11 +260,11 @@ class SpanPooler:
                 break
             lo, hi = max(a, position), min(b, stop)
             if hi > lo:
-                self.sums[s] += states[lo - position : hi - position].sum(dim=0)
+                self.sums[s] += states[lo - position : hi - position].sum(axis=0)
 
     def means(self) -> np.ndarray:
-        counts = torch.tensor([b - a for a, b in self.spans], dtype=torch.float32).unsqueeze(1)
-        return (self.sums / counts).numpy()
+        counts = np.array([b - a for a, b in self.spans], dtype=np.float32)[:, None]
+        return self.sums / counts
 
 
 def pool_documents(
@@ -291,7 +277,8 @@ def pool_documents(
     batch: Callable[[list[int], int], Iterable[list[int]]],
 ) -> list[np.ndarray]:
     """Span means for each document: every window of every document becomes one row of a
-    token-budget batch; ``forward_states(list of id lists)`` returns each row's (n, H) states."""
+    token-budget batch; ``forward_states(list of id lists)`` returns each row's (n, H) float32 states
+    on the CPU."""
     poolers = [SpanPooler(doc.spans, hidden) for doc in documents]
     rows = [(d, start, keep, doc.ids[start:end])
             for d, doc in enumerate(documents) for start, end, keep in windows(len(doc.ids), window, overlap)]
@@ -299,5 +286,5 @@ def pool_documents(
         states = forward_states([rows[i][3] for i in indices])
         for i, row_states in zip(indices, states, strict=True):  # one state tensor per row asked for
             d, start, keep, _ = rows[i]
-            poolers[d].add(start + keep, row_states[keep:])
+            poolers[d].add(start + keep, row_states[keep:].numpy())
     return [p.means() for p in poolers]

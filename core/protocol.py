@@ -13,7 +13,7 @@ import numpy as np
 
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE
 
-if TYPE_CHECKING:  # late_chunking imports torch; the protocol must not
+if TYPE_CHECKING:
     from .late_chunking import Chunk
 
 

@@ -92,3 +92,23 @@ class _NoProgress:
     def update(self, n: int) -> None: ...
     def close(self) -> None: ...
 
+
+
+CHUNKERS = ("sentences", "tokens")
+
+
+def chunker_arguments(chunker: Any, chunk_size: Any, documents: int) -> None:
+    """How late chunking splits ``documents`` documents: "sentences"; "tokens" with a positive
+    ``chunk_size``; or a list of (start, end) character spans, which describe ONE document (the spans
+    themselves are checked against the document by ``late_chunking.check_char_spans``)."""
+    if chunk_size is not None and chunker != "tokens":
+        raise invalid("chunk_size", "only applies with chunker='tokens'")
+    if isinstance(chunker, str):
+        choice(chunker, "chunker", CHUNKERS, alternative="a list of (start, end) spans")
+        if chunker == "tokens":
+            if chunk_size is None:
+                raise invalid("chunk_size", "chunker='tokens' needs a chunk_size (tokens per chunk)")
+            positive_int(chunk_size, "chunk_size")
+    elif documents != 1:
+        raise invalid("chunker", f"(start, end) spans describe one document, got {documents} documents; "
+                                 "chunk each with its own spans (Encoder.late_chunk) or use 'sentences'/'tokens'")
