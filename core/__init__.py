@@ -1,7 +1,8 @@
 """jinav3: the real jina-embeddings-v3 vectors, on transformers + peft, without remote code.
 
 ``Encoder`` (and ``Chunk``) are imported on first use, so that ``import jinav3`` (and the command line's ``--help``)
-does not pay for torch and transformers until a model is needed.
+does not pay for torch and transformers until a model is needed. ``RemoteEncoder`` (the same encoder over HTTP,
+against ``jinav3 serve`` or the hosted Jina API) is imported on first use too, and needs only httpx.
 """
 
 from importlib.metadata import PackageNotFoundError
@@ -15,6 +16,7 @@ from .errors import (
     JinaV3Error,
     ModelNotFoundError,
     PartialWriteError,
+    RemoteError,
     SignatureMismatchError,
     StoreError,
 )
@@ -24,6 +26,7 @@ from .tasks import DEFAULT_TASK, INDEX_TASK, SEARCH_TASK, TASKS
 if TYPE_CHECKING:  # type checkers see the real classes; at run time __getattr__ imports them on first use
     from .encoder import Encoder
     from .late_chunking import Chunk
+    from .remote import RemoteEncoder
 
 try:
     __version__ = _version("jinav3")
@@ -31,9 +34,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Encoder", "Chunk", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK", "JinaV3Error",
-    "InvalidArgumentError", "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError",
-    "SignatureMismatchError", "PartialWriteError", "__version__",
+    "Encoder", "Chunk", "RemoteEncoder", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK",
+    "JinaV3Error", "InvalidArgumentError", "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError",
+    "SignatureMismatchError", "PartialWriteError", "RemoteError", "__version__",
 ]
 
 
@@ -46,4 +49,8 @@ def __getattr__(name: str) -> type:
         from .late_chunking import Chunk
 
         return Chunk
+    if name == "RemoteEncoder":
+        from .remote import RemoteEncoder
+
+        return RemoteEncoder
     raise AttributeError(f"module 'jinav3' has no attribute {name!r}")

@@ -49,6 +49,17 @@ class PartialWriteError(StoreError):
         self.unpruned_ids = list(unpruned_ids or [])
 
 
+class RemoteError(JinaV3Error, RuntimeError):
+    """An embedding server (``jinav3 serve``, the Jina API) refused a request, failed it after retries, or
+    could not be reached. ``status``: the HTTP status (None when no answer came); ``server_message``:
+    the server's own words. Never carries the API key."""
+
+    def __init__(self, message: str, status: int | None = None, server_message: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+
+
 def invalid(argument: str, problem: str) -> InvalidArgumentError:
     """Build the error for a bad argument: ``invalid("top_k", "must be >= 1, got 0")``."""
     return InvalidArgumentError(f"{argument}: {problem}")

@@ -1,4 +1,5 @@
-"""One loaded Encoder per (model, device, dtype), shared by every framework component in the process.
+"""One encoder per setting, shared by every framework component in the process: a loaded Encoder per
+(model, device, dtype, revision, cache_dir, local_files_only), a RemoteEncoder per (server, key).
 
 Haystack pipelines and LlamaIndex settings often build several components for one model (a document
 embedder and a text embedder, an embedding and a late-chunking transform); loading the weights once
@@ -8,20 +9,22 @@ Also holds the argument checks the framework adapters share, so they fail the sa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, overload
 
 from jinav3.checkpoint import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters)
-from jinav3.errors import invalid
+from jinav3.errors import ModelNotFoundError, invalid
 from jinav3.tasks import check_task
 from jinav3.validation import positive_int
 
 if TYPE_CHECKING:
     from jinav3.encoder import Encoder
+    from jinav3.remote import RemoteEncoder
 
 _lock = threading.Lock()
-_encoders: dict[tuple[str, str, str], Encoder] = {}
+_encoders: dict[tuple, Any] = {}
 
 
 def model_key(model: str | os.PathLike) -> str:
@@ -52,17 +55,88 @@ def check_device_dtype(device: object, dtype: object) -> tuple[str, str]:
     return device, dtype
 
 
-def get_encoder(model: str | os.PathLike, device: object = "auto", dtype: str = "auto") -> Encoder:
-    """The shared Encoder for these settings, loaded on first use (thread-safe: loads once)."""
-    key = (model_key(model), device_key(device), str(dtype))
+@overload
+def get_encoder(model: str | os.PathLike, device: object = ..., dtype: str = ..., *, revision: str | None = ...,
+                cache_dir: str | os.PathLike | None = ..., local_files_only: bool = ..., server_url: None = ...,
+                api_key: str | None = ...) -> Encoder: ...
+@overload
+def get_encoder(model: str | os.PathLike, device: object = ..., dtype: str = ..., *, revision: str | None = ...,
+                cache_dir: str | os.PathLike | None = ..., local_files_only: bool = ..., server_url: str,
+                api_key: str | None = ...) -> RemoteEncoder: ...
+@overload
+def get_encoder(model: str | os.PathLike, device: object = ..., dtype: str = ..., *, revision: str | None = ...,
+                cache_dir: str | os.PathLike | None = ..., local_files_only: bool = ..., server_url: str | None,
+                api_key: str | None = ...) -> Encoder | RemoteEncoder: ...
+def get_encoder(model: str | os.PathLike, device: object = "auto", dtype: str = "auto", *,
+                revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                local_files_only: bool = False, server_url: str | None = None,
+                api_key: str | None = None) -> Encoder | RemoteEncoder:
+    """The shared encoder for these settings, made on first use (thread-safe: loads once).
+
+    With ``server_url``: a ``RemoteEncoder`` of that server (``api_key``, else the environment's), keyed on
+    the URL and a hash of the key (never the key itself); model, device and dtype are the server's then.
+    Else the local ``Encoder`` of ``model`` at ``revision`` (from ``cache_dir``; ``local_files_only``: the
+    hub cache only, no download)."""
+    if server_url is not None:
+        from jinav3.remote import RemoteEncoder as Remote
+
+        fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16] if isinstance(api_key, str) else None
+        key: tuple = ("remote", server_url, fingerprint)
+        with _lock:
+            remote = _encoders.get(key)
+            if remote is None:
+                remote = _encoders[key] = Remote(server_url, api_key=api_key)
+            return remote
+    cache = None if cache_dir is None else os.fspath(cache_dir)
+    key = (model_key(model), device_key(device), str(dtype)) + (
+        (revision, cache, bool(local_files_only)) if (revision, cache, local_files_only) != (None, None, False) else ())
     with _lock:
         encoder = _encoders.get(key)
         if encoder is None:
-            from jinav3 import Encoder
-
-            encoder = Encoder.from_pretrained(key[0], device=key[1], dtype=dtype)
+            encoder = _load(key[0], key[1], str(dtype), revision, cache, bool(local_files_only))
             _encoders[key] = encoder
         return encoder
+
+
+def _load(model: str, device: str, dtype: str, revision: str | None, cache_dir: str | None,
+          local_files_only: bool) -> Encoder:
+    from jinav3 import Encoder
+
+    if not local_files_only or os.path.isdir(os.path.expanduser(model)):
+        return Encoder.from_pretrained(model, device=device, dtype=dtype, revision=revision, cache_dir=cache_dir)
+    # The hub cache only: resolve the snapshot without the network, then load that folder under the hub id's
+    # identity (stores record "owner/name", not the cache folder's fingerprint).
+    from huggingface_hub import snapshot_download
+
+    from jinav3 import identity
+
+    try:
+        folder = snapshot_download(model, revision=revision, cache_dir=cache_dir, local_files_only=True)
+    except Exception as error:  # LocalEntryNotFoundError, a malformed id: not in the cache either way
+        raise ModelNotFoundError(f"model: {model!r}{' at revision ' + revision if revision else ''} is not in the "
+                                 f"hub cache{' ' + cache_dir if cache_dir else ''} and local_files_only=True forbids "
+                                 f"downloading it ({type(error).__name__}: {error})") from error
+    encoder = Encoder.from_pretrained(folder, device=device, dtype=dtype)
+    encoder.name, encoder.label = identity.model_identity(model), identity.model_label(model)
+    return encoder
+
+
+def check_source(revision: object, cache_dir: object, local_files_only: object) -> tuple[str | None, str | None, bool]:
+    """``revision``, ``cache_dir`` and ``local_files_only`` as components store and serialise them."""
+    if revision is not None and (not isinstance(revision, str) or not revision):
+        raise invalid("revision", f"must be a branch, tag or commit of the hub repo, or None, got {revision!r}")
+    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
+        raise invalid("cache_dir", f"must be a folder or None, got {cache_dir!r}")
+    if not isinstance(local_files_only, bool):
+        raise invalid("local_files_only", f"must be True or False, got {local_files_only!r}")
+    return revision, None if cache_dir is None else os.fspath(cache_dir), local_files_only
+
+
+def check_server_url(server_url: object) -> str | None:
+    if server_url is not None and (not isinstance(server_url, str) or not server_url.startswith(("http://",
+                                                                                                 "https://"))):
+        raise invalid("server_url", f"must be an http:// or https:// URL, or None, got {server_url!r}")
+    return server_url
 
 
 def clear() -> None:

@@ -7,6 +7,11 @@ Shaped like Haystack's ``SentenceTransformersDocumentEmbedder`` / ``SentenceTran
 one thing they cannot know: documents are embedded with ``retrieval.passage`` and queries with
 ``retrieval.query``. ``late_chunking=True`` embeds the splits of each source document together, so
 every chunk's vector sees its whole document.
+
+``server_url`` (with ``api_key``, a Haystack ``Secret``, default ``$JINAV3_API_KEY``; api.jina.ai reads
+``$JINA_API_KEY``) embeds through ``jinav3 serve`` or the hosted Jina API instead of a local model; the key
+is serialised as its environment variable, never its value. ``revision``, ``cache_dir`` and
+``local_files_only`` pin the local model; ``device`` takes a string or a ``ComponentDevice``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,14 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from haystack import Document, component, default_from_dict, default_to_dict
+from jinav3.errors import install_hint, invalid
 
-from jinav3.errors import invalid
+try:
+    from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("jinav3's Haystack components need haystack-ai: " + install_hint("haystack")) from error
+
 from jinav3.tasks import index_task, search_task
 from jinav3.validation import boolean, positive_int
 
@@ -28,11 +38,17 @@ if TYPE_CHECKING:
     import numpy as np
 
     from jinav3.encoder import Encoder
+    from jinav3.remote import RemoteEncoder
 
 __all__ = ["JinaV3DocumentEmbedder", "JinaV3TextEmbedder"]
 
 
 _Embedder = TypeVar("_Embedder", bound="_JinaV3Embedder")
+API_KEY_ENV = ["JINAV3_API_KEY"]  # the server's key; RemoteEncoder reads $JINA_API_KEY itself for api.jina.ai
+
+
+def _default_api_key() -> Secret:
+    return Secret.from_env_var(API_KEY_ENV, strict=False)
 
 
 class _JinaV3Embedder:
@@ -49,15 +65,32 @@ class _JinaV3Embedder:
         progress_bar: bool,
         normalize: bool,
         task: str | None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        server_url: str | None = None,
+        api_key: Secret | None = None,
     ) -> None:
         self.model = shared.model_key(model)
-        self.device, self.dtype = shared.check_device_dtype(device, dtype)
+        self.server_url = shared.check_server_url(server_url)
+        if api_key is not None and not isinstance(api_key, Secret):
+            raise invalid("api_key", "must be a haystack.utils.Secret (Secret.from_env_var('NAME')), not a plain "
+                                     f"value, got {type(api_key).__name__}")
+        self.api_key = api_key
+        self.revision, self.cache_dir, self.local_files_only = shared.check_source(revision, cache_dir,
+                                                                                   local_files_only)
+        # a ComponentDevice is kept as given (and serialised as Haystack does); a string as a string
+        self.component_device = device if isinstance(device, ComponentDevice) else None
+        if self.server_url is None:
+            self.device, self.dtype = shared.check_device_dtype(device, dtype)
+        else:  # the server chooses where and how its model runs
+            self.device, self.dtype = shared.device_key(device), str(dtype)
         self.dimensions = shared.check_dimensions(dimensions)
         self.batch_size = positive_int(batch_size, "batch_size")
         self.progress_bar = boolean(progress_bar, "progress_bar")
         self.normalize = boolean(normalize, "normalize")
         self.task = shared.check_task_override(task)
-        self.encoder: Encoder | None = None
+        self.encoder: Encoder | RemoteEncoder | None = None
 
     @property
     def embedding_task(self) -> str:
@@ -65,9 +98,12 @@ class _JinaV3Embedder:
         raise NotImplementedError
 
     def warm_up(self) -> None:
-        """Load the model (once per process for the same model, device and dtype)."""
+        """Load the model (once per process for the same settings), or connect to the server."""
         if self.encoder is None:
-            encoder = shared.get_encoder(self.model, self.device, self.dtype)
+            encoder = shared.get_encoder(self.model, self.device, self.dtype, revision=self.revision,
+                                         cache_dir=self.cache_dir, local_files_only=self.local_files_only,
+                                         server_url=self.server_url,
+                                         api_key=self.api_key.resolve_value() if self.api_key else None)
             if self.dimensions is not None:
                 encoder.check_dimensions(self.dimensions)  # the upper bound needs the model
             self.encoder = encoder
@@ -76,26 +112,38 @@ class _JinaV3Embedder:
         if self.encoder is None:
             self.warm_up()
         assert self.encoder is not None  # warm_up loaded it
-        return self.encoder.encode(
-            texts,
-            task=self.embedding_task,
-            dimensions=self.dimensions,
-            normalize=self.normalize,
-            late_chunking=late_chunking,
-            batch_size=None if late_chunking else self.batch_size,
-            show_progress=self.progress_bar and not late_chunking,
-        )
+        return self.encoder.encode(texts, **self._encode_options(late_chunking))
+
+    async def _aencode(self, texts: list[str], late_chunking: bool = False) -> np.ndarray:
+        """``_encode`` for run_async: a server's requests on the event loop, a local model in a worker thread."""
+        if self.encoder is None:
+            await asyncio.to_thread(self.warm_up)
+        assert self.encoder is not None  # warm_up loaded it
+        aencode = getattr(self.encoder, "aencode", None)
+        if aencode is None:
+            return await asyncio.to_thread(self._encode, texts, late_chunking)
+        return await aencode(texts, **self._encode_options(late_chunking))
+
+    def _encode_options(self, late_chunking: bool) -> dict[str, Any]:
+        return dict(task=self.embedding_task, dimensions=self.dimensions, normalize=self.normalize,
+                    late_chunking=late_chunking, batch_size=None if late_chunking else self.batch_size,
+                    show_progress=self.progress_bar and not late_chunking)
 
     def _init_parameters(self) -> dict[str, Any]:
         return dict(
             model=self.model,
-            device=self.device,
+            device=self.component_device.to_dict() if self.component_device is not None else self.device,
             dtype=self.dtype,
             dimensions=self.dimensions,
             batch_size=self.batch_size,
             progress_bar=self.progress_bar,
             normalize=self.normalize,
             task=self.task,
+            revision=self.revision,
+            cache_dir=self.cache_dir,
+            local_files_only=self.local_files_only,
+            server_url=self.server_url,
+            api_key=self.api_key.to_dict() if self.api_key is not None else None,  # refuses a token Secret
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +151,11 @@ class _JinaV3Embedder:
 
     @classmethod
     def from_dict(cls: type[_Embedder], data: dict[str, Any]) -> _Embedder:
+        data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}  # the caller's dict stays as is
+        params = data["init_parameters"]
+        if isinstance(params.get("device"), dict):  # a ComponentDevice, as Haystack's own embedders store it
+            params["device"] = ComponentDevice.from_dict(params["device"])
+        deserialize_secrets_inplace(params, keys=["api_key"])
         return default_from_dict(cls, data)
 
 
@@ -128,6 +181,11 @@ class JinaV3TextEmbedder(_JinaV3Embedder):
         progress_bar: bool = False,
         normalize: bool = True,
         task: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        server_url: str | None = None,
+        api_key: Secret | None = _default_api_key(),  # noqa: B008 - Haystack's own idiom for a Secret default
     ) -> None:
         """
         :param model: Hugging Face hub id or local folder of either checkpoint layout.
@@ -138,10 +196,16 @@ class JinaV3TextEmbedder(_JinaV3Embedder):
         :param progress_bar: Show a progress bar while embedding.
         :param normalize: L2-normalise the embedding.
         :param task: Override the task (default ``retrieval.query``); must match how documents were embedded.
+        :param revision: Branch, tag or commit of a hub model.
+        :param cache_dir: Hugging Face cache folder to load the model from.
+        :param local_files_only: Load from the cache only, never download.
+        :param server_url: Embed through this server (``jinav3 serve``, or https://api.jina.ai) instead.
+        :param api_key: The server's key as a ``Secret`` (default ``$JINAV3_API_KEY``).
         """
         _JinaV3Embedder.__init__(  # not super(): @component rebuilds the class
             self, model=model, device=device, dtype=dtype, dimensions=dimensions, batch_size=batch_size,
-            progress_bar=progress_bar, normalize=normalize, task=task,
+            progress_bar=progress_bar, normalize=normalize, task=task, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, server_url=server_url, api_key=api_key,
         )
 
     @component.output_types(embedding=list[float])
@@ -156,8 +220,10 @@ class JinaV3TextEmbedder(_JinaV3Embedder):
 
     @component.output_types(embedding=list[float])
     async def run_async(self, text: str) -> dict[str, Any]:
-        """``run`` in a worker thread, so the event loop keeps serving while the model works."""
-        return await asyncio.to_thread(self.run, text=text)
+        """``run`` without blocking the event loop: a server's requests on it, a local model in a worker thread."""
+        if not isinstance(text, str):
+            return self.run(text)  # the same TypeError
+        return {"embedding": (await self._aencode([text]))[0].tolist()}
 
 
 @component
@@ -188,6 +254,11 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
         embedding_separator: str = "\n",
         task: str | None = None,
         late_chunking: bool = False,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        server_url: str | None = None,
+        api_key: Secret | None = _default_api_key(),  # noqa: B008 - Haystack's own idiom for a Secret default
     ) -> None:
         """
         :param model: Hugging Face hub id or local folder of either checkpoint layout.
@@ -201,10 +272,16 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
         :param embedding_separator: Joins those meta values and the content.
         :param task: Override the task (default ``retrieval.passage``).
         :param late_chunking: Embed the splits of each source document together (see the class doc).
+        :param revision: Branch, tag or commit of a hub model.
+        :param cache_dir: Hugging Face cache folder to load the model from.
+        :param local_files_only: Load from the cache only, never download.
+        :param server_url: Embed through this server (``jinav3 serve``, or https://api.jina.ai) instead.
+        :param api_key: The server's key as a ``Secret`` (default ``$JINAV3_API_KEY``).
         """
         _JinaV3Embedder.__init__(  # not super(): @component rebuilds the class
             self, model=model, device=device, dtype=dtype, dimensions=dimensions, batch_size=batch_size,
-            progress_bar=progress_bar, normalize=normalize, task=task,
+            progress_bar=progress_bar, normalize=normalize, task=task, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, server_url=server_url, api_key=api_key,
         )
         if meta_fields_to_embed is not None and (
             not isinstance(meta_fields_to_embed, (list, tuple))

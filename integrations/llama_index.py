@@ -8,6 +8,11 @@ LlamaIndex calls the query methods for what the user searches with and the text 
 stores, so those map to ``retrieval.query`` and ``retrieval.passage``. Late chunking needs whole
 documents rather than one node at a time, so it is a separate ``TransformComponent`` for an
 ``IngestionPipeline``; the nodes it embeds keep their vectors when an index is built from them.
+
+``server_url`` (with ``api_key``, else ``$JINAV3_API_KEY``; api.jina.ai reads ``$JINA_API_KEY``) embeds
+through ``jinav3 serve`` or the hosted Jina API instead of a local model; the key is a ``SecretStr``
+left out of ``to_dict``/``to_json`` and pickles (an unpickled copy reads it from the environment).
+``revision``, ``cache_dir`` and ``local_files_only`` pin the local model.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import copy
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationInfo, field_validator
-from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
-
+from jinav3.errors import install_hint
 from jinav3.tasks import index_task, search_task
+
+try:
+    from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
+    from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("jinav3's LlamaIndex components need llama-index-core: " + install_hint("llamaindex")) from error
 
 from . import _encoder_cache as shared
 
@@ -42,15 +51,31 @@ class JinaV3Embedding(BaseEmbedding):
     normalize: bool = Field(default=True, description="L2-normalise the embeddings.")
     query_task: Optional[str] = Field(default=None, description="Task for queries (default retrieval.query).")
     passage_task: Optional[str] = Field(default=None, description="Task for texts (default retrieval.passage).")
+    revision: Optional[str] = Field(default=None, description="Branch, tag or commit of a hub model.")
+    cache_dir: Optional[str] = Field(default=None, description="Hugging Face cache folder to load the model from.")
+    local_files_only: bool = Field(default=False, description="Load from the cache only, never download.")
+    server_url: Optional[str] = Field(default=None, description="Embed through this server (jinav3 serve, or "
+                                                                "https://api.jina.ai) instead of a local model.")
+    # Never serialised (to_dict, to_json, pickle): None reads $JINAV3_API_KEY ($JINA_API_KEY for api.jina.ai).
+    api_key: Optional[SecretStr] = Field(default=None, exclude=True, repr=False,
+                                         description="The server's API key (never serialised).")
 
     _encoder: Any = PrivateAttr(default=None)
 
     def __init__(self, model_name: str = shared.DEFAULT_MODEL, **kwargs: Any) -> None:
         super().__init__(model_name=shared.model_key(model_name), **kwargs)
-        encoder = shared.get_encoder(self.model_name, self.device, self.dtype)
+        shared.check_server_url(self.server_url)
+        shared.check_source(self.revision, self.cache_dir, self.local_files_only)
+        encoder = self._load()
         if self.dimensions is not None:
             encoder.check_dimensions(self.dimensions)  # the upper bound needs the model
         self._encoder = encoder
+
+    def _load(self) -> Any:
+        return shared.get_encoder(self.model_name, self.device, self.dtype, revision=self.revision,
+                                  cache_dir=self.cache_dir, local_files_only=self.local_files_only,
+                                  server_url=self.server_url,
+                                  api_key=self.api_key.get_secret_value() if self.api_key is not None else None)
 
     @field_validator("dimensions", mode="before")
     @classmethod
@@ -70,31 +95,38 @@ class JinaV3Embedding(BaseEmbedding):
         """Pickle the settings, not the model (worker processes load it again, once each)."""
         settings = copy.copy(self)
         settings._encoder = None
+        settings.__dict__["api_key"] = None  # never pickle the key
         return super(JinaV3Embedding, settings).__getstate__()
 
     @property
     def encoder(self):
-        """The shared loaded ``jinav3.Encoder``."""
+        """The shared ``jinav3.Encoder`` (or ``RemoteEncoder`` with ``server_url``), loaded again after unpickling."""
+        if self._encoder is None:
+            self._encoder = self._load()
         return self._encoder
 
     def embed(self, texts: list[str], task: str, late_chunking: bool = False) -> list[Embedding]:
         """Embed ``texts`` with ``task`` and this model's dimensions and normalisation."""
-        vectors = self._encoder.encode(
-            list(texts),
-            task=task,
-            dimensions=self.dimensions,
-            normalize=self.normalize,
-            late_chunking=late_chunking,
-            batch_size=None if late_chunking else self.embed_batch_size,
-        )
-        return vectors.tolist()
+        return self.encoder.encode(list(texts), **self._options(task, late_chunking)).tolist()
+
+    async def aembed(self, texts: list[str], task: str, late_chunking: bool = False) -> list[Embedding]:
+        """``embed`` without blocking the event loop: a server's requests on it, a local model in a thread."""
+        encoder = await asyncio.to_thread(lambda: self.encoder)
+        aencode = getattr(encoder, "aencode", None)
+        if aencode is None:
+            return await asyncio.to_thread(self.embed, texts, task, late_chunking)
+        return (await aencode(list(texts), **self._options(task, late_chunking))).tolist()
+
+    def _options(self, task: str, late_chunking: bool) -> dict[str, Any]:
+        return dict(task=task, dimensions=self.dimensions, normalize=self.normalize, late_chunking=late_chunking,
+                    batch_size=None if late_chunking else self.embed_batch_size)
 
     # Queries: what the user searches with.
     def _get_query_embedding(self, query: str) -> Embedding:
         return self.embed([query], search_task(self.query_task))[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        return (await self.aembed([query], search_task(self.query_task)))[0]
 
     # Texts: what gets stored.
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -104,10 +136,10 @@ class JinaV3Embedding(BaseEmbedding):
         return self.embed(texts, index_task(self.passage_task))
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self.aembed([text], index_task(self.passage_task)))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        return await self.aembed(texts, index_task(self.passage_task))
 
 
 class JinaV3LateChunkingTransform(TransformComponent):

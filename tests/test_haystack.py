@@ -322,12 +322,36 @@ def test_to_dict_from_dict(model):
         "init_parameters": {
             "model": model, "device": "cpu", "dtype": "auto", "dimensions": 8, "batch_size": 4,
             "progress_bar": False, "normalize": True, "task": "separation", "meta_fields_to_embed": ["title"],
-            "embedding_separator": " ", "late_chunking": True,
+            "embedding_separator": " ", "late_chunking": True, "revision": None, "cache_dir": None,
+            "local_files_only": False, "server_url": None,
+            "api_key": {"type": "env_var", "env_vars": ["JINAV3_API_KEY"], "strict": False},
         },
     }
     assert JinaV3DocumentEmbedder.from_dict(data).to_dict() == data
     text = text_embedder(model, dimensions=8)
     assert JinaV3TextEmbedder.from_dict(text.to_dict()).to_dict() == text.to_dict()
+
+
+def test_revision_cache_dir_local_files_only_and_component_device_serialise(model, tmp_path):
+    """Issue 12 item 7: a pipeline file can pin a model revision; a ComponentDevice is stored as Haystack's own
+    embedders store it (``device.to_dict()``) and comes back as a ComponentDevice."""
+    embedder = JinaV3TextEmbedder(model=model, device=ComponentDevice.from_str("cpu"), revision="main",
+                                  cache_dir=str(tmp_path), local_files_only=True)
+    data = embedder.to_dict()["init_parameters"]
+    assert data["device"] == ComponentDevice.from_str("cpu").to_dict() == {"type": "single", "device": "cpu"}
+    assert (data["revision"], data["cache_dir"], data["local_files_only"]) == ("main", str(tmp_path), True)
+    again = JinaV3TextEmbedder.from_dict(embedder.to_dict())
+    assert isinstance(again.component_device, ComponentDevice) and again.device == "cpu"
+    assert again.to_dict() == embedder.to_dict()
+    again.warm_up()  # a local folder: revision and the cache do not apply, it loads as it is
+    assert len(again.run("tea")["embedding"]) == again.encoder.hidden_size
+    missing = JinaV3TextEmbedder(model="jinaai/not-in-any-cache", device="cpu", cache_dir=str(tmp_path),
+                                 local_files_only=True)
+    with pytest.raises(FileNotFoundError, match="local_files_only"):
+        missing.warm_up()
+    for argument, value in (("revision", 3), ("cache_dir", ""), ("local_files_only", "yes")):
+        with pytest.raises(ValueError, match=f"^{argument}:"):
+            JinaV3TextEmbedder(model=model, device="cpu", **{argument: value})
 
 
 def test_importing_jinav3_imports_no_framework():

@@ -164,6 +164,43 @@ def test_late_chunking_equals_the_library(http, encoder):
     assert http.get("/info").json()["late_chunking"]["max_document_length"] is None
 
 
+@pytest.mark.parametrize("chunking", [dict(chunker="sentences"), dict(chunker="tokens", chunk_size=3),
+                                      dict(chunker=[[0, 10], [12, 40]]),
+                                      dict(chunker="sentences", window=8, overlap=2)])
+def test_jinav3_chunker_extension_equals_late_chunk(http, encoder, chunking):
+    """jinav3's extension (RemoteEncoder's exact late chunking): ONE document and its chunker in, one embedding
+    per chunk out with its start/end, as Encoder.late_chunk gives them."""
+    doc = "Tea came to Japan from China.  It became a ceremony.\nIts masters wrote rules for it."
+    response = http.post("/v1/embeddings", json={"input": [doc], "late_chunking": True, "task": "retrieval.passage",
+                                                 "dimensions": 16, **chunking})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    chunker = chunking["chunker"] if isinstance(chunking["chunker"], str) else [tuple(c) for c in chunking["chunker"]]
+    options = {k: v for k, v in chunking.items() if k != "chunker"}
+    chunks = encoder.late_chunk(doc, chunker=chunker, dimensions=16, **options)
+    assert [(d["start"], d["end"]) for d in data] == [(c.start, c.end) for c in chunks]
+    np.testing.assert_allclose([d["embedding"] for d in data], [c.embedding for c in chunks], **ATOL)
+
+
+def test_jinav3_max_length_extension_and_info(http, encoder):
+    got = embed(http, input=TEXTS, task="retrieval.query", max_length=5)
+    np.testing.assert_allclose(got, encoder.encode(TEXTS, task="retrieval.query", max_length=5), **ATOL)
+    info = http.get("/info").json()
+    assert info["task_instructions"] == {t: encoder.instruction(t) for t in TASKS} and info["tokenize"] is True
+    assert info["late_chunking"]["chunker"] == ["sentences", "tokens", "spans"]
+    for body, field in [({"input": ["a", "b"], "late_chunking": True, "chunker": "sentences"}, "chunker"),
+                        ({"input": "a", "chunker": "sentences"}, "chunker"),
+                        ({"input": "a", "chunk_size": 3}, "chunk_size"),
+                        ({"input": "a", "window": 8}, "window"),
+                        ({"input": ["a"], "late_chunking": True, "max_length": 8}, "max_length"),
+                        ({"input": "a", "max_length": 1}, "max_length"),
+                        ({"input": ["abc"], "late_chunking": True, "chunker": [[0, 9]]}, "chunker[0]"),
+                        ({"input": ["abc"], "late_chunking": True, "chunker": "tokens"}, "chunk_size"),
+                        ({"input": ["abc"], "late_chunking": True, "window": 1}, "window")]:
+        response = http.post("/v1/embeddings", json=body)
+        assert response.status_code == 422 and response.json()["detail"].startswith(field + ":"), (body, response.text)
+
+
 def test_truncate(http, encoder):
     long_text = "word " * 9000
     refused = http.post("/v1/embeddings", json={"input": ["short", long_text]})

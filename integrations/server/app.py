@@ -212,12 +212,15 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
             prepared = await serving.tokens.run(serving.tokens.prepare, plan)
             tokenize_ms = (time.perf_counter() - started) * 1e3
             job = serving.batcher.submit(plan.kind, plan.task, prepared.items, prepared.tokens, plan.dimensions,
-                                         plan.normalize)
+                                         plan.normalize, plan.options)
             result = await _wait(request, job, serving.batcher)
             if result is None:
                 return Response(status_code=499)  # the client left; nobody reads this
         tokens = sum(prepared.tokens)
         body = embeddings_body(result.vectors, plan.formats, plan.keyed, plan.model, tokens)
+        if prepared.spans is not None:  # chunker (jinav3's extension): where each chunk is in the document
+            for entry, (start, end) in zip(body["data"], prepared.spans, strict=True):  # one vector per chunk
+                entry["start"], entry["end"] = start, end
         content = await _serialise(body, result.vectors.size)
         return Response(content, media_type="application/json", headers={
             "x-tokenization-time": f"{tokenize_ms:.3f}", "x-queue-time": f"{result.queue_s * 1e3:.3f}",
@@ -308,7 +311,11 @@ def _info(host: ModelHost, serving: Serving, limits: Limits) -> dict:
         "dimensions": {"min": 1, "max": served.hidden_size},
         "max_input_length": int(encoder.max_length),
         "late_chunking": {"max_document_length": None,
-                          "note": f"no length cap: past {int(encoder.max_length)} tokens overlapping windows apply"},
+                          "note": f"no length cap: past {int(encoder.max_length)} tokens overlapping windows apply",
+                          # jinav3's extensions (schemas.JinaV3Fields): one document chunked here, the windows
+                          "chunker": ["sentences", "tokens", "spans"], "window": True},
+        "task_instructions": {task: encoder.instruction(task) for task in TASKS},
+        "tokenize": True, "max_length": True,
         "embedding_types": ["float", "base64", "binary", "ubinary"],
         "max_batch_tokens": serving.batcher.max_batch_tokens, "max_client_batch_size": limits.max_client_batch_size,
         "max_concurrent_requests": limits.max_concurrent_requests, "max_request_bytes": limits.max_request_bytes,

@@ -38,6 +38,24 @@ class JinaFields(_Body):
     truncate: Union[bool, None] = None
 
 
+class JinaV3Fields(_Body):
+    """jinav3's extensions of the Jina dialect (``jinav3.RemoteEncoder`` sends them; other clients never do):
+
+    * ``chunker`` (with ``late_chunking`` and ONE text input, the whole document): ``"sentences"``,
+      ``"tokens"`` (with ``chunk_size``) or a list of ``[start, end]`` character spans; the answer has one
+      embedding per chunk, each entry with its ``start``/``end`` in the document, as
+      ``Encoder.late_chunk_documents`` gives them;
+    * ``window`` / ``overlap``: the late-chunking windows, in tokens (``Encoder.encode``'s);
+    * ``max_length``: truncate every input to this many tokens (implies ``truncate``).
+    """
+
+    chunker: Union[str, list[list[int]], None] = None
+    chunk_size: Union[int, None] = None
+    window: Union[int, None] = None
+    overlap: Union[int, None] = None
+    max_length: Union[int, None] = None
+
+
 class OpenAIFields(_Body):
     """OpenAI's fields (``input`` also takes token ids: a list of int, or a list of lists of int)."""
 
@@ -45,7 +63,7 @@ class OpenAIFields(_Body):
     user: Union[str, None] = None
 
 
-class EmbeddingsRequest(JinaFields, OpenAIFields):
+class EmbeddingsRequest(JinaFields, JinaV3Fields, OpenAIFields):
     """POST /v1/embeddings in either dialect."""
 
     model: Union[str, None] = None

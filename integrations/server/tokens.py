@@ -16,8 +16,12 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from jinav3.errors import InvalidArgumentError
+from jinav3.late_chunking import check_window
+from jinav3.validation import int_in_range
+
 from .errors import ApiError
-from .validation import IDS, LATE, EmbedPlan
+from .validation import CHUNKS, IDS, LATE, EmbedPlan
 
 _UNLIMITED = 1 << 40  # the copy counts every token; truncation is decided here, not by the tokenizer
 
@@ -29,6 +33,7 @@ class Prepared:
     items: list         # texts, or full id sequences (<s>, instruction, ids, </s>)
     tokens: list[int]   # per item; for late chunking one count, the whole document's
     truncated: int      # how many inputs were cut to the model's length
+    spans: list[tuple[int, int]] | None = None  # CHUNKS: each chunk's (start, end) in the document
 
 
 class Tokens:
@@ -52,9 +57,24 @@ class Tokens:
     # ----------------------------------------------------------------------------- embeddings
     def prepare(self, plan: EmbedPlan) -> Prepared:
         """Count (and for token ids, assemble) every input; 422 for one over the length without truncate."""
-        if plan.kind == LATE:  # one document: the pieces joined by a space after the instruction, as the library does
-            document = self._encoder.instruction(plan.task) + " ".join(plan.items)
-            return Prepared(plan.items, [self._count([document])[0]], 0)
+        if plan.kind in (LATE, CHUNKS):  # one document: the pieces joined by a space after the instruction, as the
+            document = self._encoder.instruction(plan.task) + " ".join(plan.items)  # library does
+            spans = None
+            try:
+                check_window(plan.options.get("window"), plan.options.get("overlap"), self.max_length)
+                if plan.kind == CHUNKS:  # the Encoder's own planning (its tokenizer, under its lock)
+                    spans = self._encoder.chunk_spans(plan.items, task=plan.task, chunker=_chunker(plan.options),
+                                                      chunk_size=plan.options.get("chunk_size"))[0]
+            except InvalidArgumentError as error:
+                raise ApiError.from_library(error) from None
+            return Prepared(plan.items, [self._count([document])[0]], 0, spans)
+        limit = self.max_length
+        if "max_length" in plan.options:
+            try:
+                limit = int_in_range(plan.options["max_length"], "max_length", 2, self.max_length,
+                                     note="(the model's maximum)")
+            except InvalidArgumentError as error:
+                raise ApiError.from_library(error, "max_length") from None
         if plan.kind == IDS:
             sequences = [self._with_specials(ids, plan.task) for ids in plan.items]
             counts = [len(s) for s in sequences]
@@ -62,7 +82,7 @@ class Tokens:
             prefix = self._encoder.instruction(plan.task)
             sequences = plan.items
             counts = self._count([prefix + text for text in plan.items])
-        over = [i for i, n in enumerate(counts) if n > self.max_length]
+        over = [i for i, n in enumerate(counts) if n > limit]
         if over and not plan.truncate:
             i = over[0]
             more = f" ({len(over) - 1} more inputs are too long as well)" if len(over) > 1 else ""
@@ -70,8 +90,8 @@ class Tokens:
                                 f"than the model's maximum of {self.max_length}{more}; shorten it, or send "
                                 "truncate=true to cut it", param=f"input[{i}]", code="input_too_long")
         if plan.kind == IDS:  # cut as the tokenizer truncates text: keep </s>
-            sequences = [s if len(s) <= self.max_length else s[: self.max_length - 1] + [self.eos] for s in sequences]
-        return Prepared(sequences, [min(n, self.max_length) for n in counts], len(over))
+            sequences = [s if len(s) <= limit else s[: limit - 1] + [self.eos] for s in sequences]
+        return Prepared(sequences, [min(n, limit) for n in counts], len(over))
 
     def _count(self, texts: list[str]) -> list[int]:
         encoded = self._tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False)
@@ -105,3 +125,8 @@ class Tokens:
                         {"id": i, "text": text[a:b], "special": False, "start": a, "stop": b}
                         for i, (a, b), special, piece in rows])
         return out
+
+
+def _chunker(options: dict) -> str | list[tuple[int, int]]:
+    chunker = options["chunker"]
+    return chunker if isinstance(chunker, str) else [tuple(span) for span in chunker]

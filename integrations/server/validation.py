@@ -6,6 +6,7 @@ requests batched with it. Messages name the field and what is allowed, like the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,7 +19,8 @@ from jinav3.validation import int_in_range
 from .errors import ApiError
 from .schemas import FORMATS, OPENAI_FORMATS, EmbeddingsRequest, TokenizeRequest
 
-TEXTS, LATE, IDS = "texts", "late", "ids"  # the three kinds of work
+TEXTS, LATE, IDS = "texts", "late", "ids"  # the three kinds of work ...
+CHUNKS = "chunks"  # ... and a fourth, jinav3's extension: ONE document late-chunked by ``chunker``
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # What each field must be, for type errors (pydantic's own wording names Python types, not JSON ones).
@@ -29,6 +31,8 @@ _EXPECTED = {
     "encoding_type": f"one of {', '.join(FORMATS)}, or a list of them",
     "encoding_format": f"one of {', '.join(OPENAI_FORMATS)}", "user": "a string",
     "inputs": "a string or a list of strings", "add_special_tokens": "true or false",
+    "chunker": "'sentences', 'tokens', or a list of [start, end] character spans", "chunk_size": "an integer",
+    "window": "an integer", "overlap": "an integer", "max_length": "an integer",
 }
 
 
@@ -45,7 +49,7 @@ class ServedModel:
 class EmbedPlan:
     """A valid embeddings request: what to run and how to answer."""
 
-    kind: str                    # TEXTS, LATE (one document of pieces) or IDS (token-id inputs)
+    kind: str                    # TEXTS, LATE (one document of pieces), CHUNKS (one document, chunker) or IDS
     items: list                  # texts, or lists of token ids
     task: str | None
     dimensions: int | None
@@ -54,6 +58,8 @@ class EmbedPlan:
     formats: tuple[str, ...]     # output encodings
     keyed: bool                  # embedding_type was a list: each embedding is {format: value}
     model: str                   # the name to answer with
+    # jinav3's extensions (schemas.JinaV3Fields), those sent: chunker, chunk_size, window, overlap, max_length
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def parse_json(model_class: type[ModelT], raw: bytes) -> ModelT:
@@ -91,8 +97,30 @@ def plan_embeddings(raw: bytes, served: ServedModel, max_inputs: int) -> EmbedPl
                        code="too_many_inputs")
     if request.late_chunking:
         kind = _check_late_chunking(kind, items)
+    options = _jinav3_options(request, kind, items)
+    if "chunker" in options:
+        kind = CHUNKS
     return EmbedPlan(kind, items, task, dimensions, True if request.normalized is None else request.normalized,
-                     bool(request.truncate), formats, keyed, model)
+                     bool(request.truncate) or "max_length" in options, formats, keyed, model, options)
+
+
+def _jinav3_options(request: EmbeddingsRequest, kind: str, items: list) -> dict:
+    """jinav3's extension fields, checked for where they apply; their ranges need the model (tokens.py)."""
+    options = {name: getattr(request, name) for name in ("chunker", "chunk_size", "window", "overlap", "max_length")
+               if getattr(request, name) is not None}
+    late = kind == LATE
+    if "chunker" in options and not (late and len(items) == 1):
+        raise ApiError.invalid("chunker", "applies with late_chunking=true and ONE text input (the whole document)")
+    if options.get("chunker") == []:
+        raise ApiError.invalid("chunker", "is an empty list; send [start, end] spans, 'sentences' or 'tokens'")
+    if "chunk_size" in options and "chunker" not in options:
+        raise ApiError.invalid("chunk_size", "only applies with chunker='tokens'")
+    for name in ("window", "overlap"):
+        if name in options and not late:
+            raise ApiError.invalid(name, "only applies with late_chunking=true")
+    if "max_length" in options and late:
+        raise ApiError.invalid("max_length", "does not apply with late_chunking=true (windows handle any length)")
+    return options
 
 
 def plan_tokenize(raw: bytes, max_inputs: int) -> tuple[list[str], bool, bool]:

@@ -1,0 +1,873 @@
+"""``RemoteEncoder``: the jinav3 encoder over HTTP, against ``jinav3 serve`` or the hosted Jina Embeddings API.
+
+    from jinav3 import RemoteEncoder
+    enc = RemoteEncoder("http://127.0.0.1:8080")          # key: api_key=..., else $JINAV3_API_KEY
+    enc = RemoteEncoder.jina_api()                         # api.jina.ai, key from $JINA_API_KEY / $JINAAI_API_KEY
+    enc.encode(["a", "b"], task="retrieval.passage", dimensions=256)   # (2, 256) float32, as Encoder.encode
+
+It speaks the ``TextEncoder`` protocol (core/protocol.py), so every store and framework component takes it
+in place of a local ``Encoder``: no torch model is loaded in the process, only httpx is needed.
+
+* Same arguments, same checks and errors as ``Encoder.encode`` (task, a list of tasks, dimensions,
+  normalize, max_length, late_chunking, batch_size); against ``jinav3 serve`` the same vectors.
+* Client-side batching: a list is cut into requests within the server's limits (``/info`` of jinav3
+  serve; the hosted API's documented limits otherwise), ``max_concurrency`` requests in flight, results
+  back in input order. Retries with exponential backoff and jitter on connection errors, timeouts, 429
+  (honouring ``Retry-After``) and 5xx; any other 4xx fails at once as :class:`~jinav3.errors.RemoteError`
+  naming the server's message.
+* ``late_chunk_documents`` chunks on the client (the library's chunkers; ``chunker="tokens"`` asks the
+  server's ``/tokenize``) and sends one request per document. Against jinav3 serve the chunk spans travel
+  with the document (the server's ``chunker`` extension), so chunks and vectors equal the local
+  ``Encoder.late_chunk_documents``. Against the hosted API the chunks are sent as the pieces of one
+  late-chunking request (its own semantics: the pieces are one context); a document past its 8192-token
+  context is refused, or with ``long_documents="windows"`` embedded in consecutive windows of chunks,
+  each window its own context.
+* The API key never appears in ``repr``, messages, logs or pickles (an unpickled copy reads it again from
+  the environment variable it came from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .errors import RemoteError, install_hint, invalid
+from .identity import same_model
+from .late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
+from .secrets import redact, scrub, uri_secrets
+from .tasks import DEFAULT_INSTRUCTIONS, DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, TASKS, tasks_for
+from .validation import (
+    boolean,
+    choice,
+    chunker_arguments,
+    int_in_range,
+    is_integer,
+    positive_int,
+    progress_bar,
+    valid_unicode,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger("jinav3.remote")
+
+JINA_API_URL = "https://api.jina.ai/v1/embeddings"
+JINA_API_MODEL = "jina-embeddings-v3"      # the name the hosted API knows the model by
+JINA_MODEL_IDENTITY = "jinaai/jina-embeddings-v3"  # ... and its identity in store signatures (the hub id)
+SERVER_KEY_ENV = ("JINAV3_API_KEY",)        # read for any server when no key is given
+JINA_KEY_ENV = ("JINA_API_KEY", "JINAAI_API_KEY")  # read for api.jina.ai only: a Jina key goes to Jina alone
+
+# The hosted API's limits as documented (docs.jina.ai, the public OpenAPI document): 8192 tokens per input
+# and per late-chunking request, 1..1024 dimensions. Inputs per request: 512 and 2048 are both reported;
+# 512 is the safe one. Request size: not documented; 4 MiB keeps well within any proxy's default.
+HOSTED_MAX_TOKENS = 8192
+HOSTED_HIDDEN_SIZE = 1024
+HOSTED_MAX_INPUTS = 512
+HOSTED_MAX_REQUEST_BYTES = 4 * 2**20
+
+DEFAULT_REQUEST_INPUTS = 128   # texts per request unless batch_size or the server says otherwise
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+LONG_DOCUMENTS = ("error", "windows")
+_LENGTH_REFUSAL = re.compile(r"token|too long|length|context|exceed", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the client knows of the server: from ``/info`` (jinav3 serve), else the hosted API's limits."""
+
+    identity: str                    # the model's identity, recorded in store signatures
+    label: str                       # a readable name for messages
+    request_model: str | None        # the ``model`` field to send (None: the server's default)
+    hidden_size: int
+    max_length: int                  # tokens per input, <s> and </s> included
+    max_inputs: int                  # inputs per request
+    max_request_bytes: int
+    instructions: dict[str, str]     # task -> instruction prefix (for the tokens chunker's offsets)
+    jinav3: bool                     # jinav3 serve: chunk spans, window/overlap, max_length, /tokenize
+    chunk_spans: bool                # the server takes ``chunker`` with late_chunking (exact late chunking)
+    tokenize: bool                   # the server has /tokenize
+
+    @property
+    def hosted_context(self) -> int | None:
+        """Tokens one late-chunking request may hold (None: any, the server windows longer documents)."""
+        return None if self.jinav3 else HOSTED_MAX_TOKENS
+
+
+@dataclass
+class _Request:
+    """One HTTP request of a call: its body, and where its embeddings go."""
+
+    body: dict[str, Any]
+    rows: list[int]     # output rows, one per returned embedding
+    what: str           # for messages: "texts[0:128]", "documents[3]"
+
+
+class RemoteEncoder:
+    """A ``TextEncoder`` backed by an embeddings server that speaks the Jina Embeddings API.
+
+    url: the server's base URL (``http://127.0.0.1:8080``; a full ``.../v1/embeddings`` works too).
+    api_key: the Bearer key; None reads ``$JINAV3_API_KEY`` (``api_key_env`` names another variable;
+    for api.jina.ai ``$JINA_API_KEY`` then ``$JINAAI_API_KEY``). model: the model name to send (None:
+    the server's; the hosted API: jina-embeddings-v3); model_identity: the identity to record in store
+    signatures when the server cannot say (a server that is not jinav3 serve; default the hub id).
+    timeout: seconds to wait for an answer (a long document on a busy server takes a while);
+    connect_timeout: seconds to connect. retries: attempts after the first for a transient failure;
+    backoff: first delay in seconds (doubling, with jitter, at most max_backoff). max_concurrency:
+    requests in flight at once. batch_size: texts per request (default 128, within the server's limit).
+    long_documents: what late chunking does with a document past the hosted API's context: "error"
+    (refuse it, naming it) or "windows" (embed consecutive windows of its chunks, each its own context).
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, *, api_key_env: str | None = None,
+                 model: str | None = None, model_identity: str | None = None, timeout: float = 120.0,
+                 connect_timeout: float = 10.0, retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0,
+                 max_concurrency: int = 4, batch_size: int | None = None, long_documents: str = "error",
+                 headers: dict[str, str] | None = None) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise invalid("url", f"must be the server's URL, such as http://127.0.0.1:8080, got {url!r}")
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise invalid("url", f"must be an http:// or https:// URL, got {redact(url)!r}")
+        self.base_url = _base_url(url.strip())
+        self.url = self.base_url  # what repr and messages show (redacted)
+        self.hosted = parts.hostname == "api.jina.ai"
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise invalid("api_key", "must be a non-empty str or None (None: read it from the environment)")
+        if api_key_env is not None and (not isinstance(api_key_env, str) or not re.fullmatch(r"[A-Za-z_]\w*",
+                                                                                            api_key_env)):
+            raise invalid("api_key_env", f"must be the NAME of an environment variable, got {api_key_env!r}")
+        if model is not None and (not isinstance(model, str) or not model):
+            raise invalid("model", f"must be a model name or None, got {model!r}")
+        if model_identity is not None and (not isinstance(model_identity, str) or not model_identity):
+            raise invalid("model_identity", f"must be a model identity or None, got {model_identity!r}")
+        self.timeout = _positive_number(timeout, "timeout")
+        self.connect_timeout = _positive_number(connect_timeout, "connect_timeout")
+        self.retries = int_in_range(retries, "retries", 0, 100)
+        self.backoff = _positive_number(backoff, "backoff", allow_zero=True)
+        self.max_backoff = _positive_number(max_backoff, "max_backoff", allow_zero=True)
+        self.max_concurrency = int_in_range(max_concurrency, "max_concurrency", 1, 256)
+        self.batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+        self.long_documents = choice(long_documents, "long_documents", LONG_DOCUMENTS)
+        if headers is not None and (not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
+            raise invalid("headers", "must be a dict of str to str, or None")
+        if headers and any(k.lower() == "authorization" for k in headers):
+            raise invalid("headers", "must not carry Authorization: pass the key as api_key (it is kept secret)")
+        self.headers = dict(headers or {})
+        self.model = model if model is not None else (JINA_API_MODEL if self.hosted else None)
+        self._identity = model_identity
+        self._key_given = api_key is not None
+        self._api_key_env = api_key_env
+        self.__key = api_key if api_key is not None else self._key_from_environment()
+        self._setup()
+
+    @classmethod
+    def jina_api(cls, api_key: str | None = None, **kwargs: Any) -> "RemoteEncoder":
+        """The hosted Jina Embeddings API (api.jina.ai), the key from ``api_key``, else ``$JINA_API_KEY`` or
+        ``$JINAAI_API_KEY``. Its vectors are the real model's; stores record ``jinaai/jina-embeddings-v3``,
+        so a collection filled through it is searched with ``Encoder.from_pretrained`` of that id and back."""
+        encoder = cls(JINA_API_URL, api_key, **kwargs)
+        if encoder.__key is None:
+            raise invalid("api_key", "the Jina API needs a key: pass api_key=, or set $JINA_API_KEY (get one at "
+                                     "https://jina.ai/embeddings)")
+        return encoder
+
+    def _key_from_environment(self) -> str | None:
+        names = (self._api_key_env,) if self._api_key_env else SERVER_KEY_ENV + (JINA_KEY_ENV if self.hosted else ())
+        for name in names:
+            if os.environ.get(name):
+                return os.environ[name]
+        if self._api_key_env:
+            raise invalid("api_key_env", f"${self._api_key_env} is not set or empty")
+        return None
+
+    def _setup(self) -> None:
+        self._lock = threading.RLock()  # info, the connection pool, the token count
+        self._client: httpx.Client | None = None
+        self._client_pid: int | None = None
+        self._info: ServerInfo | None = None
+        self.tokens_used = 0  # tokens the server reports having embedded for this encoder (usage)
+
+    # ----------------------------------------------------------------------------- secrets
+    @property
+    def has_api_key(self) -> bool:
+        return self.__key is not None
+
+    @property
+    def key_fingerprint(self) -> str | None:
+        """sha256 of the key, 16 hex digits: tells keys apart (cache keys) without revealing one."""
+        return None if self.__key is None else hashlib.sha256(self.__key.encode()).hexdigest()[:16]
+
+    def _secrets(self) -> list[str]:
+        return ([self.__key] if self.__key else []) + uri_secrets(self.base_url)
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._secrets())
+
+    def __repr__(self) -> str:
+        model = f", model={self._info.identity!r}" if self._info is not None else ""
+        return f"RemoteEncoder({redact(self.base_url)!r}{model}, api_key={'***' if self.__key else None})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings, never the key, the connections or the lock: an unpickled copy reads its key
+        again from the environment (``api_key_env``, else the default variables)."""
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("_lock", "_client", "_client_pid", f"_{RemoteEncoder.__name__}__key")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup()
+        self.tokens_used = state.get("tokens_used", 0)
+        try:
+            self.__key = self._key_from_environment()
+        except Exception:  # noqa: BLE001 - a variable gone in this process: requests then get a clear 401
+            self.__key = None
+
+    # ----------------------------------------------------------------------------- the server
+    @property
+    def info(self) -> ServerInfo:
+        """What the server says of itself (``GET /info``, once), or the hosted API's documented limits."""
+        if self._info is None:
+            with self._lock:
+                if self._info is None:
+                    self._info = self._read_info()
+        return self._info
+
+    @property
+    def name(self) -> str:
+        """The model's identity as stores record it: the server's model (so a collection filled through the
+        server is searched with the local Encoder of the same model, and back)."""
+        return self.info.identity
+
+    @property
+    def label(self) -> str:
+        return self.info.label
+
+    @property
+    def hidden_size(self) -> int:
+        return self.info.hidden_size
+
+    @property
+    def max_length(self) -> int:
+        return self.info.max_length
+
+    def instruction(self, task: str | None) -> str:
+        return "" if task is None else self.info.instructions.get(task, "")
+
+    def output_size(self, dimensions: int | None = None) -> int:
+        checked = self.check_dimensions(dimensions)
+        return self.hidden_size if checked is None else checked
+
+    def check_dimensions(self, dimensions: int | None) -> int | None:
+        """The Matryoshka size as an int from 1 to the model's size; None (all of it) passes through."""
+        return int_in_range(dimensions, "dimensions", 1, self.hidden_size, allow_none=True)
+
+    def _read_info(self) -> ServerInfo:
+        if not self.hosted:
+            response = self._send("GET", "/info", None, "GET /info", ok=(200, 404, 405))
+            if response.status_code == 200:
+                data = response.json()
+                if isinstance(data, dict) and data.get("model_identity"):
+                    return self._jinav3_info(data)
+            log.info("%s has no jinav3 /info; using the Jina API's limits", redact(self.base_url))
+        identity = self._identity or JINA_MODEL_IDENTITY
+        return ServerInfo(identity, f"{self.model or JINA_API_MODEL} at {redact(self.base_url)}", self.model,
+                          HOSTED_HIDDEN_SIZE, HOSTED_MAX_TOKENS + 2, HOSTED_MAX_INPUTS, HOSTED_MAX_REQUEST_BYTES,
+                          dict(DEFAULT_INSTRUCTIONS), jinav3=False, chunk_spans=False, tokenize=False)
+
+    def _jinav3_info(self, data: dict[str, Any]) -> ServerInfo:
+        identity = str(data["model_identity"])
+        if self._identity is not None and not same_model(identity, self._identity):
+            raise RemoteError(f"{redact(self.base_url)} serves {identity!r}, not model_identity="
+                              f"{self._identity!r}", status=None, server_message=None)
+        late = data.get("late_chunking") or {}
+        instructions = data.get("task_instructions")
+        return ServerInfo(
+            identity=identity, label=f"{data.get('model_label') or identity} at {redact(self.base_url)}",
+            request_model=self.model, hidden_size=int(data["dimensions"]["max"]),
+            max_length=int(data["max_input_length"]), max_inputs=int(data.get("max_client_batch_size") or 2048),
+            max_request_bytes=int(data.get("max_request_bytes") or HOSTED_MAX_REQUEST_BYTES),
+            instructions=dict(instructions) if isinstance(instructions, dict) else dict(DEFAULT_INSTRUCTIONS),
+            jinav3=True, chunk_spans=bool(isinstance(late, dict) and late.get("chunker")),
+            tokenize=bool(data.get("tokenize", True)))
+
+    # ----------------------------------------------------------------------------- encode
+    def encode(self, texts: str | Sequence[str], task: str | None | Sequence[str | None] = DEFAULT_TASK,
+               dimensions: int | None = None, normalize: bool = True, max_length: int | None = None,
+               late_chunking: bool = False, batch_size: int | None = None, show_progress: bool = False, *,
+               window: int | None = None, overlap: int | None = None) -> np.ndarray:
+        """Embed ``texts`` as ``Encoder.encode`` does: a str gives shape (d,), a list (n, d), float32.
+
+        task: one of the five task names (default ``text-matching``), None for no adapter, or one per text.
+        dimensions: Matryoshka size. max_length: truncation in tokens (default: the model's maximum).
+        batch_size: at most this many texts per request. late_chunking: the texts are consecutive pieces
+        of ONE document, embedded in one request (``window``/``overlap``: jinav3 serve only)."""
+        single, requests, n, d = self._plan_encode(texts, task, dimensions, normalize, max_length, late_chunking,
+                                                   batch_size, window, overlap)
+        vectors = self._run(requests, n, d, show_progress)
+        return vectors[0] if single else vectors
+
+    async def aencode(self, texts: str | Sequence[str], task: str | None | Sequence[str | None] = DEFAULT_TASK,
+                      dimensions: int | None = None, normalize: bool = True, max_length: int | None = None,
+                      late_chunking: bool = False, batch_size: int | None = None, show_progress: bool = False, *,
+                      window: int | None = None, overlap: int | None = None) -> np.ndarray:
+        """``encode`` for async code: the requests run on the event loop (httpx.AsyncClient), at most
+        ``max_concurrency`` at once, with the same retries."""
+        single, requests, n, d = self._plan_encode(texts, task, dimensions, normalize, max_length, late_chunking,
+                                                   batch_size, window, overlap)
+        vectors = await self._arun(requests, n, d, show_progress)
+        return vectors[0] if single else vectors
+
+    def encode_queries(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray:
+        """``encode`` with ``task="retrieval.query"``."""
+        return self.encode(texts, task=RETRIEVAL_QUERY, **kwargs)
+
+    def encode_passages(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray:
+        """``encode`` with ``task="retrieval.passage"``."""
+        return self.encode(texts, task=RETRIEVAL_PASSAGE, **kwargs)
+
+    def _plan_encode(self, texts: Any, task: Any, dimensions: Any, normalize: Any, max_length: Any,
+                     late_chunking: Any, batch_size: Any, window: Any, overlap: Any
+                     ) -> tuple[bool, list[_Request], int, int]:
+        """Every check before any request (as Encoder.encode), then the requests: (single, requests, n, d)."""
+        single = isinstance(texts, str)
+        items = _check_texts(texts)
+        tasks = tasks_for(task, len(items))
+        dimensions = self.check_dimensions(dimensions)
+        normalize = boolean(normalize, "normalize")
+        info = self.info
+        max_length = int_in_range(max_length, "max_length", 2, info.max_length, allow_none=True)
+        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+        d = self.output_size(dimensions)
+        base: dict[str, Any] = {"dimensions": dimensions, "normalized": normalize}
+        if boolean(late_chunking, "late_chunking"):
+            if len(set(tasks)) > 1:
+                raise invalid("task", "late_chunking=True embeds one document: give one task, not one per text")
+            for i, text in enumerate(items):
+                if not text.strip():
+                    raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
+            window = max_length if window is None else window
+            base.update(self._window_fields(window, overlap))
+            if not items:
+                return single, [], 0, d
+            if len(items) > info.max_inputs:
+                raise invalid("texts", f"late chunking sends one document in one request: {len(items)} pieces are "
+                                       f"more than the server takes ({info.max_inputs} inputs per request)")
+            body = self._body(items, tasks[0], base, late_chunking=True)
+            return single, [_Request(body, list(range(len(items))), "the document's pieces")], len(items), d
+        if window is not None or overlap is not None:
+            raise invalid("window", "window and overlap only apply with late_chunking=True")
+        if max_length is not None and max_length < info.max_length:
+            if not info.jinav3:
+                raise invalid("max_length", f"{redact(self.base_url)} truncates only at the model's maximum "
+                                            f"({info.max_length} tokens); leave max_length=None")
+            base["max_length"] = max_length
+        requests = []
+        for task_value in dict.fromkeys(tasks):  # one task per request, first-seen order (as the Encoder)
+            rows = [i for i, t in enumerate(tasks) if t == task_value]
+            for part in self._split(rows, items, batch_size):
+                body = self._body([items[i] for i in part], task_value, base, late_chunking=False)
+                requests.append(_Request(body, part, f"texts[{part[0]}..{part[-1]}]"))
+        return single, requests, len(items), d
+
+    def _split(self, rows: list[int], items: list[str], batch_size: int | None) -> Iterator[list[int]]:
+        """Rows in requests of at most batch_size texts (within the server's limit) and its request bytes."""
+        info = self.info
+        most = min(batch_size or self.batch_size or DEFAULT_REQUEST_INPUTS, info.max_inputs)
+        budget = int(info.max_request_bytes * 0.9) - 512
+        part: list[int] = []
+        size = 0
+        for i in rows:
+            extra = len(items[i].encode("utf-8")) * 2 + 8  # JSON escaping at most doubles most text
+            if part and (len(part) >= most or size + extra > budget):
+                yield part
+                part, size = [], 0
+            part.append(i)
+            size += extra
+        if part:
+            yield part
+
+    def _window_fields(self, window: Any, overlap: Any) -> dict[str, Any]:
+        """``window``/``overlap`` checked as the Encoder checks them; sent only to jinav3 serve."""
+        info = self.info
+        if window is None and overlap is None:
+            return {}
+        if not info.jinav3:
+            raise invalid("window", f"{redact(self.base_url)} chooses its own late-chunking windows: window and "
+                                    "overlap apply with jinav3 serve only")
+        checked_window, checked_overlap = _check_window(window, overlap, info.max_length)
+        return {"window": checked_window, "overlap": checked_overlap}
+
+    def _body(self, inputs: list[str], task: str | None, base: dict[str, Any], late_chunking: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": inputs, "task": task, "late_chunking": late_chunking,
+                                "embedding_type": "base64" if self.info.jinav3 else "float",
+                                "truncate": not late_chunking}
+        if self.info.request_model is not None:
+            body["model"] = self.info.request_model
+        body.update({k: v for k, v in base.items() if v is not None})
+        return body
+
+    # ----------------------------------------------------------------------------- late chunking
+    def late_chunk(self, document: str, task: str | None = RETRIEVAL_PASSAGE,
+                   chunker: str | Sequence[tuple[int, int]] = "sentences", chunk_size: int | None = None,
+                   window: int | None = None, overlap: int | None = None, dimensions: int | None = None,
+                   normalize: bool = True) -> list[Chunk]:
+        """Chunk ``document`` and embed every chunk in the context of the whole document (``Encoder.late_chunk``)."""
+        _check_text(document, "document")
+        return self.late_chunk_documents([document], task, chunker, chunk_size, window, overlap, dimensions,
+                                         normalize)[0]
+
+    def late_chunk_documents(self, documents: Sequence[str], task: str | None = RETRIEVAL_PASSAGE,
+                             chunker: str | Sequence[tuple[int, int]] = "sentences", chunk_size: int | None = None,
+                             window: int | None = None, overlap: int | None = None, dimensions: int | None = None,
+                             normalize: bool = True) -> list[list[Chunk]]:
+        """One list of chunks per document (blank documents: []), as ``Encoder.late_chunk_documents``. One
+        request per document, ``max_concurrency`` at once."""
+        docs = _check_texts(documents, "documents")
+        task = tasks_for(task, 1)[0]
+        dimensions = self.check_dimensions(dimensions)
+        normalize = boolean(normalize, "normalize")
+        spans = _check_chunker(chunker, chunk_size, docs)
+        base: dict[str, Any] = {"dimensions": dimensions, "normalized": normalize,
+                                **self._window_fields(window, overlap)}
+        info = self.info
+        if chunker == "tokens" and not info.chunk_spans:
+            raise invalid("chunker", f"'tokens' needs the server's tokenizer, and {redact(self.base_url)} has no "
+                                     "/tokenize: use chunker='sentences' or (start, end) spans")
+        d = self.output_size(dimensions)
+        if info.chunk_spans:
+            planned = self._exact_plan(docs, task, chunker, chunk_size, spans)
+        else:
+            planned = [(i, s) for i, s in enumerate(self.chunk_spans(docs, task, chunker, chunk_size)) if s]
+        jobs = [(i, s, base) for i, s in planned]
+        out: list[list[Chunk]] = [[] for _ in docs]
+        for i, chunks in zip([i for i, _ in planned], self._map(lambda job: self._late_document(docs, task, d, *job),
+                                                                jobs), strict=True):
+            out[i] = chunks
+        return out
+
+    def _exact_plan(self, docs: list[str], task: str | None, chunker: Any, chunk_size: int | None,
+                    spans: list[tuple[int, int]] | None) -> list[tuple[int, Any]]:
+        """(document index, what to send as ``chunker``) for every non-blank document: the client's own
+        chunks as spans, or "tokens" (the server counts them with the tokenizer /tokenize uses)."""
+        out: list[tuple[int, Any]] = []
+        for i, doc in enumerate(docs):
+            if not doc.strip():
+                continue
+            if chunker == "tokens":
+                out.append((i, ("tokens", chunk_size)))
+            else:
+                chars = _sentence_spans(doc) if spans is None else spans
+                out.append((i, [list(s) for s in chars]))
+        return out
+
+    def _late_document(self, docs: list[str], task: str | None, d: int, i: int, plan: Any,
+                       base: dict[str, Any]) -> list[Chunk]:
+        document = docs[i]
+        if self.info.chunk_spans:
+            body = self._body([document], task, base, late_chunking=True)
+            if isinstance(plan, tuple):
+                body.update(chunker="tokens", chunk_size=plan[1])
+            else:
+                body["chunker"] = plan
+            data = self._post(body, f"documents[{i}]")
+            vectors = _vectors(data, None, d, f"documents[{i}]")
+            bounds = [(e.get("start"), e.get("end")) for e in sorted(data["data"], key=lambda e: e["index"])]
+            if not all(is_integer(a) and is_integer(b) for a, b in bounds):
+                raise RemoteError(f"{redact(self.base_url)} answered late chunking without chunk spans",
+                                  status=None, server_message=None)
+            if not isinstance(plan, tuple):
+                expected = [t for t in (_trim_span(document, a, b) for a, b in plan) if t is not None]
+                if [tuple(b) for b in bounds] != expected:
+                    raise RemoteError(f"{redact(self.base_url)} chunked documents[{i}] otherwise than asked "
+                                      f"({bounds[:3]}... for {expected[:3]}...)", status=None, server_message=None)
+            return [Chunk(n, document[a:b], a, b, v) for n, ((a, b), v) in enumerate(zip(bounds, vectors, strict=True))]
+        return self._late_pieces(document, plan, task, base, d, f"documents[{i}]")
+
+    def _late_pieces(self, document: str, spans: list[tuple[int, int]], task: str | None, base: dict[str, Any],
+                     d: int, what: str) -> list[Chunk]:
+        """Late chunking where the server takes pieces only (the hosted API): the chunks' texts as the pieces
+        of one request; past the context, refused or (long_documents="windows") halved until each fits."""
+        texts = [document[a:b] for a, b in spans]
+        try:
+            data = self._post(self._body(texts, task, base, late_chunking=True), what)
+            vectors = _vectors(data, len(texts), d, what)
+        except RemoteError as error:
+            if not (error.status in (400, 413, 422) and _LENGTH_REFUSAL.search(error.server_message or "")):
+                raise
+            if self.long_documents == "error" or len(spans) == 1:
+                hint = ("" if len(spans) == 1 else "; pass long_documents='windows' to RemoteEncoder to embed it "
+                        "in windows of consecutive chunks (each window its own context), or split it")
+                raise invalid(what, f"is too long for late chunking on {redact(self.base_url)} (one request holds "
+                                    f"at most {HOSTED_MAX_TOKENS} tokens){hint}. The server said: "
+                                    f"{error.server_message}") from None
+            half = len(spans) // 2
+            first = self._late_pieces(document, spans[:half], task, base, d, what)
+            second = self._late_pieces(document, spans[half:], task, base, d, what)
+            vectors = np.stack([c.embedding for c in first + second])
+        return [Chunk(n, document[a:b], a, b, v) for n, ((a, b), v) in enumerate(zip(spans, vectors, strict=True))]
+
+    def chunk_spans(self, documents: Sequence[str], task: str | None = RETRIEVAL_PASSAGE,
+                    chunker: str | Sequence[tuple[int, int]] = "sentences",
+                    chunk_size: int | None = None) -> list[list[tuple[int, int]]]:
+        """Where ``late_chunk_documents`` puts each document's chunks, without embedding: per document the
+        (start, end) character spans, in order. ``chunker="tokens"`` asks the server's ``/tokenize``."""
+        docs = _check_texts(documents, "documents")
+        task = tasks_for(task, 1)[0]
+        spans = _check_chunker(chunker, chunk_size, docs)
+        out: list[list[tuple[int, int]]] = [[] for _ in docs]
+        if chunker == "tokens":
+            assert chunk_size is not None  # _check_chunker refuses "tokens" without one
+            if not self.info.tokenize:
+                raise invalid("chunker", f"'tokens' needs the server's /tokenize, which {redact(self.base_url)} "
+                                         "does not have: use chunker='sentences' or (start, end) spans")
+            live = [i for i, doc in enumerate(docs) if doc.strip()]
+            for i, token_chunks in zip(live, self._map(lambda i: self._token_chunks(docs[i], task, chunk_size), live),
+                                       strict=True):
+                out[i] = token_chunks
+            return out
+        for i, doc in enumerate(docs):
+            if doc.strip():
+                chars = _sentence_spans(doc) if spans is None else spans
+                out[i] = [t for t in (_trim_span(doc, a, b) for a, b in chars) if t is not None]
+        return out
+
+    def _token_chunks(self, document: str, task: str | None, chunk_size: int) -> list[tuple[int, int]]:
+        """The tokens chunker's character spans, from the server's tokenizer (as Encoder._plan_chunks: the
+        instruction in front, ``chunk_size`` text tokens per chunk, whitespace trimmed)."""
+        instruction = self.instruction(task)
+        response = self._send("POST", "/tokenize", {"inputs": instruction + document, "add_special_tokens": True},
+                              "POST /tokenize", ok=(200, 404, 405))
+        if response.status_code != 200:
+            raise invalid("chunker", f"'tokens' needs the server's /tokenize, which {redact(self.base_url)} does "
+                                     "not have: use chunker='sentences' or (start, end) spans")
+        tokens = response.json()[0]
+        offsets = [(0, 0) if t.get("special") else (int(t["start"]), int(t["stop"])) for t in tokens]
+        stop = len(offsets) - 1
+        first = 1
+        while first < stop and offsets[first][1] < len(instruction):
+            first += 1
+        spans = []
+        for a in range(first, stop, chunk_size):
+            b = min(a + chunk_size, stop)
+            start, end = max(offsets[a][0] - len(instruction), 0), offsets[b - 1][1] - len(instruction)
+            trimmed = _trim_span(document, start, end)
+            if trimmed is not None:
+                spans.append(trimmed)
+        return spans
+
+    # ----------------------------------------------------------------------------- running requests
+    def _run(self, requests: list[_Request], n: int, d: int, show_progress: bool) -> np.ndarray:
+        out = np.empty((n, d), dtype=np.float32)
+        progress = progress_bar(n, show_progress, unit="text", desc="Encoding")
+        try:
+            def one(request: _Request) -> None:
+                out[request.rows] = _vectors(self._post(request.body, request.what), len(request.rows), d,
+                                             request.what)
+                progress.update(len(request.rows))
+
+            self._map(one, requests)
+        finally:
+            progress.close()
+        return out
+
+    def _map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+        """``fn`` over ``jobs`` with at most max_concurrency in flight; results in order. The first failure
+        is raised once the jobs already in flight are done (none is started after it)."""
+        if len(jobs) <= 1 or self.max_concurrency == 1:
+            return [fn(job) for job in jobs]
+        failed = threading.Event()
+
+        def guarded(job: Any) -> Any:
+            if failed.is_set():
+                return None
+            try:
+                return fn(job)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(min(self.max_concurrency, len(jobs)), thread_name_prefix="jinav3-remote") as pool:
+            futures = [pool.submit(guarded, job) for job in jobs]
+            errors = [f.exception() for f in futures]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+        return [f.result() for f in futures]
+
+    async def _arun(self, requests: list[_Request], n: int, d: int, show_progress: bool) -> np.ndarray:
+        httpx = _httpx()
+        out = np.empty((n, d), dtype=np.float32)
+        if not requests:
+            return out
+        progress = progress_bar(n, show_progress, unit="text", desc="Encoding")
+        gate = asyncio.Semaphore(self.max_concurrency)
+        async with httpx.AsyncClient(**self._client_options()) as client:
+            async def one(request: _Request) -> None:
+                async with gate:
+                    data = await self._apost(client, request.body, request.what)
+                out[request.rows] = _vectors(data, len(request.rows), d, request.what)
+                progress.update(len(request.rows))
+
+            try:
+                await asyncio.gather(*(one(r) for r in requests))
+            finally:
+                progress.close()
+        return out
+
+    def _client_options(self) -> dict[str, Any]:
+        httpx = _httpx()
+        headers = {"Accept": "application/json", "User-Agent": f"jinav3-remote/{_version()}", **self.headers}
+        if self.__key:
+            headers["Authorization"] = f"Bearer {self.__key}"
+        return {"base_url": self.base_url, "headers": headers,
+                "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
+                "limits": httpx.Limits(max_connections=max(self.max_concurrency, 4))}
+
+    def _http(self) -> httpx.Client:
+        """The process's connection pool (made again in a forked child: sockets are not shared)."""
+        if self._client is None or self._client_pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._client_pid != os.getpid():
+                    self._client = _httpx().Client(**self._client_options())
+                    self._client_pid = os.getpid()
+        return self._client
+
+    def close(self) -> None:
+        """Close the connection pool (a later request opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> "RemoteEncoder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _post(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+        response = self._send("POST", "/v1/embeddings", body, what)
+        return self._answer(response, what)
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None, what: str,
+              ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        """One request with retries; a final non-``ok`` status raises RemoteError."""
+        httpx = _httpx()
+        url = self._endpoint(path)
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http().request(method, url, json=body)
+            except httpx.TransportError as error:  # connect, read, write, pool timeouts; a dropped connection
+                if attempt == self.retries:
+                    raise self._unreachable(error, what, attempt) from None
+                self._wait(attempt, None, f"{type(error).__name__}", what)
+                continue
+            if response.status_code in ok:
+                return response
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                self._wait(attempt, _retry_after(response), f"HTTP {response.status_code}", what)
+                continue
+            raise self._refused(response, what, attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _apost(self, client: httpx.AsyncClient, body: dict[str, Any], what: str) -> dict[str, Any]:
+        httpx = _httpx()
+        url = self._endpoint("/v1/embeddings")
+        for attempt in range(self.retries + 1):
+            try:
+                response = await client.post(url, json=body)
+            except httpx.TransportError as error:
+                if attempt == self.retries:
+                    raise self._unreachable(error, what, attempt) from None
+                await asyncio.sleep(self._delay(attempt, None, f"{type(error).__name__}", what))
+                continue
+            if response.status_code == 200:
+                return self._answer(response, what)
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                await asyncio.sleep(self._delay(attempt, _retry_after(response), f"HTTP {response.status_code}", what))
+                continue
+            raise self._refused(response, what, attempt)
+        raise AssertionError("unreachable")
+
+    def _endpoint(self, path: str) -> str:
+        return self.base_url + path
+
+    def _wait(self, attempt: int, retry_after: float | None, why: str, what: str) -> None:
+        time.sleep(self._delay(attempt, retry_after, why, what))
+
+    def _delay(self, attempt: int, retry_after: float | None, why: str, what: str) -> float:
+        """Seconds before retry ``attempt + 1``: the server's Retry-After, else backoff * 2**attempt with
+        jitter (between half and all of it, so clients that failed together spread out); at most max_backoff."""
+        if retry_after is not None:
+            delay = min(retry_after, max(self.max_backoff, self.backoff))
+        else:
+            delay = min(self.backoff * 2 ** attempt, self.max_backoff) * (0.5 + random.random() / 2)
+        log.warning("%s: %s from %s; retry %d of %d in %.2f s", what, why, redact(self.base_url), attempt + 1,
+                    self.retries, delay)
+        return delay
+
+    def _answer(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            raise RemoteError(f"{redact(self.base_url)} answered {what} with something that is not JSON",
+                              status=response.status_code, server_message=None) from None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise RemoteError(f"{redact(self.base_url)} answered {what} without a data list",
+                              status=response.status_code, server_message=None)
+        usage = data.get("usage") or {}
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            with self._lock:
+                self.tokens_used += tokens
+        return data
+
+    def _refused(self, response: httpx.Response, what: str, attempt: int) -> RemoteError:
+        message = self._scrub(_server_message(response))
+        status = response.status_code
+        hint = ""
+        if status in (401, 403):
+            hint = (" (check the API key: " + ("it was given as api_key" if self._key_given else
+                    "set $" + (self._api_key_env or ("JINA_API_KEY" if self.hosted else SERVER_KEY_ENV[0]))) + ")")
+        tried = f" after {attempt + 1} attempts" if attempt else ""
+        return RemoteError(f"{redact(self.base_url)} refused {what}: HTTP {status}: {message}{hint}{tried}",
+                           status=status, server_message=message)
+
+    def _unreachable(self, error: Exception, what: str, attempt: int) -> RemoteError:
+        detail = self._scrub(f"{type(error).__name__}: {error}")
+        return RemoteError(f"{redact(self.base_url)} could not be reached for {what} after {attempt + 1} attempts "
+                           f"({detail}); is the server running? (timeout={self.timeout}s)", status=None,
+                           server_message=None)
+
+
+# ============================================================================================ helpers
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as error:
+        raise ImportError(f"RemoteEncoder needs httpx: {install_hint('remote')}") from error
+    return httpx
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _base_url(url: str) -> str:
+    """The server's base URL without a trailing slash, ``/v1/embeddings``, ``/embeddings`` or ``/v1``."""
+    url = url.rstrip("/")
+    for suffix in ("/v1/embeddings", "/embeddings", "/v1"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
+
+
+def _positive_number(value: Any, argument: str, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+            value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+        raise invalid(argument, f"must be a {'non-negative' if allow_zero else 'positive'} number of seconds, "
+                                f"got {value!r}")
+    return float(value)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (a number or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's own words: ``detail`` (Jina), ``error.message`` (OpenAI), else the body's start."""
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        if isinstance(body.get("detail"), str):
+            return body["detail"]
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(body.get("detail"), list):  # FastAPI's own validation errors
+            return "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in body["detail"])
+    return " ".join(str(body).split())[:500]
+
+
+def _vectors(data: dict[str, Any], n: int | None, d: int, what: str) -> np.ndarray:
+    """(n, d) float32 from an embeddings answer (sorted by ``index``; base64 or float lists)."""
+    entries = sorted(data["data"], key=lambda e: e["index"])
+    if n is not None and len(entries) != n:
+        raise RemoteError(f"the server answered {what} with {len(entries)} embeddings for {n} inputs", status=None,
+                          server_message=None)
+    rows = []
+    for entry in entries:
+        embedding = entry["embedding"]
+        if isinstance(embedding, str):
+            rows.append(np.frombuffer(base64.b64decode(embedding), dtype="<f4"))
+        else:
+            rows.append(np.asarray(embedding, dtype=np.float32))
+    vectors = np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, d), np.float32)
+    if vectors.shape[1] != d:
+        raise RemoteError(f"the server answered {what} with {vectors.shape[1]} dimensions, expected {d}",
+                          status=None, server_message=None)
+    return vectors
+
+
+# ----------------------------------------------------------------------------- checks and chunkers
+# Model-free copies of Encoder._check_texts/_check_text (Encoder keeps them as methods); the chunkers and
+# their checks are late_chunking's own (torch-free).
+def _check_texts(texts: object, argument: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        return [_check_text(texts, argument)]
+    if isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
+        raise invalid(argument, f"must be a str or a list of str, got {type(texts).__name__}")
+    return [_check_text(text, f"{argument}[{i}]") for i, text in enumerate(texts)]
+
+
+def _check_text(text: object, argument: str) -> str:
+    if not isinstance(text, str):
+        raise invalid(argument, f"must be a str, got {type(text).__name__}")
+    return valid_unicode(text, argument)
+
+
+def _check_chunker(chunker: Any, chunk_size: Any, docs: list[str]) -> list[tuple[int, int]] | None:
+    chunker_arguments(chunker, chunk_size, len(docs))  # the library's own check (torch-free)
+    return None if isinstance(chunker, str) else _check_char_spans(chunker, len(docs[0]))
+
+
+_check_char_spans = check_char_spans
+_check_window = check_window
+_sentence_spans = sentence_spans
+_trim_span = trim_span
+
+
+__all__ = ["RemoteEncoder", "Chunk", "ServerInfo", "JINA_API_URL", "TASKS"]
