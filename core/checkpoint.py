@@ -47,8 +47,10 @@ class Checkpoint:
     converted_from: str | None = None  # the model a native folder was written from by save()
 
 
-def resolve(model: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None) -> Path:
-    """A local folder as is, else a hub repo id through huggingface_hub (its cache; HF_HUB_OFFLINE honoured)."""
+def resolve(model: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+            local_files_only: bool = False) -> Path:
+    """A local folder as is, else a hub repo id through huggingface_hub (its cache; HF_HUB_OFFLINE honoured;
+    ``local_files_only``: the cache only, never the network)."""
     path = Path(model).expanduser()
     if path.is_dir():
         return path
@@ -61,9 +63,15 @@ def resolve(model: str | os.PathLike, revision: str | None = None, cache_dir: st
     from huggingface_hub import constants, snapshot_download
 
     try:
-        return Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, ignore_patterns=_IGNORE))
+        cache_folder = None if cache_dir is None else os.fspath(cache_dir)
+        return Path(snapshot_download(name, revision=revision, cache_dir=cache_folder, ignore_patterns=_IGNORE,
+                                      local_files_only=local_files_only))
     except Exception as error:  # offline, no network, gated, missing repo: all end the same way for the user
         cache = cache_dir or constants.HF_HUB_CACHE
+        at = f" at revision {revision}" if revision else ""
+        if local_files_only:
+            raise ModelNotFoundError(f"model: {name!r}{at} is not in the hub cache {cache} and local_files_only=True "
+                                     f"forbids downloading it ({type(error).__name__}: {error})") from error
         offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
         raise ModelNotFoundError(
             f"model: could not load {name!r}: no local folder of that name, not in the hub cache {cache}, "

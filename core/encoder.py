@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from . import identity, packing, pipeline
+from . import identity, packing, pipeline, validation
 from . import late_chunking as lc
 from .batching import token_budget_batches, windowed_batches
 from .devices import default_token_budget, pick_device, pick_dtype, to_device
@@ -34,7 +34,7 @@ from .errors import invalid
 from .lora import MergedTaskLoRA
 from .pooling import cut_and_normalize, mean_pool
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
-from .validation import boolean, int_in_range, positive_int, progress_bar, valid_unicode
+from .validation import boolean, int_in_range, positive_int, progress_bar
 
 if TYPE_CHECKING:
     from transformers import JinaEmbeddingsV3Model
@@ -130,14 +130,16 @@ class Encoder:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         revision: str | None = None,
-        cache_dir: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
         attn_implementation: str = "sdpa",
         max_tokens_per_batch: int | None = None,
         packed: bool | None = None,
         torch_compile: bool = False,
         overlap_tokenization: bool = True,
     ) -> "Encoder":
-        """Load a hub id (through the huggingface_hub cache) or a local folder of either layout.
+        """Load a hub id (through the huggingface_hub cache; ``revision`` pins a branch, tag or commit,
+        ``local_files_only`` never downloads) or a local folder of either layout.
 
         packed: run batches padding-free (one packed row, varlen attention; core/packing.py). None
         picks it where it pays: the CPU, and CUDA in bf16/fp16 with a varlen kernel; False keeps
@@ -154,7 +156,8 @@ class Encoder:
         overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
-        folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir)
+        folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir,
+                              local_files_only=boolean(local_files_only, "local_files_only"))
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
         return cls(loaded, torch_device, max_tokens_per_batch=max_tokens_per_batch, packed=packed,
                    overlap_tokenization=overlap_tokenization, torch_compile=torch_compile,
@@ -224,7 +227,7 @@ class Encoder:
         default 256) take over, so any length works.
         """
         single = isinstance(texts, str)
-        items = self._check_texts(texts)
+        items = validation.texts(texts)
         tasks = tasks_for(task, len(items))
         dimensions = self.check_dimensions(dimensions)
         normalize = boolean(normalize, "normalize")
@@ -269,7 +272,7 @@ class Encoder:
         tokens (default: the model maximum) overlapping windows (``overlap``, default 256) are used.
         Returns chunks with ``text == document[start:end]`` and ``embedding``; a blank document gives [].
         """
-        self._check_text(document, "document")
+        validation.text(document, "document")
         return self.late_chunk_documents(
             [document], task, chunker, chunk_size, window, overlap, dimensions, normalize
         )[0]
@@ -288,7 +291,7 @@ class Encoder:
         """``late_chunk`` for many documents at once: one list of chunks per document. Documents share
         forward passes only as separate rows, so attention never crosses a document boundary and the
         result equals one call per document."""
-        docs = self._check_texts(documents, "documents")
+        docs = validation.texts(documents, "documents")
         task = tasks_for(task, 1)[0]
         dimensions = self.check_dimensions(dimensions)
         normalize = boolean(normalize, "normalize")
@@ -311,7 +314,7 @@ class Encoder:
         """Where ``late_chunk_documents`` would put each document's chunks, without embedding anything:
         per document the (start, end) character spans of its chunks, in order (``document[start:end]``
         is the chunk's text). Stores check every chunk against their limits with it before writing."""
-        docs = self._check_texts(documents, "documents")
+        docs = validation.texts(documents, "documents")
         task = tasks_for(task, 1)[0]
         out: list[list[tuple[int, int]]] = [[] for _ in docs]
         for plan in lc.plan_documents(docs, self.instruction(task), chunker, chunk_size, self._tokenize_with_offsets):
@@ -476,21 +479,3 @@ class Encoder:
     def _check_max_length(self, max_length: int | None) -> int:
         checked = int_in_range(max_length, "max_length", 2, self.max_length, allow_none=True)
         return self.max_length if checked is None else checked
-
-    @classmethod
-    def _check_texts(cls, texts: object, argument: str = "texts") -> list[str]:
-        if isinstance(texts, str):
-            return [cls._check_text(texts, argument)]
-        if isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
-            raise invalid(argument, f"must be a str or a list of str, got {type(texts).__name__}")
-        return [cls._check_text(text, f"{argument}[{i}]") for i, text in enumerate(texts)]
-
-    @staticmethod
-    def _check_text(text: object, argument: str) -> str:
-        """A str the tokenizer can take: a lone surrogate (from bad decoding) would fail it mid-batch
-        with its own error, after other batches already ran."""
-        if not isinstance(text, str):
-            raise invalid(argument, f"must be a str, got {type(text).__name__}")
-        return valid_unicode(text, argument)
-
-

@@ -132,20 +132,22 @@ class MergedTaskLoRA:
             self.pristine[path] = copy.pin_memory() if weight.is_cuda else copy
 
     def _embedding_factors(self, path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Per adapter: A.T (vocab, r) and B.T * scaling (r, dim), on the table's device and dtype."""
-        return self._transposed_factors(path, _weight(self.looked_up[path]))
+        """Per adapter: A.T (vocab, r) and B.T * scaling (r, dim), on the table's device, in float32: the
+        task rows are added in float32 and rounded once to a bf16/fp16 table's dtype (a few MB)."""
+        return self._transposed_factors(path, _weight(self.looked_up[path]), torch.float32)
 
     def _linear_factors(self, path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per adapter: A.T (in, r) and B.T * scaling (r, out), on the layer's device and dtype."""
-        return self._transposed_factors(path, _weight(self.merged[path]))
+        return self._transposed_factors(path, _weight(self.merged[path]), _weight(self.merged[path]).dtype)
 
-    def _transposed_factors(self, path: str, weight: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _transposed_factors(self, path: str, weight: torch.Tensor,
+                            dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         factors = {}
         for adapter, by_module in self.factors.items():
             f = by_module.get(path)
             if f is not None:
-                a_t = f.a.T.to(weight.device, weight.dtype).contiguous()
-                b_t = (f.b.T.float() * self.scaling[adapter]).to(weight.device, weight.dtype).contiguous()
+                a_t = f.a.T.to(weight.device, dtype).contiguous()
+                b_t = (f.b.T.float() * self.scaling[adapter]).to(weight.device, dtype).contiguous()
                 factors[adapter] = (a_t, b_t)
         return factors
 
@@ -156,7 +158,8 @@ class MergedTaskLoRA:
             if factors is None:
                 return output
             a_t, b_t = factors
-            return output + torch.nn.functional.embedding(inputs[0], a_t) @ b_t  # (..., r) @ (r, dim)
+            rows = torch.nn.functional.embedding(inputs[0], a_t) @ b_t  # (..., r) @ (r, dim), float32
+            return (output.float() + rows).to(output.dtype)
 
         return add_task_rows
 

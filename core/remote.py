@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from . import validation
 from .errors import RemoteError, install_hint, invalid
 from .identity import same_model
 from .late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
@@ -59,7 +60,6 @@ from .validation import (
     is_integer,
     positive_int,
     progress_bar,
-    valid_unicode,
 )
 
 if TYPE_CHECKING:
@@ -348,7 +348,7 @@ class RemoteEncoder:
                      ) -> tuple[bool, list[_Request], int, int]:
         """Every check before any request (as Encoder.encode), then the requests: (single, requests, n, d)."""
         single = isinstance(texts, str)
-        items = _check_texts(texts)
+        items = validation.texts(texts)
         tasks = tasks_for(task, len(items))
         dimensions = self.check_dimensions(dimensions)
         normalize = boolean(normalize, "normalize")
@@ -430,7 +430,7 @@ class RemoteEncoder:
                    window: int | None = None, overlap: int | None = None, dimensions: int | None = None,
                    normalize: bool = True) -> list[Chunk]:
         """Chunk ``document`` and embed every chunk in the context of the whole document (``Encoder.late_chunk``)."""
-        _check_text(document, "document")
+        validation.text(document, "document")
         return self.late_chunk_documents([document], task, chunker, chunk_size, window, overlap, dimensions,
                                          normalize)[0]
 
@@ -440,7 +440,7 @@ class RemoteEncoder:
                              normalize: bool = True) -> list[list[Chunk]]:
         """One list of chunks per document (blank documents: []), as ``Encoder.late_chunk_documents``. One
         request per document, ``max_concurrency`` at once."""
-        docs = _check_texts(documents, "documents")
+        docs = validation.texts(documents, "documents")
         task = tasks_for(task, 1)[0]
         dimensions = self.check_dimensions(dimensions)
         normalize = boolean(normalize, "normalize")
@@ -529,7 +529,7 @@ class RemoteEncoder:
                     chunk_size: int | None = None) -> list[list[tuple[int, int]]]:
         """Where ``late_chunk_documents`` puts each document's chunks, without embedding: per document the
         (start, end) character spans, in order. ``chunker="tokens"`` asks the server's ``/tokenize``."""
-        docs = _check_texts(documents, "documents")
+        docs = validation.texts(documents, "documents")
         task = tasks_for(task, 1)[0]
         spans = _check_chunker(chunker, chunk_size, docs)
         out: list[list[tuple[int, int]]] = [[] for _ in docs]
@@ -843,22 +843,7 @@ def _vectors(data: dict[str, Any], n: int | None, d: int, what: str) -> np.ndarr
 
 
 # ----------------------------------------------------------------------------- checks and chunkers
-# Model-free copies of Encoder._check_texts/_check_text (Encoder keeps them as methods); the chunkers and
-# their checks are late_chunking's own (torch-free).
-def _check_texts(texts: object, argument: str = "texts") -> list[str]:
-    if isinstance(texts, str):
-        return [_check_text(texts, argument)]
-    if isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
-        raise invalid(argument, f"must be a str or a list of str, got {type(texts).__name__}")
-    return [_check_text(text, f"{argument}[{i}]") for i, text in enumerate(texts)]
-
-
-def _check_text(text: object, argument: str) -> str:
-    if not isinstance(text, str):
-        raise invalid(argument, f"must be a str, got {type(text).__name__}")
-    return valid_unicode(text, argument)
-
-
+# The text, chunker and span checks are the library's own (core/validation.py, core/late_chunking.py).
 def _check_chunker(chunker: Any, chunk_size: Any, docs: list[str]) -> list[tuple[int, int]] | None:
     chunker_arguments(chunker, chunk_size, len(docs))  # the library's own check (torch-free)
     return None if isinstance(chunker, str) else _check_char_spans(chunker, len(docs[0]))

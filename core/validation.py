@@ -7,7 +7,7 @@ the argument's name: ``batch_size: must be a positive integer or None, got 0``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -112,3 +112,20 @@ def chunker_arguments(chunker: Any, chunk_size: Any, documents: int) -> None:
     elif documents != 1:
         raise invalid("chunker", f"(start, end) spans describe one document, got {documents} documents; "
                                  "chunk each with its own spans (Encoder.late_chunk) or use 'sentences'/'tokens'")
+
+
+def text(value: Any, argument: str) -> str:
+    """A str the tokenizer can take: a lone surrogate (from bad decoding) would fail it mid-batch with
+    its own error, after other batches already ran."""
+    if not isinstance(value, str):
+        raise invalid(argument, f"must be a str, got {type(value).__name__}")
+    return valid_unicode(value, argument)
+
+
+def texts(value: Any, argument: str = "texts") -> list[str]:
+    """One str or a sequence of them, as a list (``texts[3]`` names a bad entry)."""
+    if isinstance(value, str):
+        return [text(value, argument)]
+    if isinstance(value, (bytes, dict)) or not isinstance(value, Sequence):
+        raise invalid(argument, f"must be a str or a list of str, got {type(value).__name__}")
+    return [text(item, f"{argument}[{i}]") for i, item in enumerate(value)]

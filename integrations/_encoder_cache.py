@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any, overload
 
 from jinav3.checkpoint import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters)
-from jinav3.errors import ModelNotFoundError, invalid
+from jinav3.errors import invalid
 from jinav3.tasks import check_task
 from jinav3.validation import positive_int
 
@@ -102,23 +102,8 @@ def _load(model: str, device: str, dtype: str, revision: str | None, cache_dir: 
           local_files_only: bool) -> Encoder:
     from jinav3 import Encoder
 
-    if not local_files_only or os.path.isdir(os.path.expanduser(model)):
-        return Encoder.from_pretrained(model, device=device, dtype=dtype, revision=revision, cache_dir=cache_dir)
-    # The hub cache only: resolve the snapshot without the network, then load that folder under the hub id's
-    # identity (stores record "owner/name", not the cache folder's fingerprint).
-    from huggingface_hub import snapshot_download
-
-    from jinav3 import identity
-
-    try:
-        folder = snapshot_download(model, revision=revision, cache_dir=cache_dir, local_files_only=True)
-    except Exception as error:  # LocalEntryNotFoundError, a malformed id: not in the cache either way
-        raise ModelNotFoundError(f"model: {model!r}{' at revision ' + revision if revision else ''} is not in the "
-                                 f"hub cache{' ' + cache_dir if cache_dir else ''} and local_files_only=True forbids "
-                                 f"downloading it ({type(error).__name__}: {error})") from error
-    encoder = Encoder.from_pretrained(folder, device=device, dtype=dtype)
-    encoder.name, encoder.label = identity.model_identity(model), identity.model_label(model)
-    return encoder
+    return Encoder.from_pretrained(model, device=device, dtype=dtype, revision=revision, cache_dir=cache_dir,
+                                   local_files_only=local_files_only)
 
 
 def check_source(revision: object, cache_dir: object, local_files_only: object) -> tuple[str | None, str | None, bool]:
