@@ -125,3 +125,60 @@ def versions() -> dict:
         except Exception:
             out[name] = None
     return out
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, shapes: Sequence[tuple[int, int, int]],
+                seconds: float = 1.0) -> dict:
+    """The best matrix-product rate this process gets now: for each (m, k, n) ``torch.mm`` of
+    (m, k) @ (k, n), best of repeats for about ``seconds``; TFLOP/s = 2 m k n / time. The model's own
+    shapes (tokens per pass x hidden x FFN) show what its linear layers can reach; a large square
+    product what the processor's matrix units can. Measured in the same run as the ways, so that a
+    loaded machine lowers both alike."""
+    out: dict = {"dtype": str(dtype).removeprefix("torch."), "shapes": {}}
+    for m, k, n in shapes:
+        a = torch.randn(m, k, device=device).to(dtype)
+        b = torch.randn(k, n, device=device).to(dtype)
+        with torch.inference_mode():
+            for _ in range(2):
+                torch.mm(a, b)
+            sync(device)
+            best, deadline = float("inf"), time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                torch.mm(a, b)
+                sync(device)
+                best = min(best, time.perf_counter() - start)
+        out["shapes"][f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e12
+    out["peak_tflops"] = max(out["shapes"].values())
+    if device.type == "cpu" and dtype == torch.float32:
+        # torch's fp32 products go to MKL, which on AMD processors runs well below the chip's FMA rate;
+        # oneDNN (what bf16 uses, and close to what ONNX Runtime's MLAS gets) shows what fp32 can reach
+        out["onednn_shapes"] = {f"{m}x{k}x{n}": _onednn_linear_tflops(m, k, n, seconds) for m, k, n in shapes}
+        out["onednn_peak_tflops"] = max(out["onednn_shapes"].values())
+        out["peak_tflops"] = max(out["peak_tflops"], out["onednn_peak_tflops"])
+    return out
+
+
+def _onednn_linear_tflops(m: int, k: int, n: int, seconds: float) -> float:
+    """fp32 (m, k) @ (k, n) through oneDNN (``torch.utils.mkldnn``'s prepacked Linear), TFLOP/s."""
+    import torch.utils.mkldnn as mkldnn_utils
+
+    with torch.inference_mode():
+        linear = mkldnn_utils.to_mkldnn(torch.nn.Linear(k, n, bias=False).eval())
+        x = torch.randn(m, k).to_mkldnn()
+        for _ in range(2):
+            linear(x)
+        best, deadline = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            linear(x)
+            best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e12
+
+
+def folder_bytes(folder) -> int:
+    """Bytes of the files under ``folder`` (0 if it is not there)."""
+    from pathlib import Path
+
+    root = Path(folder)
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0

@@ -13,6 +13,18 @@ against the model-card way's vectors (must be > 0.999), and the ratios to the mo
 time to the first vector of one short query (search path), 8192-token documents (batch 1), and late
 chunking of a long document when the Encoder has it. Every section fails soft: an error is recorded
 and the run goes on. ``--json PATH`` writes everything.
+
+On the CPU the run also measures jinav3 in bfloat16 (``jinav3-bf16``), fastembed on the same checkpoint
+exported to ONNX (``fastembed``: its default call, ``fastembed-sorted``: length-sorted batches of 32),
+and the best fp32/bf16 matrix-product rate of this process (``matmul_peak``), and prints the issue-18
+goals as ratios from this one run. Optional peers that are not installed (sentence-transformers,
+fastembed/onnxruntime) are skipped with a one-line note: ``pip install 'jinav3[bench]'``.
+
+Files: the checkpoints (original + native layout, ~860 MB for medium) and the ONNX export (~430 MB)
+are written under ``--workdir`` (default ``$JINAV3_BENCH_DIR``, else ``~/.cache/jinav3/bench``), reused
+by the next run with the same size and seed, and reported at the end with their size; ``--clean``
+deletes what this run created when it ends. Nothing else is left behind (fastembed's cache lives there
+too; an interrupted export or build is removed, not reused).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import functools
 import gc
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -33,11 +46,14 @@ import torch
 
 from . import corpus
 from .checkpoint import SIZES, build
-from .measure import PeakMemory, machine, timed, useful_flops, versions
-from .ways import CardWay, EncoderWay, SentenceTransformersWay
+from .measure import PeakMemory, folder_bytes, machine, matmul_peak, timed, useful_flops, versions
+from .ways import CardWay, EncoderWay, FastembedWay, SentenceTransformersWay, optional_peer
 
 TASK = "retrieval.passage"
 QUERY = "what helps sensitive skin"
+DEFAULT_WAYS = "card,jinav3-padded,jinav3-packed,jinav3-bf16,sentence-transformers,fastembed,fastembed-sorted"
+DEFAULT_WORKDIR = os.environ.get("JINAV3_BENCH_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jinav3" / "bench")
 DEFAULT_TOKENS = {("cpu", "tiny"): 20000, ("cpu", "medium"): 16000, ("cpu", "real"): 4000,
                   ("cuda", "tiny"): 200000, ("cuda", "medium"): 400000, ("cuda", "real"): 905291}
 
@@ -58,10 +74,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--packed-budgets", default="", help="extra jinav3-packed ways at these budgets, e.g. 32768,131072")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the Encoder's layers (packing.compile_layers) first")
-    p.add_argument("--ways", default="card,jinav3-padded,jinav3-packed,sentence-transformers",
+    p.add_argument("--ways", default=DEFAULT_WAYS,
                    help="comma list of card, jinav3-padded, jinav3-packed (the default), jinav3-packed-inline / "
                         "jinav3-packed-background (tokenising forced in line / in a background thread), "
-                        "sentence-transformers")
+                        "jinav3-bf16 (packed, bfloat16: CPU fp32 runs only), sentence-transformers, "
+                        "fastembed, fastembed-sorted (default: %(default)s)")
     p.add_argument("--long-docs", type=int, default=None,
                    help="8192-token documents to embed (default 1 on CPU, 8 on CUDA; 0 skips)")
     p.add_argument("--long-length", type=int, default=8192,
@@ -69,8 +86,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--late-tokens", type=int, default=None,
                    help="late chunking: document length (default 8192 on CPU, 100000 on CUDA; 0 skips)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=os.environ.get("JINAV3_BENCH_DIR", "/tmp/jinav3-bench"),
-                   help="where checkpoints are built and reused")
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                   help="where checkpoints and the ONNX export are built and reused (default: $JINAV3_BENCH_DIR, "
+                        "else ~/.cache/jinav3/bench; now %(default)s)")
+    p.add_argument("--clean", action="store_true",
+                   help="delete the checkpoints and exports this run created when it ends (default: keep for reuse)")
+    p.add_argument("--no-peak", action="store_true", help="skip the matrix-product peak measurement")
     p.add_argument("--json", dest="json_path", default=None, help="write the numbers here")
     return p.parse_args(argv)
 
@@ -128,7 +149,11 @@ def main(argv=None) -> dict:
     # ------------------------------------------------------------------ checkpoint and ways
     t = time.perf_counter()
     build_dtype = dtype if device.type == "cuda" else torch.float32
-    original, native = build(Path(args.workdir), args.size, seed=args.seed, dtype=build_dtype)
+    workdir = Path(args.workdir)
+    before = set(workdir.iterdir()) if workdir.exists() else set()
+    report["setup"]["workdir"] = str(workdir)
+    args.created = lambda: sorted(set(workdir.iterdir()) - before) if workdir.exists() else []
+    original, native = build(workdir, args.size, seed=args.seed, dtype=build_dtype)
     report["setup"]["checkpoint"] = {"original": str(original), "native": str(native),
                                      "seconds": time.perf_counter() - t}
     log(f"checkpoint: {original} (+ native) in {time.perf_counter() - t:.1f}s")
@@ -162,13 +187,51 @@ def main(argv=None) -> dict:
             t = time.perf_counter()
             ways["card"] = CardWay(native, device, dtype)
             report["setup"]["card_load_seconds"] = time.perf_counter() - t
+    if "jinav3-bf16" in wanted:
+        if device.type != "cpu" or dtype != torch.float32:
+            skip(report, "jinav3-bf16", "measured on CPU float32 runs only (it compares bf16 with fp32 there)")
+        else:
+            with section(report, "load jinav3-bf16"):
+                t = time.perf_counter()
+                bf16 = Encoder.from_pretrained(original, device=device, dtype=torch.bfloat16)
+                ways["jinav3-bf16"] = EncoderWay(bf16, packed=True, budget=packed_budget, name="jinav3-bf16")
+                report["setup"]["jinav3_bf16_load_seconds"] = time.perf_counter() - t
     if "sentence-transformers" in wanted:
-        with section(report, "load sentence-transformers"):
-            t = time.perf_counter()
-            ways["sentence-transformers"] = SentenceTransformersWay(native, device, dtype)
-            report["setup"]["st_load_seconds"] = time.perf_counter() - t
-    order = (["card"] if "card" in ways else []) + [w for w in ways if w.startswith("jinav3")] + (
-        ["sentence-transformers"] if "sentence-transformers" in ways else [])
+        missing = optional_peer("sentence_transformers")
+        if missing:
+            skip(report, "sentence-transformers", missing + "; pip install 'jinav3[bench]'")
+        else:
+            with section(report, "load sentence-transformers"):
+                t = time.perf_counter()
+                ways["sentence-transformers"] = SentenceTransformersWay(native, device, dtype)
+                report["setup"]["st_load_seconds"] = time.perf_counter() - t
+    fastembed_ways = [w for w in ("fastembed", "fastembed-sorted") if w in wanted]
+    if fastembed_ways:
+        missing = optional_peer("onnxruntime", "onnx", "fastembed")
+        if missing:
+            for name in fastembed_ways:
+                skip(report, name, missing + "; pip install 'jinav3[bench]'")
+        elif device.type != "cpu" or dtype != torch.float32:
+            for name in fastembed_ways:
+                skip(report, name, "fastembed runs the fp32 ONNX export on the CPU: measured on CPU float32 runs only")
+        else:
+            with section(report, "load fastembed"):
+                from .onnx_export import export_passage_onnx
+
+                folder, seconds = export_passage_onnx(native, workdir / f"{native.name}-onnx-passage")
+                report["setup"]["onnx"] = {"folder": str(folder), "export_seconds": seconds,
+                                           "reused": seconds == 0.0, "bytes": folder_bytes(folder)}
+                log(f"onnx export (passage adapter merged): {folder} "
+                    f"({'reused' if seconds == 0.0 else f'{seconds:.1f}s'}, {folder_bytes(folder) / 2**20:.0f} MiB)")
+                t = time.perf_counter()
+                first = None
+                for name in fastembed_ways:
+                    first = FastembedWay(folder, native, workdir / "fastembed-cache", threads=args.threads,
+                                         sorted_batch=32 if name == "fastembed-sorted" else None, shared=first)
+                    ways[name] = first
+                report["setup"]["fastembed_load_seconds"] = time.perf_counter() - t
+    order = (["card"] if "card" in ways else []) + [w for w in ways if w.startswith("jinav3")] + [
+        w for w in ("sentence-transformers", "fastembed", "fastembed-sorted") if w in ways]
     if "load jinav3" in report.get("errors", {}) or not order:
         return finish(report, args)
     tokenizer = encoder.tokenizer
@@ -240,7 +303,17 @@ def main(argv=None) -> dict:
             entry["ratio_vs_card"] = entry["tokens_per_s"] / base["tokens_per_s"]
             entry["ratio_vs_card_median"] = entry["tokens_per_s_median"] / base["tokens_per_s_median"]
             entry["ratio_vs_card_cpu_time"] = entry["tokens_per_cpu_s"] / base["tokens_per_cpu_s"]
+    if not args.no_peak:
+        with section(report, "matmul peak"):
+            report["matmul_peak"] = peaks(device, dtype, size, packed_budget)
+            for e in report["matmul_peak"].values():
+                log(f"matmul peak {e['dtype']:9s} {e['peak_tflops']:.3f} TFLOP/s  torch.mm "
+                    + "  ".join(f"{k} {v:.3f}" for k, v in e["shapes"].items())
+                    + ("" if "onednn_shapes" not in e else "  oneDNN "
+                       + "  ".join(f"{k} {v:.3f}" for k, v in e["onednn_shapes"].items())))
+    goals(report)
     print_table(report, device)
+    print_goals(report)
     save(report, args)  # numbers so far, in case a later section is cut off by a time limit
 
     main_ways = [n for n in order
@@ -312,6 +385,56 @@ def main(argv=None) -> dict:
     return finish(report, args)
 
 
+def skip(report: dict, name: str, why: str) -> None:
+    """A way left out on purpose (an optional peer not installed, a dtype it does not apply to): one line."""
+    report.setdefault("skipped", {})[name] = why
+    log(f"-- {name} skipped: {why}")
+
+
+def peaks(device: torch.device, dtype: torch.dtype, size, budget: int) -> dict:
+    """fp32 (and on the CPU bf16) matrix-product peaks: a 2048^3 square product and the model's own
+    FFN shapes at the packed token budget (fc1: tokens x hidden x FFN, fc2: tokens x FFN x hidden)."""
+    shapes = [(2048, 2048, 2048), (budget, size.hidden, size.ffn), (budget, size.ffn, size.hidden)]
+    dtypes = [torch.float32, torch.bfloat16] if device.type == "cpu" else [dtype]
+    return {str(d).removeprefix("torch."): matmul_peak(d, device, shapes) for d in dtypes}
+
+
+def goals(report: dict) -> None:
+    """Issue 18's CPU goals as ratios from this run (best round of each way), where the ways ran."""
+    ways, out = report["ways"], {}
+
+    def ratio(a: str, b: str) -> float | None:
+        return ways[a]["tokens_per_s"] / ways[b]["tokens_per_s"] if a in ways and b in ways else None
+
+    fp32 = "jinav3-packed" if "jinav3-packed" in ways else None
+    if fp32:
+        for peer, goal in (("fastembed-sorted", 2.5), ("fastembed", 10.0)):
+            r = ratio(fp32, peer)
+            if r is not None:
+                out[f"jinav3_fp32_vs_{peer}"] = {"ratio": r, "goal": goal, "met": r >= goal}
+        r = ratio("jinav3-bf16", fp32)
+        if r is not None:
+            out["jinav3_bf16_vs_fp32"] = {"ratio": r, "goal": 3.5, "met": r >= 3.5,
+                                          "note": "the goal is for a CPU with AMX"}
+        peak = report.get("matmul_peak", {}).get("float32", {}).get("peak_tflops")
+        if peak and report["setup"]["dtype"] == "float32":
+            share = ways[fp32]["useful_tflops"] / peak
+            out["jinav3_fp32_share_of_fp32_matmul_peak"] = {"ratio": share, "goal": 0.65, "met": share >= 0.65}
+        bf16_peak = report.get("matmul_peak", {}).get("bfloat16", {}).get("peak_tflops")
+        if bf16_peak and "jinav3-bf16" in ways:
+            out["jinav3_bf16_share_of_bf16_matmul_peak"] = {"ratio": ways["jinav3-bf16"]["useful_tflops"] / bf16_peak}
+    report["goals"] = out
+
+
+def print_goals(report: dict) -> None:
+    for name, g in report.get("goals", {}).items():
+        verdict = "" if "goal" not in g else f"  (goal {g['goal']:g}: {'met' if g['met'] else 'NOT met'})"
+        log(f"goal {name:42s} {g['ratio']:7.3f}{verdict}")
+    for name, why in report.get("skipped", {}).items():
+        log(f"skipped {name}: {why}")
+    log("")
+
+
 def model_bytes(way, device: torch.device) -> int | None:
     """Bytes of the way's parameters and buffers that live on ``device`` (None when unknown)."""
     module = getattr(getattr(way, "encoder", None), "model", None) or getattr(way, "model", None)
@@ -380,10 +503,29 @@ def save(report: dict, args) -> None:
 def finish(report: dict, args) -> dict:
     report["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     report["complete"] = True
+    files(report, args)
     save(report, args)
     if args.json_path:
         log(f"wrote {args.json_path}")
     return report
+
+
+def files(report: dict, args) -> None:
+    """Say where the run's files are and how to reuse them, or (``--clean``) delete what it created."""
+    workdir = Path(args.workdir)
+    created = args.created() if hasattr(args, "created") else []
+    if args.clean:
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if workdir.exists() and not any(workdir.iterdir()):
+            workdir.rmdir()
+        report["files"] = {"workdir": str(workdir), "deleted": [str(p) for p in created]}
+        log(f"--clean: deleted {len(created)} item(s) this run created under {workdir}")
+        return
+    size = folder_bytes(workdir)
+    report["files"] = {"workdir": str(workdir), "bytes": size, "created": [str(p) for p in created]}
+    log(f"files: {workdir} holds {size / 2**20:,.0f} MiB (checkpoints, ONNX export, fastembed cache); the next run "
+        f"with the same --size/--seed reuses them; delete with --clean, or rm -r {workdir}")
 
 
 if __name__ == "__main__":

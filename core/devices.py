@@ -85,3 +85,56 @@ def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+def _cpu_flags() -> set[str]:
+    """The processor's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _torch_cpu_check(name: str) -> bool | None:
+    """torch's own CPU feature check (``torch.cpu._is_avx512_bf16_supported`` ...), None when absent."""
+    check = getattr(getattr(torch, "cpu", None), name, None)
+    if check is None:
+        return None
+    try:
+        return bool(check())
+    except Exception:  # a private helper: never let it break a caller
+        return None
+
+
+def cpu_bf16_support() -> dict[str, bool]:
+    """Whether this CPU multiplies bfloat16 matrices natively, from /proc/cpuinfo and torch's checks:
+
+    * ``amx_bf16``: Intel AMX tiles with bf16 (Sapphire Rapids and later): bf16 matmuls several times
+      faster than fp32 (1.86 vs 0.41 TFLOP/s measured on one such CPU).
+    * ``avx512_bf16``: bf16 dot-product instructions (Cooper Lake, AMD Zen 4/5), used by oneDNN:
+      bf16 matmuls run natively, two products per fp32 lane (measured faster than fp32 on the project's
+      AMD EPYC: benchmarks/RESULTS.md).
+    * ``native``: either one; without them torch emulates bf16 by converting to fp32, slower than fp32.
+
+    ``torch.cpu`` checks (what oneDNN will use) win where they exist; /proc/cpuinfo flags otherwise."""
+    flags = _cpu_flags()
+    amx = _torch_cpu_check("_is_amx_tile_supported")
+    avx = _torch_cpu_check("_is_avx512_bf16_supported")
+    amx_bf16 = ("amx_bf16" in flags) if amx is None else (amx and ("amx_bf16" in flags or not flags))
+    avx512_bf16 = ("avx512_bf16" in flags) if avx is None else avx
+    return {"amx_bf16": bool(amx_bf16), "avx512_bf16": bool(avx512_bf16), "native": bool(amx_bf16 or avx512_bf16)}
+
+
+def describe_cpu_bf16() -> str:
+    """One line for ``jinav3 info``: this CPU's bf16 matrix units and what they mean for ``--dtype``."""
+    s = cpu_bf16_support()
+    if s["amx_bf16"]:
+        return "native, AMX (amx_bf16): --dtype bfloat16 is several times faster than float32 (cosine >= 0.9999)"
+    if s["avx512_bf16"]:
+        return ("native dot products (avx512_bf16), no AMX: --dtype bfloat16 runs natively, usually faster than "
+                "float32 (cosine >= 0.9999); measure with python -m benchmarks.run")
+    return "none (no amx_bf16 / avx512_bf16): bfloat16 is emulated and slower than float32 on this CPU"

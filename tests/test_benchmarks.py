@@ -31,3 +31,27 @@ def test_host_work_runs(capsys):
     host_work.main(["--tokens", "5000", "--budget", "2048", "--rounds", "1"])
     printed = capsys.readouterr().out
     assert "tokenise" in printed and "pack" in printed
+
+
+def test_benchmark_peers_bf16_and_cleanup(tmp_path):
+    """fastembed (when installed) on the ONNX export and jinav3 in bf16 agree with the card way; a
+    missing optional peer is a one-line skip, not an error; --clean leaves nothing in the workdir."""
+    from benchmarks.ways import optional_peer
+
+    work = tmp_path / "work"
+    report = run.main(["--size", "tiny", "--device", "cpu", "--tokens", "1500", "--rounds", "1",
+                       "--ways", "card,jinav3-packed,jinav3-bf16,fastembed,fastembed-sorted,sentence-transformers",
+                       "--long-docs", "0", "--late-tokens", "0", "--workdir", str(work), "--clean"])
+    assert report.get("errors") is None, report.get("errors")
+    expected = {"card", "jinav3-packed", "jinav3-bf16"}
+    if optional_peer("onnxruntime", "onnx", "fastembed") is None:
+        expected |= {"fastembed", "fastembed-sorted"}
+    if optional_peer("sentence_transformers") is None:
+        expected.add("sentence-transformers")
+    assert set(report["ways"]) == expected
+    assert set(report.get("skipped", {})) == {"fastembed", "fastembed-sorted", "sentence-transformers"} - expected
+    for name, way in report["ways"].items():
+        assert way["agrees"] and way["min_cosine_vs_card"] > 0.999, name
+    assert report["goals"]["jinav3_bf16_vs_fp32"]["ratio"] > 0
+    assert report["matmul_peak"]["float32"]["peak_tflops"] > 0
+    assert not work.exists()  # --clean: the checkpoints and the export are gone
