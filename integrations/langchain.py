@@ -33,7 +33,7 @@ from . import _encoder_cache as shared
 try:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
-    from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+    from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 except ImportError as e:  # the extra is not installed
     raise ImportError("JinaV3Embeddings needs langchain-core: " + install_hint("langchain")) from e
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+; annotations are not evaluated
 
     from jinav3.encoder import Encoder
+    from jinav3.remote import RemoteEncoder
 
 __all__ = ["JinaV3Embeddings", "LateChunkedEmbeddings"]
 
@@ -73,12 +74,20 @@ class JinaV3Embeddings(BaseModel, Embeddings):
     show_progress: bool = Field(default=False, description="Show a progress bar while embedding.")
     query_task: str | None = Field(default=None, description="Task for queries (default retrieval.query).")
     passage_task: str | None = Field(default=None, description="Task for documents (default retrieval.passage).")
+    revision: str | None = Field(default=None, description="Branch, tag or commit of a hub model.")
+    cache_dir: str | None = Field(default=None, description="Hugging Face cache folder to load the model from.")
+    local_files_only: bool = Field(default=False, description="Load from the cache only, never download.")
+    server_url: str | None = Field(default=None, description="Embed through this server (jinav3 serve, or "
+                                                             "https://api.jina.ai) instead of a local model.")
+    # Never serialised (model_dump, pickle): None reads $JINAV3_API_KEY ($JINA_API_KEY for api.jina.ai).
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False,
+                                      description="The server's API key (never serialised).")
 
     # extra="forbid" as in LangChain's own embeddings; unknown names are refused in __init__ first, with
     # the library's error. protected_namespaces=(): pydantic would warn about the field named "model".
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    _encoder: Encoder | None = PrivateAttr(default=None)
+    _encoder: Encoder | RemoteEncoder | None = PrivateAttr(default=None)
 
     def __init__(self, model: str | os.PathLike = shared.DEFAULT_MODEL, **settings: Any) -> None:
         super().__init__(**_checked_settings({"model": model, **settings}, type(self)))
@@ -87,14 +96,18 @@ class JinaV3Embeddings(BaseModel, Embeddings):
             encoder.check_dimensions(self.dimensions)  # the upper bound needs the model
         self._encoder = encoder
 
-    def _load_encoder(self) -> Encoder:
-        # The one place that decides where vectors come from: a remote encoder (server_url / api_key)
-        # would be chosen here, and every method below works with it unchanged.
-        return shared.get_encoder(self.model, self.device, self.dtype)
+    def _load_encoder(self) -> Encoder | RemoteEncoder:
+        # The one place that decides where vectors come from: the local model, or a server
+        # (server_url / api_key); every method below works with either unchanged.
+        return shared.get_encoder(self.model, self.device, self.dtype, revision=self.revision,
+                                  cache_dir=self.cache_dir, local_files_only=self.local_files_only,
+                                  server_url=self.server_url,
+                                  api_key=self.api_key.get_secret_value() if self.api_key is not None else None)
 
     @property
-    def encoder(self) -> Encoder:
-        """The shared loaded ``jinav3.Encoder`` (loaded again after unpickling or ``model_validate``)."""
+    def encoder(self) -> Encoder | RemoteEncoder:
+        """The shared ``jinav3.Encoder`` (or ``RemoteEncoder`` with ``server_url``), loaded again after
+        unpickling or ``model_validate``."""
         if self._encoder is None:
             self._encoder = self._load_encoder()
         return self._encoder
@@ -107,9 +120,11 @@ class JinaV3Embeddings(BaseModel, Embeddings):
         return super().__deepcopy__(memo)
 
     def __getstate__(self) -> dict[Any, Any]:
-        """Pickle the settings, not the model (worker processes load it again, once each)."""
+        """Pickle the settings, not the model (worker processes load it again, once each) nor the API key
+        (an unpickled copy reads it from the environment again)."""
         state = super().__getstate__()
-        return {**state, "__pydantic_private__": {**(state.get("__pydantic_private__") or {}), "_encoder": None}}
+        return {**state, "__dict__": {**state["__dict__"], "api_key": None},
+                "__pydantic_private__": {**(state.get("__pydantic_private__") or {}), "_encoder": None}}
 
     # ----------------------------------------------------------------------------- the Embeddings interface
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -279,7 +294,11 @@ def _checked_settings(settings: dict[str, Any], cls: type[JinaV3Embeddings]) -> 
         "show_progress": boolean(given("show_progress"), "show_progress"),
         "query_task": shared.check_task_override(given("query_task"), "query_task"),
         "passage_task": shared.check_task_override(given("passage_task"), "passage_task"),
+        "server_url": shared.check_server_url(given("server_url")),
     }
+    revision, cache_dir, local_files_only = shared.check_source(given("revision"), given("cache_dir"),
+                                                                 given("local_files_only"))
+    checked.update(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     # Only what was given, so pydantic's fields_set (model_dump(exclude_unset=True)) stays the caller's.
     return {**settings, **{name: value for name, value in checked.items() if name in settings}}
 

@@ -232,7 +232,8 @@ def test_one_encoder_shared_with_llama_index_and_haystack_and_settings_round_tri
 
     settings = other.model_dump()
     assert settings == {"model": model, "dimensions": 8, "normalize": True, "batch_size": None, "device": "cpu",
-                        "dtype": "auto", "show_progress": False, "query_task": None, "passage_task": None}
+                        "dtype": "auto", "show_progress": False, "query_task": None, "passage_task": None,
+                        "revision": None, "cache_dir": None, "local_files_only": False, "server_url": None}
     assert other.model_dump(exclude_unset=True) == {"model": model, "device": "cpu", "dimensions": 8}
     again = JinaV3Embeddings(**settings)
     assert again.model_dump() == settings and again.encoder is emb.encoder

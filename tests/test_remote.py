@@ -368,6 +368,7 @@ def test_llama_index_through_the_server(server, encoder, monkeypatch):
     pytest.importorskip("llama_index.core")
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core.bridge.pydantic import SecretStr
+    from llama_index.core.node_parser import SentenceSplitter
 
     from jinav3.integrations.llama_index import JinaV3Embedding, JinaV3LateChunkingTransform
 
@@ -380,11 +381,31 @@ def test_llama_index_through_the_server(server, encoder, monkeypatch):
     index = VectorStoreIndex.from_documents([Document(text=r["text"], id_=r["id"]) for r in corpus(5)],
                                             embed_model=embed)
     assert index.as_retriever(similarity_top_k=2).retrieve("sunscreen")
-    nodes = JinaV3LateChunkingTransform(embed_model=embed)([
-        *__import__("llama_index.core.node_parser", fromlist=["SentenceSplitter"]).SentenceSplitter(
-            chunk_size=24, chunk_overlap=0).get_nodes_from_documents([Document(text=DOC, id_="d")])])
+    split = SentenceSplitter(chunk_size=24, chunk_overlap=0).get_nodes_from_documents([Document(text=DOC, id_="d")])
+    nodes = JinaV3LateChunkingTransform(embed_model=embed)(split)
     expected = encoder.encode([n.get_content() for n in nodes], task="retrieval.passage", late_chunking=True)
     np.testing.assert_allclose([n.embedding for n in nodes], expected, **ATOL)
+
+
+def test_langchain_through_the_server(server, encoder):
+    pytest.importorskip("langchain_core")
+    from langchain_core.documents import Document
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from jinav3.integrations.langchain import JinaV3Embeddings
+
+    emb = JinaV3Embeddings(server_url=server.url, api_key=KEY)
+    assert KEY not in repr(emb) and KEY not in emb.model_dump_json() and KEY.encode() not in pickle.dumps(emb)
+    assert emb.api_key is not None and emb.encoder.name == encoder.name
+    store = InMemoryVectorStore.from_texts(TEXTS, emb)
+    stored = [store.store[i]["vector"] for i in store.store]
+    np.testing.assert_allclose(stored, encoder.encode(TEXTS, task="retrieval.passage"), **ATOL)
+    np.testing.assert_allclose(asyncio.run(emb.aembed_query("tea")), encoder.encode("tea", task="retrieval.query"),
+                               **ATOL)
+    parts = ["The printing press changed Europe.", "Books became cheap.", "Literacy spread quickly!"]
+    chunks = [Document(page_content=text, metadata={"source": "press"}) for text in parts]
+    expected = encoder.encode(parts, task="retrieval.passage", late_chunking=True)
+    np.testing.assert_allclose(emb.embed_late_chunks(chunks), expected, **ATOL)
 
 
 # ============================================================================================ live
