@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 
 from benchmarks import checkpoint, corpus
 from benchmarks.measure import machine, sync
+from benchmarks.run import DEFAULT_WORKDIR
 
 QUERY = "what helps sensitive skin in winter, and how often should it be applied?"
 
@@ -41,8 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "jinav3-bench",
-                   help="where the random checkpoint is written and reused (default: %(default)s)")
+    p.add_argument("--workdir", type=Path, default=Path(DEFAULT_WORKDIR),
+                   help="where the random checkpoint is written and reused, as benchmarks.run (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the report here")
     return p.parse_args(argv)
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     from jinav3 import encoder as encoder_module
 
     args = parse_args(argv)
-    _, native = checkpoint.build(args.cache, args.size)
+    _, native = checkpoint.build(args.workdir, args.size)
     enc = Encoder.from_pretrained(native, device=args.device, dtype=args.dtype)
     device = enc.device
     passage, query = "retrieval_passage", "retrieval_query"
