@@ -130,7 +130,7 @@ def clear() -> None:
         _encoders.clear()
 
 
-def check_dimensions(dimensions: object, argument: str = "dimensions") -> int | None:
+def check_dimensions_before_load(dimensions: object, argument: str = "dimensions") -> int | None:
     """None or an integer >= 1; the upper bound (the model's size) is checked when the model loads."""
     return positive_int(dimensions, argument, allow_none=True)
 

@@ -85,7 +85,7 @@ class _JinaV3Embedder:
             self.device, self.dtype = shared.check_device_dtype(device, dtype)
         else:  # the server chooses where and how its model runs
             self.device, self.dtype = shared.device_key(device), str(dtype)
-        self.dimensions = shared.check_dimensions(dimensions)
+        self.dimensions = shared.check_dimensions_before_load(dimensions)
         self.batch_size = positive_int(batch_size, "batch_size")
         self.progress_bar = boolean(progress_bar, "progress_bar")
         self.normalize = boolean(normalize, "normalize")

@@ -286,7 +286,7 @@ def _checked_settings(settings: dict[str, Any], cls: type[JinaV3Embeddings]) -> 
     device, dtype = shared.check_device_dtype(given("device"), given("dtype"))
     checked = {
         "model": shared.model_key(given("model")),
-        "dimensions": shared.check_dimensions(given("dimensions")),
+        "dimensions": shared.check_dimensions_before_load(given("dimensions")),
         "normalize": boolean(given("normalize"), "normalize"),
         "batch_size": positive_int(given("batch_size"), "batch_size", allow_none=True),
         "device": device,

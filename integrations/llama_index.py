@@ -80,7 +80,7 @@ class JinaV3Embedding(BaseEmbedding):
     @field_validator("dimensions", mode="before")
     @classmethod
     def _check_dimensions(cls, value: Optional[int]) -> Optional[int]:
-        return shared.check_dimensions(value)
+        return shared.check_dimensions_before_load(value)
 
     @field_validator("query_task", "passage_task", mode="before")
     @classmethod
