@@ -33,7 +33,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 from urllib.parse import unquote
 
 from jinav3.errors import InvalidArgumentError, JinaV3Error, SignatureMismatchError, StoreError, install_hint
+from jinav3.secrets import USER_INFO as _USER_INFO
+from jinav3.secrets import redact, scrub, uri_secrets
 
 if TYPE_CHECKING:  # the model and the stores are imported when a command needs them, not for --help
     from jinav3 import Encoder, TextEncoder
@@ -54,6 +56,8 @@ DEFAULT_COLLECTION = "jinav3"
 MODEL_ENV = "JINAV3_MODEL"
 DEBUG_ENV = "JINAV3_DEBUG"
 PINECONE_KEY_ENV = "PINECONE_API_KEY"
+# --server's key when no --server-api-key-env names one: jinav3 serve's, then the Jina API's (for api.jina.ai only)
+SERVER_KEY_ENV = ("JINAV3_API_KEY", "JINA_API_KEY", "JINAAI_API_KEY")
 WORK_RETRIES = 5  # retries of a transient store error once the store is open
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Loggers of the Milvus clients, which log each failed call with its traceback before raising it.
@@ -64,7 +68,7 @@ STORE_FORMS = "qdrant:PATH, qdrant+http://HOST:PORT, milvus:PATH.db, milvus+http
 # Packages `info` reports when installed (distribution name, what it is for).
 CORE_PACKAGES = ("torch", "transformers", "peft", "tokenizers", "safetensors", "huggingface_hub", "numpy")
 OPTIONAL_PACKAGES = ("qdrant-client", "pymilvus", "milvus-lite", "pinecone", "haystack-ai", "llama-index-core",
-                     "pyarrow")
+                     "pyarrow", "httpx")
 
 
 class CLIError(Exception):
@@ -81,49 +85,13 @@ def exit_status(error: BaseException) -> int:
 
 
 # ============================================================================================ secrets
-# What in a URI is secret: the user info (the PASSWORD of user:PASSWORD@, all of TOKEN@) and the value of
-# every token-like query parameter (?token=, ?api_key=, ?key=, ?password=, ?secret=, ...).
-_USER_INFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#]*)@")
-_SECRET_PARAMETER = re.compile(r"[?&][^=&#]*(?:token|key|pass|pwd|secret|auth|credential)[^=&#]*=(?P<value>[^&#]*)",
-                               re.IGNORECASE)
-
-
-def _secret_spans(uri: str) -> list[tuple[int, int]]:
-    """(start, end) of each secret in ``uri``: the one definition that redact() and uri_secrets() share."""
-    spans = []
-    user = _USER_INFO.match(uri)
-    if user:
-        start, end = user.span("info")
-        colon = user["info"].find(":")
-        spans.append((start + colon + 1 if colon >= 0 else start, end))
-    if "://" in uri and "?" in uri:
-        spans += [m.span("value") for m in _SECRET_PARAMETER.finditer(uri, uri.index("?"))]
-    return [(start, end) for start, end in spans if end > start]
-
-
-def redact(uri: str) -> str:
-    """``uri`` fit to print: ``milvus+http://root:***@host:19530``, ``qdrant+https://***@host``, ``...?token=***``."""
-    for start, end in sorted(_secret_spans(uri), reverse=True):
-        uri = uri[:start] + "***" + uri[end:]
-    return uri
-
-
-def uri_secrets(uri: str) -> list[str]:
-    """The secrets in ``uri``, as written and percent-decoded (a client may echo either)."""
-    found = [uri[start:end] for start, end in _secret_spans(uri)]
-    return found + [unquote(secret) for secret in found if unquote(secret) != secret]
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """THE scrubber: ``text`` with every known secret replaced by ``***`` (longest first, so none is left in part)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+# What in a URI is secret, redact() and scrub(): jinav3.secrets (imported above), shared with RemoteEncoder.
 
 
 def api_key_values(args: argparse.Namespace) -> list[str]:
     """The values of the API key variables this run may use, to scrub from what it prints."""
-    names = (getattr(args, "api_key_env", None), PINECONE_KEY_ENV)
+    names = (getattr(args, "api_key_env", None), PINECONE_KEY_ENV, getattr(args, "server_api_key_env", None),
+             *SERVER_KEY_ENV)
     return [os.environ[name] for name in names if name and os.environ.get(name)]
 
 
@@ -212,7 +180,10 @@ def with_credentials(store: StoreURI, variable: str | None) -> StoreURI:
 
 
 def store_of(args: argparse.Namespace) -> StoreURI:
-    return with_credentials(parse_store(args.store), args.api_key_env)
+    store = parse_store(args.store)
+    if getattr(args, "server", None) and store.mode == "local" and not getattr(args, "server_api_key_env", None):
+        return with_credentials(store, None)  # --api-key-env is then the server's key (server_key)
+    return with_credentials(store, args.api_key_env)
 
 
 def connection(store: StoreURI) -> dict[str, Any]:
@@ -380,11 +351,41 @@ def setting_up():
 
 
 def check_model_options(args: argparse.Namespace) -> None:
-    """--device and --dtype checked before a corpus is read or a model loaded."""
+    """--device and --dtype checked before a corpus is read or a model loaded (with --server: that none is given,
+    the server has chosen them)."""
+    if getattr(args, "server", None):
+        given = [flag for flag, value in (("--model", args.model), ("--device", args.device != "auto"),
+                                          ("--dtype", args.dtype != "auto")) if value]
+        if given:
+            raise UsageError(f"--server: the server chooses the model, device and dtype; drop {', '.join(given)}")
+        with setting_up():
+            server_key(args)
+        return
     from jinav3.devices import pick_device, pick_dtype
 
     with setting_up():
         pick_dtype(args.dtype, pick_device(args.device))
+
+
+def server_key(args: argparse.Namespace) -> str | None:
+    """--server's API key: $NAME of --server-api-key-env; else, with a local store (which takes no key), $NAME of
+    --api-key-env; else $JINAV3_API_KEY (and for api.jina.ai $JINA_API_KEY, $JINAAI_API_KEY); else none."""
+    variable = args.server_api_key_env
+    if variable is None and args.api_key_env and parse_store(args.store).mode == "local":
+        variable = args.api_key_env
+    if variable is not None:
+        option = "--server-api-key-env" if args.server_api_key_env else "--api-key-env"
+        if not _ENV_NAME.fullmatch(variable):
+            raise UsageError(f"{option}: give the NAME of an environment variable (letters, digits, _), "
+                             f"got {variable!r}")
+        if not os.environ.get(variable):
+            raise UsageError(f"{option}: ${variable} is {'empty' if variable in os.environ else 'not set'}")
+        return os.environ[variable]
+    hosted = "api.jina.ai" in args.server
+    for name in SERVER_KEY_ENV if hosted else SERVER_KEY_ENV[:1]:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 # ============================================================================================ helpers
@@ -400,6 +401,10 @@ def model_choice(model: str | None) -> tuple[str, str]:
 
 
 def load_encoder(args):
+    if getattr(args, "server", None):  # the model is the server's: no torch model in this process
+        from jinav3 import RemoteEncoder
+
+        return RemoteEncoder(args.server, api_key=server_key(args))
     from jinav3 import Encoder
 
     model, _ = model_choice(args.model)
@@ -429,6 +434,7 @@ class IndexProgress:
 
         self._encoder = encoder
         self.documents = self.chunks = self.tokens = 0
+        self._used = int(getattr(encoder, "tokens_used", 0) or 0)
         self.started = time.perf_counter()
         # disable=None: draw only on a terminal, so logs and pipes stay clean
         self.bar = tqdm(total=total, unit="doc", desc="Indexing", disable=True if quiet else None,
@@ -450,7 +456,11 @@ class IndexProgress:
     def _step(self, texts: list[str], chunks: int) -> None:
         self.documents += len(texts)
         self.chunks += chunks
-        self.tokens += count_tokens(self._encoder, texts)
+        used = getattr(self._encoder, "tokens_used", None)  # a RemoteEncoder: the tokens the server reports
+        if used is None:
+            self.tokens += count_tokens(self._encoder, texts)
+        else:
+            self.tokens, self._used = self.tokens + used - self._used, used
         self.bar.update(len(texts))
         self.bar.set_postfix_str(f"{_rate(self.tokens, time.perf_counter() - self.started)} tokens/s", refresh=False)
 
@@ -463,6 +473,10 @@ class IndexProgress:
 def cmd_index(args: argparse.Namespace) -> int:
     from .corpus import read_corpus
 
+    if getattr(args, "ray", False):  # jinav3 index ... --ray: Ray Data workers (integrations/ray_command.py)
+        from .ray_command import cmd_index_ray
+
+        return cmd_index_ray(args)
     store = store_of(args)
     if args.chunk_size is not None and (args.chunker != "tokens" or not args.late_chunking):
         raise UsageError("--chunk-size: only applies with --late-chunking --chunker tokens")
@@ -473,7 +487,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not records:
         raise CLIError(f"corpus: {args.corpus!r} holds no document with text in field {args.text_field!r}")
     if not args.quiet and sys.stderr.isatty():  # loading the real model takes a while: say what is going on
-        print(f"jinav3: {len(records)} documents read; loading {model_choice(args.model)[0]} ...", file=sys.stderr)
+        source = f"connecting to {redact(args.server)}" if args.server else f"loading {model_choice(args.model)[0]}"
+        print(f"jinav3: {len(records)} documents read; {source} ...", file=sys.stderr)
     with setting_up():
         encoder = load_encoder(args)
         progress = IndexProgress(encoder, len(records), args.quiet)
@@ -637,7 +652,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from huggingface_hub import constants
 
     from jinav3 import __version__
-    from jinav3.devices import pick_device, pick_dtype
+    from jinav3.devices import describe_cpu_bf16, pick_device, pick_dtype
 
     check_model_options(args)
     rows: list[tuple[str, str]] = []
@@ -666,6 +681,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     row(f"device ({args.device})", str(device))
     row(f"dtype ({args.dtype})", str(pick_dtype(args.dtype, device)).removeprefix("torch."))
+    row("dtype (auto) on cpu", str(pick_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+        + " (exact vectors; --dtype bfloat16 to trade them for speed)")
+    row("cpu bfloat16 matmul", describe_cpu_bf16())
     row("cpu threads", str(torch.get_num_threads()))
 
     section("model")
@@ -682,6 +700,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         row("in cache", _in_cache(model))
         row("HF_HUB_OFFLINE", "on (downloads disabled)" if constants.HF_HUB_OFFLINE else "off (downloads allowed)")
         row("HF_ENDPOINT", constants.ENDPOINT)
+
+    section("server (--server)")  # whether a key is there, never the key
+    for name in SERVER_KEY_ENV:
+        row(f"${name}", "set (value hidden)" if os.environ.get(name) else "(unset)")
 
     section("data")
     row("data dir", f"{DEFAULT_DATA_DIR}  ({Path(DEFAULT_DATA_DIR).resolve()})")
@@ -737,6 +759,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", default="auto",
                        help="auto (bfloat16 on CUDA, else float32), float32, bfloat16, float16")
 
+    def server_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", metavar="URL",
+                       help="embed through this server instead of a local model: jinav3 serve "
+                            "(http://127.0.0.1:8080) or the Jina API (https://api.jina.ai); not with --model, "
+                            "--device or --dtype")
+        p.add_argument("--server-api-key-env", metavar="NAME",
+                       help="environment variable holding --server's API key (default: $JINAV3_API_KEY; for "
+                            "api.jina.ai also $JINA_API_KEY, $JINAAI_API_KEY; with a local store --api-key-env "
+                            "names it too)")
+
     def store_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--store", default=DEFAULT_STORE, metavar="URI", help=f"{STORE_FORMS} (default: %(default)s)")
         p.add_argument("--collection", default=DEFAULT_COLLECTION, metavar="NAME",
@@ -755,6 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", metavar="CORPUS")
     store_options(p)
     model_options(p)
+    server_options(p)
     p.add_argument("--late-chunking", action="store_true",
                    help="split each document into chunks embedded in the context of the whole document")
     p.add_argument("--chunker", choices=("sentences", "tokens"), default="sentences",
@@ -769,6 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="stop at a bad row (no text, a repeated id, NaN) instead of skipping it")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    from .ray_command import add_ray_arguments  # imports without the ray extra
+
+    add_ray_arguments(p)
     p.set_defaults(handler=cmd_index)
 
     p = commands.add_parser("search", help="search a store with a query vector",
@@ -776,6 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUERY")
     store_options(p)
     model_options(p)
+    server_options(p)
     p.add_argument("--top-k", type=_positive, default=10, metavar="N", help="how many hits (default: %(default)s)")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="metadata filter, repeatable: key=value (string) or key:=JSON (number, bool, list); "

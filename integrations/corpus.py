@@ -100,34 +100,47 @@ def read_corpus(
         relative = file.relative_to(root).as_posix()
         for line, row in _rows(file, relative, id_field, text_field):
             where = f"{shown}:{line}"
-            if not isinstance(row, dict):
-                problem(f"{where}: expected an object with a {text_field!r} field, got {type(row).__name__}")
+            record, trouble = row_record(row, where, f"{relative}:{line}", id_field, text_field)
+            if record is None:
+                problem(trouble or f"{where}: unreadable row")
                 continue
-            text = row.get(text_field)
-            if not isinstance(text, str) or not text.strip():
-                what = ("no" if text is None else "a blank" if isinstance(text, str)
-                        else f"a non-text ({type(text).__name__})")
-                problem(f"{where}: {what} {text_field!r} field")
-                continue
-            raw_id = row.get(id_field)
-            if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
-                doc_id = f"{relative}:{line}"
-            elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
-                doc_id = str(raw_id)
-            else:
-                problem(f"{where}: the {id_field!r} field must be a string or an integer, got {type(raw_id).__name__}")
-                continue
+            doc_id = record["id"]
             if doc_id in seen:
                 problem(f"{where}: id {doc_id!r} already used at {seen[doc_id]}")
                 continue
-            metadata = {k: v for k, v in row.items() if k not in (id_field, text_field) and v is not None}
-            field = _non_finite(metadata)
-            if field is not None:
-                problem(f"{where}: field {field!r} is NaN or Infinity, which JSON and the stores cannot hold")
-                continue
             seen[doc_id] = where
-            records.append({"id": doc_id, "text": text, "metadata": metadata})
+            records.append(record)
     return records
+
+
+def row_record(row: Any, where: str, default_id: str | None, id_field: str = "id",
+               text_field: str = "text") -> tuple[Record | None, str | None]:
+    """THE check of one corpus row (repeated ids aside): ``({"id", "text", "metadata"}, None)``, or
+    ``(None, problem)`` naming ``where``. A row without an id gets ``default_id`` (None: no id, left to
+    the store, which derives one from the text). ``read_corpus`` and the Ray indexing path both use it."""
+    if not isinstance(row, dict):
+        return None, f"{where}: expected an object with a {text_field!r} field, got {type(row).__name__}"
+    text = row.get(text_field)
+    if not isinstance(text, str) or not text.strip():
+        what = ("no" if text is None else "a blank" if isinstance(text, str)
+                else f"a non-text ({type(text).__name__})")
+        return None, f"{where}: {what} {text_field!r} field"
+    raw_id = row.get(id_field)
+    doc_id: str | None
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        doc_id = default_id
+    elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
+        doc_id = str(raw_id)
+    else:
+        return None, f"{where}: the {id_field!r} field must be a string or an integer, got {type(raw_id).__name__}"
+    metadata = {k: v for k, v in row.items() if k not in (id_field, text_field) and v is not None}
+    field = _non_finite(metadata)
+    if field is not None:
+        return None, f"{where}: field {field!r} is NaN or Infinity, which JSON and the stores cannot hold"
+    out: Record = {"text": text, "metadata": metadata}
+    if doc_id is not None:
+        out = {"id": doc_id, **out}
+    return out, None
 
 
 def _non_finite(value: Any, path: str = "") -> str | None:

@@ -135,6 +135,32 @@ def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
     return copied
 
 
+def normalize_record(item: Any, where: str) -> Record:
+    """One record checked and normalised (a dict with text / id / metadata, or a plain string); ``where``
+    names it in errors (``records[3]``, ``corpus.jsonl:12``). THE record check: ``add`` and the Ray
+    indexing path (``jinav3.integrations.ray``) both call it, so the same rows are refused the same way."""
+    metadata: Any  # whatever the record holds; check_metadata below judges it
+    if isinstance(item, str):
+        text, rid, metadata = item, None, {}
+    elif isinstance(item, Mapping):
+        unknown = sorted(set(item) - {"id", "text", "metadata"})
+        if unknown:
+            raise invalid(where, f"unknown keys {unknown}; a record has 'text', optional 'id' and optional "
+                                 "'metadata' (put your own fields inside 'metadata')")
+        if "text" not in item:
+            raise invalid(f"{where}.text", "is missing; every record needs a text to embed")
+        text, rid, metadata = item["text"], item.get("id"), item.get("metadata")
+    else:
+        raise invalid(where, f"must be a dict or a str, got {type(item).__name__}")
+    if not isinstance(text, str):
+        raise invalid(f"{where}.text", f"must be a str, got {type(text).__name__}")
+    valid_unicode(text, f"{where}.text")
+    if not text.strip():
+        raise invalid(f"{where}.text", "is empty; there is nothing to embed")
+    rid = text_id(text) if rid is None else _check_id(rid, f"{where}.id")
+    return Record(rid, text, check_metadata(metadata, f"{where}.metadata"))
+
+
 def normalize_records(records: Any) -> list[Record]:
     """Check and normalise ``records`` (dicts with text / id / metadata, or plain strings).
 
@@ -145,28 +171,10 @@ def normalize_records(records: Any) -> list[Record]:
         raise invalid("records", f"must be a list of dicts or strings, got {type(records).__name__}")
     out: list[Record] = []
     seen: dict[str, int] = {}
-    metadata: Any  # whatever the record holds; check_metadata below judges it
     for i, item in enumerate(records):
         where = f"records[{i}]"
-        if isinstance(item, str):
-            text, rid, metadata = item, None, {}
-        elif isinstance(item, Mapping):
-            unknown = sorted(set(item) - {"id", "text", "metadata"})
-            if unknown:
-                raise invalid(where, f"unknown keys {unknown}; a record has 'text', optional 'id' and optional "
-                                     "'metadata' (put your own fields inside 'metadata')")
-            if "text" not in item:
-                raise invalid(f"{where}.text", "is missing; every record needs a text to embed")
-            text, rid, metadata = item["text"], item.get("id"), item.get("metadata")
-        else:
-            raise invalid(where, f"must be a dict or a str, got {type(item).__name__}")
-        if not isinstance(text, str):
-            raise invalid(f"{where}.text", f"must be a str, got {type(text).__name__}")
-        valid_unicode(text, f"{where}.text")
-        if not text.strip():
-            raise invalid(f"{where}.text", "is empty; there is nothing to embed")
-        rid = text_id(text) if rid is None else _check_id(rid, f"{where}.id")
-        record = Record(rid, text, check_metadata(metadata, f"{where}.metadata"))
+        record = normalize_record(item, where)
+        rid = record.id
         if rid in seen:
             if out[seen[rid]] == record:
                 continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import PartialWriteError, StoreError, invalid
 from ..protocol import TextEncoder
 from ..tasks import check_task, index_task, search_task
-from ..validation import int_in_range, positive_int, progress_bar
+from ..validation import chunker_arguments, int_in_range, positive_int, progress_bar
 from .filters import check_portable_filter
 from .records import (
     CHUNK_SUFFIX_ROOM,
@@ -33,6 +33,7 @@ from .records import (
     Record,
     check_ids,
     group_by_document,
+    normalize_record,
     normalize_records,
     point_key,
 )
@@ -48,6 +49,55 @@ def check_top_k(top_k: Any, maximum: int | None = None) -> int:
 
 
 _Store = TypeVar("_Store", bound="VectorStore")
+
+
+# ============================================================================================ shared steps
+# The steps of add() that the Ray indexing path (jinav3.integrations.ray) runs elsewhere: records become
+# points on an embedding worker (embed_points), points are written by a write task (VectorStore.write_points).
+# One implementation each, so both paths give the same ids, chunk ids, payloads, requests and retries.
+def check_vectors(vectors: np.ndarray, n: int, dimensions: int) -> None:
+    if vectors.shape != (n, dimensions):
+        raise StoreError(f"the encoder returned vectors of shape {vectors.shape}, expected ({n}, {dimensions})")
+    if not np.isfinite(vectors).all():
+        raise StoreError("the encoder returned non-finite vectors")
+
+
+def embed_points(encoder: TextEncoder, batch: Sequence[Record], *, task: str, dimensions: int, late_chunking: bool,
+                 chunker: Any = "sentences", chunk_size: Any = None,
+                 check_chunk: Callable[[Point, str], None] | None = None) -> list[Point]:
+    """THE points of ``batch``: one per record (key = its id, ``chunk`` -1), or with ``late_chunking`` one per
+    chunk (key ``point_key(id, n)``, the chunk's text and character offsets), each record's chunks embedded
+    in the context of that record alone. ``check_chunk(point, where)`` applies a store's limits to chunks."""
+    texts = [r.text for r in batch]
+    if not late_chunking:
+        vectors = np.asarray(encoder.encode(texts, task=task, dimensions=dimensions), dtype=np.float32)
+        check_vectors(vectors, len(batch), dimensions)
+        # check_vectors: one vector per record
+        return [Point(r.id, r.id, WHOLE, v, r.text, r.metadata) for r, v in zip(batch, vectors, strict=True)]
+    chunked = encoder.late_chunk_documents(texts, task=task, chunker=chunker, chunk_size=chunk_size,
+                                           dimensions=dimensions)
+    points = []
+    for r, chunks in zip(batch, chunked, strict=True):  # one list of chunks per text
+        if not chunks:
+            raise invalid("records", f"record {r.id!r}: late chunking found no chunk in its text")
+        vectors = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
+        check_vectors(vectors, len(chunks), dimensions)
+        for c, vector in zip(chunks, vectors, strict=True):
+            points.append(Point(point_key(r.id, c.index), r.id, int(c.index), vector, c.text, r.metadata,
+                                int(c.start), int(c.end)))
+    if check_chunk is not None:
+        for p in points:
+            check_chunk(p, "records")
+    return points
+
+
+def chunk_counts(points: Sequence[Point], doc_ids: Sequence[str]) -> dict[str, int | None]:
+    """Per document: how many chunks it was written with (None: written whole), from its points."""
+    counts: dict[str, int | None] = {doc: None for doc in doc_ids}
+    for p in points:
+        if p.chunk != WHOLE:
+            counts[p.doc_id] = max(counts[p.doc_id] or 0, p.chunk + 1)
+    return counts
 
 
 class VectorStore(ABC):
@@ -177,6 +227,20 @@ class VectorStore(ABC):
                 raise invalid(f"{where}.id", f"is {size} bytes; {self.kind} ids may have at most "
                                              f"{self.max_id_bytes} bytes{suffix}")
 
+    @classmethod
+    def record_rules(cls: type[_Store]) -> _Store:
+        """An unopened instance of this store class (no client, no encoder) for checking records and chunks
+        where no connection is open: ``check_record`` and ``_check_chunk_point`` depend on the class's
+        limits alone. Nothing else may be called on it."""
+        return cls.__new__(cls)
+
+    def check_record(self, item: Any, where: str, late_chunking: bool = False) -> Record:
+        """One record normalised (:func:`~jinav3.integrations.records.normalize_record`) and checked against
+        this store's limits, as ``add`` checks each of its records; raises InvalidArgumentError naming ``where``."""
+        record = normalize_record(item, where)
+        self._check_record(record, where, late_chunking)
+        return record
+
     def _check_chunk(self, point: Point, where: str) -> None:  # noqa: B027 - optional hook: no limits by default
         """Store-specific limits on one chunk (its text, its metadata with the text); ``where`` names the
         record for the message. Called before anything is written (see ``_check_planned_chunks``)."""
@@ -242,8 +306,8 @@ class VectorStore(ABC):
                     points = self._embed(batch, task, late_chunking, chunker, chunk_size)
                 except Exception as e:
                     self._stop(writer, report, recs, e, f"embedding {label}")
-                try:
-                    writer.submit(points, batch, label=label)  # first waits for the previous batch's write
+                try:  # first waits for the previous batch's write
+                    writer.submit(points, [r.id for r in batch], label=label)
                 except BatchFailure as e:
                     self._stop(writer, report, recs, e, "")
                 progress.update(len(batch))
@@ -310,6 +374,30 @@ class VectorStore(ABC):
         """The id of chunk ``chunk`` of document ``parent_id``."""
         return point_key(parent_id, chunk)
 
+    def write_points(self, points: Sequence[Point], chunks: Mapping[str, int | None] | None = None,
+                     label: str = "points") -> WriteReport:
+        """Write points made elsewhere (by :func:`embed_points`, e.g. on Ray workers) the way ``add`` writes
+        each batch: requests within the store's limits, transient errors retried, then the stale points of
+        their documents removed. ``chunks``: per document the number of chunks it has in all (None: whole),
+        when this call may hold only some of a document's points; by default counted from ``points``.
+        A failure after retries raises :class:`~jinav3.errors.PartialWriteError` naming the documents written
+        and not; writing the same points again finishes the job."""
+        points = list(points)
+        doc_ids = list(dict.fromkeys(p.doc_id for p in points))
+        report = WriteReport()
+        try:
+            self._write_batch(points, doc_ids, report, label, chunks)
+        except BatchFailure as e:
+            done, unpruned_set = set(report.written), set(report.unpruned)
+            failed = [d for d in doc_ids if d not in done]
+            raise PartialWriteError(
+                f"{self.where}: {e.step} failed ({type(e.cause).__name__}: {e.cause}); {len(done)} of "
+                f"{len(doc_ids)} documents were written, {len(failed)} were not"
+                f"{' (first: ' + str(failed[:3]) + ')' if failed else ''}. Writing the same points again finishes "
+                "the job: ids are deterministic, so nothing is duplicated.",
+                [d for d in doc_ids if d in done], failed, [d for d in doc_ids if d in unpruned_set]) from e.cause
+        return report
+
     # ------------------------------------------------------------------------------ internals
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return call_with_retry(fn, what=f"{self.where}: {what}", retries=self.retries, backoff=self.backoff,
@@ -329,19 +417,7 @@ class VectorStore(ABC):
         return task
 
     def _check_chunker(self, chunker: Any, chunk_size: Any, n: int) -> None:
-        if isinstance(chunker, str):
-            if chunker not in ("sentences", "tokens"):
-                raise invalid("chunker",
-                              f"must be 'sentences', 'tokens' or a list of (start, end) spans, got {chunker!r}")
-            if chunker == "tokens":
-                positive_int(chunk_size, "chunk_size")
-            elif chunk_size is not None:
-                raise invalid("chunk_size", "only applies with chunker='tokens'")
-        else:
-            if n != 1:
-                raise invalid("chunker", f"(start, end) spans describe one record; got {n} records")
-            if chunk_size is not None:
-                raise invalid("chunk_size", "only applies with chunker='tokens'")
+        chunker_arguments(chunker, chunk_size, n)
 
     def _filter(self, filter: Any) -> Any:
         if filter is None:
@@ -357,34 +433,12 @@ class VectorStore(ABC):
         return vector[0]
 
     def _check_vectors(self, vectors: np.ndarray, n: int) -> None:
-        if vectors.shape != (n, self.dimensions):
-            raise StoreError(
-                f"the encoder returned vectors of shape {vectors.shape}, expected ({n}, {self.dimensions})"
-            )
-        if not np.isfinite(vectors).all():
-            raise StoreError("the encoder returned non-finite vectors")
+        check_vectors(vectors, n, self.dimensions)
 
     def _embed(self, batch: list[Record], task: str, late_chunking: bool, chunker: Any, chunk_size: Any) -> list[Point]:
-        texts = [r.text for r in batch]
-        if not late_chunking:
-            vectors = np.asarray(self.encoder.encode(texts, task=task, dimensions=self.dimensions), dtype=np.float32)
-            self._check_vectors(vectors, len(batch))
-            # _check_vectors: one vector per record
-            return [Point(r.id, r.id, WHOLE, v, r.text, r.metadata) for r, v in zip(batch, vectors, strict=True)]
-        chunked = self.encoder.late_chunk_documents(texts, task=task, chunker=chunker, chunk_size=chunk_size,
-                                                    dimensions=self.dimensions)
-        points = []
-        for r, chunks in zip(batch, chunked, strict=True):  # one list of chunks per text
-            if not chunks:
-                raise invalid("records", f"record {r.id!r}: late chunking found no chunk in its text")
-            vectors = np.stack([np.asarray(c.embedding, dtype=np.float32) for c in chunks])
-            self._check_vectors(vectors, len(chunks))
-            for c, vector in zip(chunks, vectors, strict=True):
-                points.append(Point(point_key(r.id, c.index), r.id, int(c.index), vector, c.text, r.metadata,
-                                    int(c.start), int(c.end)))
-        for p in points:  # already checked up front when the encoder can plan its chunks (chunk_spans)
-            self._check_chunk_point(p, "records")
-        return points
+        # chunks are already checked up front when the encoder can plan them (chunk_spans); checked again here
+        return embed_points(self.encoder, batch, task=task, dimensions=self.dimensions, late_chunking=late_chunking,
+                            chunker=chunker, chunk_size=chunk_size, check_chunk=self._check_chunk_point)
 
     def _check_planned_chunks(self, recs: list[Record], task: str, chunker: Any, chunk_size: Any) -> None:
         """Check every chunk against the store's limits before anything is embedded or written. Chunk
@@ -423,11 +477,12 @@ class VectorStore(ABC):
             out.append(current)
         return out
 
-    def _write_batch(self, points: list[Point], batch: list[Record], report: "WriteReport", label: str) -> None:
-        """Write one batch's points in requests within the store's limits, then remove the stale points
-        of its documents. ``report`` learns which records landed whole, and which of those may still
-        have stale points; a failure after retries raises BatchFailure."""
-        keys_of: dict[str, list[str]] = {r.id: [] for r in batch}
+    def _write_batch(self, points: list[Point], doc_ids: list[str], report: "WriteReport", label: str,
+                     chunks: Mapping[str, int | None] | None = None) -> None:
+        """Write one batch's points (those of the documents ``doc_ids``) in requests within the store's
+        limits, then remove the stale points of its documents. ``report`` learns which records landed
+        whole, and which of those may still have stale points; a failure after retries raises BatchFailure."""
+        keys_of: dict[str, list[str]] = {doc: [] for doc in doc_ids}
         for p in points:
             keys_of[p.doc_id].append(p.key)
         stored: set[str] = set()
@@ -439,25 +494,25 @@ class VectorStore(ABC):
         except Exception as e:
             raise BatchFailure(f"writing {label}", e) from e
         finally:  # a record counts as written only when every one of its points is
-            report.written += [r.id for r in batch if all(k in stored for k in keys_of[r.id])]
+            report.written += [doc for doc in doc_ids if all(k in stored for k in keys_of[doc])]
         try:
-            self._prune_stale(points, batch)
+            self._prune_stale(points, doc_ids, chunks)
         except Exception as e:
-            report.unpruned += [r.id for r in batch]
+            report.unpruned += list(doc_ids)
             raise BatchFailure(f"removing stale points of {label}", e) from e
 
-    def _prune_stale(self, points: list[Point], batch: list[Record]) -> None:
+    def _prune_stale(self, points: list[Point], doc_ids: list[str],
+                     chunks: Mapping[str, int | None] | None = None) -> None:
         """Delete every point of the batch's documents that this write did not make.
 
         New points are numbered 0..n-1 (or are one whole record), so the stale ones are found by the
         parent id every point carries, whatever is left from earlier writes: chunks numbered n and up
         and the whole record (when chunked), every chunk (when whole). The new points are written
         first, so a crash at any moment leaves at worst stale points that the next add() removes.
+        ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them.
         """
-        n_chunks: dict[str, int | None] = {r.id: None for r in batch}
-        for p in points:
-            if p.chunk != WHOLE:
-                n_chunks[p.doc_id] = max(n_chunks[p.doc_id] or 0, p.chunk + 1)
+        counted = chunk_counts(points, doc_ids)
+        n_chunks = {doc: (chunks[doc] if chunks is not None and doc in chunks else counted[doc]) for doc in doc_ids}
         groups: dict[int | None, list[str]] = {}
         for doc, n in n_chunks.items():
             groups.setdefault(n, []).append(doc)
@@ -496,4 +551,4 @@ _group_hits = group_by_document  # search() has a parameter of that name
 
 
 
-__all__ = ["VectorStore", "Hit", "Signature", "Point", "Record"]
+__all__ = ["VectorStore", "Hit", "Signature", "Point", "Record", "embed_points", "check_vectors", "chunk_counts"]

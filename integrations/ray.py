@@ -1,0 +1,613 @@
+"""Bulk indexing on a Ray cluster with Ray Data (``pip install "jinav3[ray,milvus]"``).
+
+    import ray
+    from jinav3.integrations.ray import index_dataset
+    ds = ray.data.read_parquet("corpus/")                  # any Dataset with text (+ id, metadata) columns
+    report = index_dataset(ds, model="jinaai/jina-embeddings-v3", store="milvus+http://milvus:19530",
+                           collection="docs", dimensions=512, workers=8, gpus_per_worker=1)
+    report.documents, report.chunks, report.tokens, report.seconds, report.workers
+
+and from the command line ``jinav3 index CORPUS --ray [--ray-address auto] [--workers N]
+[--gpus-per-worker G] [--cpus-per-worker C] --store milvus+http://HOST:19530 ...``.
+
+How a job runs (Ray Data all the way; no scheduler of ours):
+
+1. A read-only pass over the rows (Ray tasks) checks every one with THE checks of single-process
+   indexing (``corpus.row_record``, ``records.normalize_record``, the store class's limits) and finds
+   repeated ids (a ``groupby``). Bad rows are counted and the first ones shown; ``strict=True`` stops here,
+   before anything is created, embedded or written.
+2. The driver opens the store (its client only, no model weights): the collection is created with its
+   signature once, or an existing one's signature is checked; a mismatch stops the job here.
+3. ``map_batches`` with :class:`EmbedBatches`, a callable class on an ``ActorPoolStrategy`` pool of
+   ``workers`` actors (``num_gpus`` / ``num_cpus`` each) that loads the encoder once per actor and turns
+   each batch of records into points with :func:`jinav3.integrations.store.embed_points`, the code
+   ``VectorStore.add`` embeds with: the same ids, chunk ids and payloads; late chunking per document.
+4. ``write_datasink`` with :class:`StoreDatasink`: each write task opens the store (``create=False``) and
+   writes through ``VectorStore.write_points``, the requests, retries and stale-point pruning of ``add``.
+
+Fault tolerance is Ray's: an embedding actor that dies is restarted and its batch retried
+(``max_restarts`` / ``max_task_retries``, -1 by default on Ray Data's actor pools), a write task whose
+worker dies is retried (``max_retries``). Ids are deterministic and every write is an upsert followed
+by the removal of stale points, so a retried batch or a whole job run again leaves one copy of every point.
+
+Embedded stores (Qdrant local mode, Milvus Lite) belong to one process and are refused: use a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from ..errors import CorpusError, InvalidArgumentError, StoreError, install_hint, invalid
+from ..tasks import index_task
+from ..validation import boolean, chunker_arguments, positive_int
+from .corpus import SUFFIXES, corpus_files, row_record
+from .records import WHOLE, Point, Record
+from .store import Signature as Signature
+from .store import VectorStore, embed_points
+
+try:
+    import pyarrow as pa
+    import ray
+    import ray.data
+    from ray.data import ActorPoolStrategy, Datasink
+    from ray.data.aggregate import Count, Max, Min
+    from ray.data.block import BlockAccessor
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("jinav3.integrations.ray needs Ray Data: " + install_hint("ray")) from e
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+    from ray.data.datasource.datasink import WriteResult
+
+    from ..protocol import TextEncoder
+    from .cli import StoreURI
+
+log = logging.getLogger("jinav3.integrations")
+
+DEFAULT_BATCH_SIZE = 256  # records per embedding batch: enough to keep a GPU busy, small enough to retry cheaply
+EXAMPLES = 5  # bad rows shown in a report
+# Columns of the rows the CLI's reader makes (besides id, text and metadata as JSON).
+POSITION = "_jinav3_position"  # file number << 32 | line: corpus order, for keeping the first of a repeated id
+WHERE = "_jinav3_where"  # "file:line", for messages
+PROBLEM = "_jinav3_problem"  # why the row cannot be indexed (found while reading), or null
+METADATA_JSON = "_jinav3_metadata"  # the row's metadata as JSON text (no Arrow schema to unify across files)
+_LINE_BITS = 32
+
+# ============================================================================================ plan
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the driver needs of the model without loading its weights: its identity (``name``), a
+    readable ``label`` and its full size. Speaks enough of the TextEncoder protocol to open a store."""
+
+    name: str
+    hidden_size: int
+    label: str | None = None
+
+    def output_size(self, dimensions: int | None = None) -> int:
+        if dimensions is None:
+            return self.hidden_size
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.hidden_size:
+            raise invalid("dimensions", f"must be an integer from 1 to {self.hidden_size}, got {dimensions!r}")
+        return dimensions
+
+    def encode(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise StoreError("this store only writes points embedded by Ray workers; it has no model")
+
+    def late_chunk_documents(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreError("this store only writes points embedded by Ray workers; it has no model")
+
+    @classmethod
+    def of(cls, model: str | os.PathLike | Callable[[], TextEncoder]) -> ModelFacts:
+        if callable(model):  # an encoder factory: build it once here for its facts
+            encoder = model()
+            label = getattr(encoder, "label", None)
+            return cls(str(encoder.name), int(encoder.output_size(None)), label if isinstance(label, str) else None)
+        from jinav3 import checkpoint, identity
+
+        folder = checkpoint.resolve(model)
+        size = checkpoint.read_config(folder).get("hidden_size")
+        if not isinstance(size, int):
+            raise invalid("model", f"{str(model)!r}: its config.json has no hidden_size")
+        return cls(identity.model_identity(model, folder), size, identity.model_label(model))
+
+    @classmethod
+    def of_signature(cls, signature: Signature) -> ModelFacts:
+        return cls(signature.model, signature.dimensions, signature.model_label)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs, decided once on the driver (pickled into every actor and task)."""
+
+    store_class: type[VectorStore]
+    model: Any  # a hub id or folder (str), or a picklable callable returning a TextEncoder
+    device: str
+    dtype: str
+    dimensions: int | None
+    task: str
+    late_chunking: bool
+    chunker: str
+    chunk_size: int | None
+    id_field: str
+    text_field: str
+    drop_ids: frozenset[str] = frozenset()  # ids whose every row is skipped (conflicting repeats)
+    drop_positions: frozenset[int] = frozenset()  # rows skipped (later repeats of an id, in corpus order)
+
+    def record_of(self, row: dict[str, Any], rules: VectorStore) -> tuple[Record | None, str | None, str, int]:
+        """(record, None) or (None, problem) for one row, with the row's ``where`` and position (-1: unknown).
+        The same checks, in the same order, as ``jinav3 index``: the corpus row check, then the store's."""
+        position = row.get(POSITION)
+        position = -1 if position is None else int(position)
+        where = row.get(WHERE)
+        if row.get(PROBLEM):
+            return None, str(row[PROBLEM]), str(where or "row"), position
+        if METADATA_JSON in row:  # a row of the CLI's reader: already through row_record
+            item: dict[str, Any] | None = {"id": row.get("id"), "text": row.get("text"),
+                                           "metadata": json.loads(row[METADATA_JSON] or "{}")}
+            problem = None
+        else:
+            raw_id = row.get(self.id_field)
+            where = where or (f"row {raw_id!r}" if raw_id is not None else "row")
+            fields = dict(row)
+            metadata = fields.pop("metadata", None) if "metadata" in fields else None
+            if metadata is not None or "metadata" in row:  # a metadata column: other columns are not metadata
+                fields = {k: fields[k] for k in (self.id_field, self.text_field) if k in fields}
+            item, problem = row_record(fields, str(where), None, self.id_field, self.text_field)
+            if item is not None and "metadata" in row:
+                if isinstance(metadata, str):
+                    try:
+                        metadata = json.loads(metadata)
+                    except json.JSONDecodeError as e:
+                        return None, f"{where}: the metadata column is not JSON ({e.msg})", str(where), position
+                item["metadata"] = {k: v for k, v in (metadata or {}).items() if v is not None} \
+                    if isinstance(metadata, Mapping) else metadata
+        if item is None:
+            return None, problem, str(where), position
+        try:
+            return rules.check_record(item, str(where), self.late_chunking), None, str(where), position
+        except InvalidArgumentError as e:
+            return None, str(e), str(where), position
+
+    def dropped(self, record: Record, position: int) -> bool:
+        return record.id in self.drop_ids or (position >= 0 and position in self.drop_positions)
+
+    def make_encoder(self) -> TextEncoder:
+        if callable(self.model):
+            return self.model()
+        from jinav3 import Encoder
+
+        return Encoder.from_pretrained(self.model, device=self.device, dtype=self.dtype)
+
+
+def _digest(record: Record) -> int:
+    """A 63-bit digest of a record's text and metadata: repeated ids with equal digests are identical rows."""
+    data = json.dumps([record.text, record.metadata], sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big") >> 1
+
+
+def check_rows(batch: pa.Table, plan: Plan) -> pa.Table:
+    """The read-only first pass: per row its id, position, digest and problem (null when it can be indexed)."""
+    rules = plan.store_class.record_rules()
+    ids, positions, digests, problems, wheres = [], [], [], [], []
+    for row in batch.to_pylist():
+        record, problem, where, position = plan.record_of(row, rules)
+        ids.append(record.id if record is not None else "")
+        positions.append(position)
+        digests.append(_digest(record) if record is not None else 0)
+        problems.append(problem)
+        wheres.append(where)
+    return pa.table({"id": pa.array(ids, pa.string()), "position": pa.array(positions, pa.int64()),
+                     "digest": pa.array(digests, pa.int64()), "problem": pa.array(problems, pa.string()),
+                     "where": pa.array(wheres, pa.string())})
+
+
+# ============================================================================================ embedding
+_POINT_SCHEMA_FIELDS = [("key", pa.string()), ("doc_id", pa.string()), ("chunk", pa.int64()), ("text", pa.string()),
+                        ("metadata", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
+                        ("n_chunks", pa.int64()), ("tokens", pa.int64()), ("worker", pa.string()),
+                        ("seconds", pa.float64())]
+
+
+def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, int], worker: str,
+                 seconds: float) -> pa.Table:
+    """Points as an Arrow table for Ray's object store: the vector as a fixed-size float32 list (exact),
+    the metadata as JSON text, each point's document's chunk count (``n_chunks``, -1 when whole) so a write
+    holding only some of a document's points prunes right, and per document its tokens (on its first point)."""
+    counts: dict[str, int] = {}
+    for p in points:
+        counts[p.doc_id] = max(counts.get(p.doc_id, -1), p.chunk + 1 if p.chunk != WHOLE else -1)
+    firsts = [p.chunk in (WHOLE, 0) for p in points]
+    vectors = np.stack([p.vector for p in points]).astype(np.float32, copy=False) if points \
+        else np.zeros((0, dimensions), np.float32)
+    columns: dict[str, Any] = {
+        "key": [p.key for p in points], "doc_id": [p.doc_id for p in points], "chunk": [p.chunk for p in points],
+        "text": [p.text for p in points],
+        "metadata": [json.dumps(p.metadata, ensure_ascii=False, separators=(",", ":")) for p in points],
+        "start": [-1 if p.start is None else p.start for p in points],
+        "end": [-1 if p.end is None else p.end for p in points],
+        "n_chunks": [counts[p.doc_id] for p in points],
+        "tokens": [tokens.get(p.doc_id, 0) if first else 0 for p, first in zip(points, firsts, strict=True)],
+        "worker": [worker] * len(points),
+        "seconds": [seconds if i == 0 else 0.0 for i in range(len(points))],
+    }
+    arrays = [pa.array(columns[name], kind) for name, kind in _POINT_SCHEMA_FIELDS]
+    vector = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1])
+    return pa.Table.from_arrays([*arrays, vector], names=[name for name, _ in _POINT_SCHEMA_FIELDS] + ["vector"])
+
+
+def points_of(table: pa.Table) -> tuple[list[Point], dict[str, int | None]]:
+    """The points of a :func:`points_table` and each document's chunk count (None: written whole)."""
+    if table.num_rows == 0:
+        return [], {}
+    column = table.column("vector").combine_chunks()
+    width = column.type.list_size
+    vectors = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+    rows = table.select([name for name, _ in _POINT_SCHEMA_FIELDS]).to_pylist()
+    points, chunks = [], {}
+    for row, vector in zip(rows, vectors, strict=True):
+        start, end = row["start"], row["end"]
+        points.append(Point(row["key"], row["doc_id"], int(row["chunk"]), vector, row["text"],
+                            json.loads(row["metadata"]), None if start < 0 else int(start),
+                            None if end < 0 else int(end)))
+        chunks[row["doc_id"]] = None if row["n_chunks"] < 0 else int(row["n_chunks"])
+    return points, chunks
+
+
+class EmbedBatches:
+    """The embedding actor of ``map_batches``: loads the encoder once, then turns each batch of rows into
+    points with ``embed_points`` (what ``VectorStore.add`` embeds with). Rows the first pass refused or
+    dropped are skipped here by the same, deterministic, checks."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.encoder = plan.make_encoder()
+        self.rules = plan.store_class.record_rules()
+        self.dimensions = int(self.encoder.output_size(plan.dimensions))
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        records: list[Record] = []
+        seen: set[str] = set()
+        for row in batch.to_pylist():
+            record, _, _, position = self.plan.record_of(row, self.rules)
+            # an identical repeat in one batch is written once, as add() writes it
+            if record is not None and not self.plan.dropped(record, position) and record.id not in seen:
+                seen.add(record.id)
+                records.append(record)
+        if not records:
+            return points_table([], self.dimensions, {}, self.worker, 0.0)
+        started = time.perf_counter()
+        points = embed_points(self.encoder, records, task=self.plan.task, dimensions=self.dimensions,
+                              late_chunking=self.plan.late_chunking, chunker=self.plan.chunker,
+                              chunk_size=self.plan.chunk_size, check_chunk=self.rules._check_chunk_point)
+        seconds = time.perf_counter() - started
+        return points_table(points, self.dimensions, self._tokens(records), self.worker, seconds)
+
+    def _tokens(self, records: list[Record]) -> dict[str, int]:
+        tokenizer = getattr(self.encoder, "tokenizer", None)
+        if tokenizer is None:
+            return {}
+        encoded = tokenizer([r.text for r in records], add_special_tokens=False, return_attention_mask=False,
+                            verbose=False)
+        return {r.id: len(ids) for r, ids in zip(records, encoded["input_ids"], strict=True)}
+
+
+# ============================================================================================ writing
+@dataclass
+class WorkerStats:
+    documents: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    seconds: float = 0.0  # time spent embedding
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _write_stats(table: pa.Table, into: dict[str, WorkerStats]) -> None:
+    columns = table.select(["chunk", "tokens", "worker", "seconds"]).to_pydict()
+    for chunk, tokens, worker, seconds in zip(columns["chunk"], columns["tokens"], columns["worker"],
+                                              columns["seconds"], strict=True):
+        stats = into.setdefault(worker, WorkerStats())
+        stats.chunks += 1
+        stats.documents += chunk in (WHOLE, 0)
+        stats.tokens += tokens
+        stats.seconds += seconds
+
+
+class StoreDatasink(Datasink[dict]):
+    """A Ray Data sink into a jinav3 collection. Each write task opens the store (``create=False``: the
+    driver made the collection and checked its signature) and writes its points with
+    ``VectorStore.write_points``: the requests, retries and stale-point pruning of ``add``."""
+
+    def __init__(self, store_class: type[VectorStore], options: dict[str, Any], signature: Signature,
+                 label: str, retries: int = 5):
+        self.store_class, self._options, self.signature, self.label = store_class, options, signature, label
+        self.retries = retries
+        self.result: dict[str, WorkerStats] = {}
+
+    def __repr__(self) -> str:  # never the options: they hold the credentials
+        return f"StoreDatasink({self.label})"
+
+    def get_name(self) -> str:
+        return "WriteJinav3"
+
+    def open(self) -> VectorStore:
+        sig = self.signature
+        kwargs: dict[str, Any] = {"dimensions": sig.dimensions, "passage_task": sig.passage_task,
+                                  "query_task": sig.query_task, "create": False, "retries": self.retries,
+                                  "overlap_writes": False, **self._options}
+        return self.store_class(ModelFacts.of_signature(sig), **kwargs)
+
+    def write(self, blocks: Any, ctx: Any) -> dict:
+        stats: dict[str, WorkerStats] = {}
+        store = self.open()
+        try:
+            for block in blocks:
+                table = BlockAccessor.for_block(block).to_arrow()
+                points, chunks = points_of(table)
+                if points:
+                    store.write_points(points, chunks, label=f"{len(points)} points")
+                    _write_stats(table, stats)
+        finally:
+            store.close()
+        return {worker: vars(s) for worker, s in stats.items()}
+
+    def on_write_complete(self, write_result: WriteResult[dict]) -> None:
+        total: dict[str, WorkerStats] = {}
+        for returned in write_result.write_returns:
+            for worker, values in (returned or {}).items():
+                stats = total.setdefault(worker, WorkerStats())
+                for name in ("documents", "chunks", "tokens", "seconds"):
+                    setattr(stats, name, getattr(stats, name) + values[name])
+        self.result = total
+
+    def on_write_failed(self, error: Exception) -> None:
+        log.error("writing to %s failed (%s); run the same job again to finish it: ids are deterministic, so "
+                  "nothing is duplicated", self.label, type(error).__name__)
+
+
+# ============================================================================================ the job
+@dataclass
+class IndexReport:
+    """What ``index_dataset`` did: documents, chunks (points) and tokens written, wall seconds, per-worker
+    embedding throughput, and the rows skipped (their count and the first problems)."""
+
+    documents: int
+    chunks: int
+    tokens: int
+    seconds: float
+    workers: dict[str, WorkerStats]
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    where: str = ""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        rate = f"{self.tokens_per_second:,.1f}" if self.seconds > 0 else "-"
+        lines = [f"Indexed {self.documents} documents ({self.chunks} chunks, {self.tokens:,} tokens) in "
+                 f"{self.seconds:.1f} s ({rate} tokens/s) into {self.where} with {len(self.workers)} Ray workers"]
+        for worker, s in sorted(self.workers.items()):
+            lines.append(f"  worker {worker}: {s.documents} documents, {s.tokens:,} tokens, "
+                         f"{s.tokens_per_second:,.1f} tokens/s while embedding ({s.seconds:.1f} s)")
+        if self.skipped:
+            lines.append(f"  skipped {self.skipped} rows; first: " + " | ".join(self.problems))
+        return "\n".join(lines)
+
+
+def refuse_embedded(store: StoreURI) -> None:
+    """Qdrant local mode and Milvus Lite live in one process: many Ray workers cannot write into them."""
+    if store.mode != "local":
+        return
+    if store.scheme == "qdrant":
+        raise invalid("store", f"{store.shown} is Qdrant local mode, which one process owns; Ray workers write in "
+                               "parallel, so index into a Qdrant server: qdrant+http://HOST:6333")
+    raise invalid("store", f"{store.shown} is Milvus Lite, which one process owns; Ray workers write in parallel, "
+                           "so index into a Milvus server: milvus+http://HOST:19530")
+
+
+def _store_uri(store: str | StoreURI, api_key_env: str | None) -> StoreURI:
+    from .cli import StoreURI, UsageError, parse_store, with_credentials
+
+    try:
+        parsed = store if isinstance(store, StoreURI) else parse_store(store)
+        parsed = with_credentials(parsed, api_key_env) if not isinstance(store, StoreURI) else parsed
+    except UsageError as e:
+        raise invalid("store", str(e).removeprefix("store: ")) from None
+    refuse_embedded(parsed)
+    return parsed
+
+
+def _check_pass(ds: Dataset, plan: Plan) -> tuple[Plan, int, list[str], int]:
+    """Run the read-only pass: (the plan with the rows to drop, rows skipped, first problems, documents)."""
+    checked = ds.map_batches(cast(Any, check_rows), fn_kwargs={"plan": plan}, batch_format="pyarrow").materialize()
+    bad = checked.filter(lambda row: row["problem"] is not None)
+    n_bad = bad.count()
+    problems = [f"{row['problem']}" for row in bad.sort("position").take(EXAMPLES)] if n_bad else []
+    good = checked.filter(lambda row: row["problem"] is None)
+    repeated = good.groupby("id").aggregate(Count(), Min("digest"), Max("digest"))
+    repeated_rows = repeated.filter(lambda row: row["count()"] > 1).take_all()
+    drop_ids: set[str] = set()
+    drop_positions: set[int] = set()
+    repeat_problems: list[str] = []
+    if repeated_rows:
+        ids = {row["id"] for row in repeated_rows}
+        copies = sorted(good.filter(lambda row: row["id"] in ids).take_all(), key=lambda r: (r["position"], r["where"]))
+        conflicting = {row["id"] for row in repeated_rows if row["min(digest)"] != row["max(digest)"]}
+        first: dict[str, dict] = {}
+        for row in copies:
+            if row["position"] >= 0:  # corpus order known (the CLI's reader): the first row of an id wins
+                if row["id"] in first:
+                    drop_positions.add(row["position"])
+                    repeat_problems.append(f"{row['where']}: id {row['id']!r} already used at "
+                                           f"{first[row['id']]['where']}")
+                else:
+                    first[row["id"]] = row
+            elif row["id"] in conflicting:  # no order: identical repeats are written once, conflicting ones never
+                drop_ids.add(row["id"])
+                repeat_problems.append(f"{row['where']}: id {row['id']!r} is used by several rows with different "
+                                       "texts or metadata")
+    skipped = n_bad + len(repeat_problems)
+    problems = (problems + repeat_problems)[:EXAMPLES]
+    documents = good.count() - len(drop_positions) - sum(1 for row in copies if row["id"] in drop_ids) \
+        if repeated_rows else good.count()
+    plan = dataclasses.replace(plan, drop_ids=frozenset(drop_ids), drop_positions=frozenset(drop_positions))
+    return plan, skipped, problems, documents
+
+
+def index_dataset(ds: Dataset, *, store: str | StoreURI,
+                  model: str | os.PathLike | Callable[[], TextEncoder] | None = None, collection: str = "jinav3",
+                  dimensions: int | None = None, workers: int = 1,
+                  gpus_per_worker: float = 0, cpus_per_worker: float = 1, late_chunking: bool = False,
+                  chunker: str = "sentences", chunk_size: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                  strict: bool = False, id_field: str = "id", text_field: str = "text", device: str = "auto",
+                  dtype: str = "auto", api_key_env: str | None = None, write_concurrency: int | None = None,
+                  write_retries: int = 3) -> IndexReport:
+    """Embed every row of ``ds`` with passage vectors on a pool of Ray actors and write them into ``store``.
+
+    ds: a Ray Dataset with a ``text`` column (``text_field``), optionally ``id`` (``id_field``; else an id
+    from the text's hash, as ``add`` gives) and ``metadata`` (a dict or JSON text; without that column every
+    other column is metadata, nulls left out). store: a server URI (``qdrant+http://...``,
+    ``milvus+http://...``, ``pinecone:INDEX``), as the CLI takes. model: a hub id or folder, loaded once per
+    actor with ``device``/``dtype``, or a picklable callable returning a TextEncoder. workers: actors;
+    each takes ``gpus_per_worker`` GPUs (0: CPU workers) and ``cpus_per_worker`` CPUs. Bad rows are skipped
+    and reported in the result; ``strict=True`` raises CorpusError before anything is written. The result
+    equals ``VectorStore.add`` of the same records; running the same job again overwrites, never duplicates.
+    """
+    from jinav3.checkpoint import DEFAULT_MODEL
+
+    from .cli import connection, open_store, place
+
+    started = time.perf_counter()
+    workers = positive_int(workers, "workers")
+    batch_size = positive_int(batch_size, "batch_size")
+    for name, value in (("gpus_per_worker", gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise invalid(name, f"must be a number >= 0, got {value!r}")
+    late_chunking = boolean(late_chunking, "late_chunking")
+    if late_chunking:
+        if not isinstance(chunker, str):  # (start, end) spans describe one document, not a dataset
+            raise invalid("chunker", f"must be 'sentences' or 'tokens' for a dataset, got {chunker!r}")
+        chunker_arguments(chunker, chunk_size, 1)
+    elif chunk_size is not None:
+        raise invalid("chunk_size", "only applies with late_chunking=True and chunker='tokens'")
+    uri = _store_uri(store, api_key_env)
+    model = DEFAULT_MODEL if model is None else model
+    facts = ModelFacts.of(model)
+    Store = _store_class(uri)
+    plan = Plan(Store, model if callable(model) else str(model), device, dtype, dimensions,
+                index_task(None), late_chunking, chunker, chunk_size, id_field, text_field)
+    if dimensions is not None:
+        facts.output_size(dimensions)  # a bad --dimensions fails before the first pass
+
+    # Read once, into Ray's object store (spilled to disk past its memory): the check pass and the
+    # embedding both read the blocks from there, and no reading task waits for a CPU slot that the
+    # embedding actors hold (on a cluster the actors fill, streaming reads behind them would deadlock).
+    # Blocks of one batch each, so that every embedding actor gets work.
+    ds = ds.repartition(target_num_rows_per_block=batch_size).materialize()
+    plan, skipped, problems, documents = _check_pass(ds, plan)
+    if skipped and strict:
+        raise CorpusError(f"{skipped} rows cannot be indexed (first: {' | '.join(problems)}); nothing was written "
+                          "(stopped by strict)")
+    if skipped:
+        log.warning("skipping %d rows that cannot be indexed; first: %s", skipped, " | ".join(problems))
+    if documents == 0:
+        raise CorpusError("the dataset holds no row that can be indexed" +
+                          (f" (first problems: {' | '.join(problems)})" if problems else ""))
+
+    # The collection: created with its signature once, here, or its signature checked, before any embedding.
+    opened = open_store(uri, facts, collection, dimensions)
+    try:
+        signature = opened.signature
+    finally:
+        opened.close()
+    plan = dataclasses.replace(plan, dimensions=signature.dimensions)
+    options = {**connection(uri), ("namespace" if uri.scheme == "pinecone" else "collection"): collection}
+    sink = StoreDatasink(Store, options, signature, place(uri, collection))
+
+    points = ds.map_batches(EmbedBatches, fn_constructor_kwargs={"plan": plan}, batch_size=batch_size,
+                            batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
+                            num_gpus=gpus_per_worker or None, num_cpus=cpus_per_worker)
+    # Writes wait on the store, not the CPU: they take no CPU slot, so they run while the embedding actors
+    # hold every core (with one CPU each they would wait for a free core that never comes: a deadlock).
+    points.write_datasink(sink, ray_remote_args={"max_retries": write_retries, "num_cpus": 0},
+                          concurrency=write_concurrency or workers)
+    stats = sink.result
+    return IndexReport(documents=sum(s.documents for s in stats.values()), chunks=sum(s.chunks for s in stats.values()),
+                       tokens=sum(s.tokens for s in stats.values()), seconds=time.perf_counter() - started,
+                       workers=stats, skipped=skipped, problems=problems, where=place(uri, collection))
+
+
+def _store_class(uri: StoreURI) -> type[VectorStore]:
+    from .cli import CLIError, store_class
+
+    try:
+        return store_class(uri)
+    except CLIError as e:
+        raise StoreError(str(e)) from e
+
+
+# ============================================================================================ the CLI's reader
+def read_files(corpus: str, *, id_field: str = "id", text_field: str = "text") -> Dataset:
+    """A Ray Dataset of the corpus ``jinav3 index`` reads (a file, a folder of them, or a glob): one read task
+    per file, each through the CLI's own readers and row check, so ids (``path:line`` for rows without one),
+    texts and metadata are exactly those of single-process indexing. The files must be visible from every
+    node (a shared file system) on a multi-node cluster."""
+    import glob
+
+    matches = sorted(glob.glob(os.path.expanduser(corpus), recursive=True)) if glob.has_magic(corpus) else []
+    if glob.has_magic(corpus):
+        files = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in SUFFIXES]
+        if not files:
+            raise CorpusError(f"corpus: {corpus!r} matches no {', '.join(SUFFIXES)} files")
+        root = Path(os.path.commonpath([str(f.parent) for f in files]))
+    else:
+        root, files, unread = corpus_files(corpus)
+        if unread:
+            print(f"jinav3: warning: skipped {len(unread)} file{'s' if len(unread) > 1 else ''} no reader handles: "
+                  f"{', '.join(unread)}", file=sys.stderr)
+    items = [{"number": n, "file": str(f.resolve()), "relative": f.relative_to(root).as_posix(), "shown": _shown(f)}
+             for n, f in enumerate(files)]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
+        cast(Any, _file_rows), fn_kwargs={"id_field": id_field, "text_field": text_field})
+
+
+def _shown(file: Path) -> str:
+    try:
+        return os.path.relpath(file)
+    except ValueError:
+        return str(file)
+
+
+def _file_rows(item: dict[str, Any], id_field: str, text_field: str) -> Iterator[dict[str, Any]]:
+    from .corpus import _rows
+
+    for line, row in _rows(Path(item["file"]), item["relative"], id_field, text_field):
+        where = f"{item['shown']}:{line}"
+        record, problem = row_record(row, where, f"{item['relative']}:{line}", id_field, text_field)
+        yield {"id": record["id"] if record else "", "text": record["text"] if record else "",
+               METADATA_JSON: json.dumps(record["metadata"], ensure_ascii=False) if record else "{}",
+               POSITION: (int(item["number"]) << _LINE_BITS) | int(line), WHERE: where, PROBLEM: problem}
+
+
+__all__ = ["index_dataset", "IndexReport", "WorkerStats", "StoreDatasink", "EmbedBatches", "Plan", "ModelFacts",
+           "read_files", "refuse_embedded"]

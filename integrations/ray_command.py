@@ -1,0 +1,120 @@
+"""``jinav3 index ... --ray``: the command line's Ray options and the command body (the work is
+``jinav3.integrations.ray``, imported only when ``--ray`` is given, so ``jinav3`` runs without Ray)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from jinav3.errors import CorpusError, InvalidArgumentError, JinaV3Error, install_hint
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """``jinav3 index``'s Ray options."""
+    group = parser.add_argument_group("indexing on a Ray cluster (pip install \"jinav3[ray]\")")
+    group.add_argument("--ray", action="store_true",
+                       help="embed and write in parallel with Ray Data workers (into a store server, not a local file)")
+    group.add_argument("--ray-address", metavar="ADDR",
+                       help="the Ray cluster: 'auto' (the one this machine belongs to), ray://HOST:10001; "
+                            "default: $RAY_ADDRESS, else a local cluster on this machine")
+    group.add_argument("--workers", type=_positive, default=1, metavar="N", help="embedding actors (default: 1)")
+    group.add_argument("--gpus-per-worker", type=_non_negative, default=0, metavar="G",
+                       help="GPUs per actor (default: 0, CPU workers)")
+    group.add_argument("--cpus-per-worker", type=_non_negative, default=1, metavar="C",
+                       help="CPUs per actor (default: 1; torch uses that many threads)")
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}")
+    return number
+
+
+def cmd_index_ray(args: argparse.Namespace) -> int:
+    """``jinav3 index ... --ray``: the same corpus, checks, ids and payloads as without ``--ray``."""
+    from .cli import CLIError, UsageError, check_model_options, model_choice, setting_up, store_failure, store_of
+
+    try:
+        import ray
+
+        from .ray import DEFAULT_BATCH_SIZE, index_dataset, read_files, refuse_embedded
+    except ImportError as error:
+        raise CLIError(f"--ray needs Ray Data: {install_hint('ray')} ({error})") from error
+
+    uri = store_of(args)
+    try:
+        refuse_embedded(uri)
+    except InvalidArgumentError as e:
+        raise UsageError(f"--ray: {str(e).removeprefix('store: ')}") from None
+    if args.chunk_size is not None and (args.chunker != "tokens" or not args.late_chunking):
+        raise UsageError("--chunk-size: only applies with --late-chunking --chunker tokens")
+    if args.chunker == "tokens" and args.late_chunking and args.chunk_size is None:
+        raise UsageError("--chunker tokens: give --chunk-size N (tokens per chunk)")
+    check_model_options(args)
+    ds = read_files(args.corpus, id_field=args.id_field, text_field=args.text_field)
+    if not ray.is_initialized():
+        address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+        ray.init(address=address, include_dashboard=False, log_to_driver=not args.quiet,
+                 logging_level=logging.WARNING)
+    if args.quiet:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        with setting_up():
+            report = index_dataset(ds, store=uri, model=model_choice(args.model)[0], collection=args.collection,
+                                   dimensions=args.dimensions, workers=args.workers,
+                                   gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                                   late_chunking=args.late_chunking, chunker=args.chunker, chunk_size=args.chunk_size,
+                                   batch_size=args.batch_size or DEFAULT_BATCH_SIZE, strict=args.strict,
+                                   id_field=args.id_field, text_field=args.text_field, device=args.device,
+                                   dtype=args.dtype)
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except CorpusError as error:
+        raise CLIError(str(error)) from error
+    except Exception as error:
+        cause = _root_cause(error)
+        if isinstance(cause, CorpusError):
+            raise CLIError(str(cause)) from error
+        raise store_failure(uri, cause if isinstance(cause, (JinaV3Error, Exception)) else error) from error
+    for problem in report.problems if report.skipped else []:
+        print(f"jinav3: warning: {problem}; skipped", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _root_cause(error: BaseException) -> Any:
+    """The user's exception inside Ray's wrappers (RayTaskError, its ``cause``)."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "cause", None)
+        if isinstance(inner, BaseException):
+            error = inner
+            continue
+        if type(error).__module__.startswith("ray") and error.__cause__ is not None:
+            error = error.__cause__
+            continue
+        break
+    return error
+
+
+
+
+__all__ = ["add_ray_arguments", "cmd_index_ray"]

@@ -1,0 +1,276 @@
+"""Bulk indexing on Ray Data (jinav3.integrations.ray, ``jinav3 index --ray``) on a local Ray cluster of 2 CPUs
+started here, with the golden tiny model: into the real Milvus server (tests/milvus_server.py) and the Pinecone
+test double; the result equals single-process indexing; a worker killed mid-run is retried by Ray and leaves
+exactly one copy of every point; an interrupted job is resumed by running it again; embedded stores are refused.
+A Qdrant server runs the same equality check when $JINAV3_QDRANT_URL is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from milvus_server import ENV, MilvusServerProcess
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from jinav3.errors import CorpusError, InvalidArgumentError  # noqa: E402 - after importorskip
+from jinav3.integrations.cli import main  # noqa: E402 - after importorskip
+from jinav3.integrations.ray import index_dataset  # noqa: E402 - after importorskip
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+SAMPLE_PASSAGES = TESTS.parent / "examples" / "data" / "passages.jsonl"
+KEY = "test-key"
+N = 120  # passages used (of the 300 in examples/data/passages.jsonl): enough for several batches per worker
+
+
+def passages(n: int = N) -> list[dict]:
+    with open(SAMPLE_PASSAGES, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()][:n]
+    return [{"id": r["id"], "text": r["text"], "metadata": {k: v for k, v in r.items() if k not in ("id", "text")}}
+            for r in rows]
+
+
+# ============================================================================================ fixtures
+@pytest.fixture(scope="module")
+def double():
+    pytest.importorskip("pinecone")
+    from doubles.pinecone_double import PineconeDouble
+
+    with PineconeDouble(api_key=KEY) as d:
+        yield d
+        assert d.internal_errors == []
+
+
+@pytest.fixture(scope="module")
+def cluster(double, milvus_server):
+    """A local Ray cluster of 2 CPUs; its workers import the test modules and reach the Pinecone double."""
+    os.environ["PINECONE_CONTROLLER_HOST"] = double.host  # the driver's Pinecone clients too
+    os.environ["PINECONE_API_KEY"] = KEY
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+                                       "PINECONE_CONTROLLER_HOST": double.host, "PINECONE_API_KEY": KEY}})
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+    for name in ("PINECONE_CONTROLLER_HOST", "PINECONE_API_KEY"):
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory):
+    """The real Milvus server, started BEFORE the Ray cluster (Ray's worker ports span 10002-19999, which
+    holds Milvus's 19530); None without $JINAV3_MILVUS_SERVER_PYTHON."""
+    python = os.environ.get(ENV)
+    if not python:
+        yield None
+        return
+    server = MilvusServerProcess(python, tmp_path_factory.mktemp("milvus-server-ray"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def milvus_uri(milvus_server):
+    if milvus_server is None:
+        pytest.skip(f"set {ENV} to the python of a venv with the PyPI package milvus==2.3.5 (tests/milvus_server.py)")
+    return milvus_server.uri
+
+
+def milvus_store(encoder, uri, collection):
+    from jinav3.integrations.milvus import MilvusStore
+
+    return MilvusStore(encoder, collection, uri=uri.removeprefix("milvus+"), create=False, adopt_signature=True)
+
+
+def pinecone_store(encoder, index, namespace, **kwargs):
+    from jinav3.integrations.pinecone import PineconeStore
+
+    return PineconeStore(encoder, index, namespace=namespace, api_key=KEY, **kwargs)
+
+
+def keys_of(encoder, records, late_chunking=False):
+    if not late_chunking:
+        return [r["id"] for r in records]
+    spans = encoder.chunk_spans([r["text"] for r in records], task="retrieval.passage")
+    return [f"{r['id']}::chunk:{n}" for r, s in zip(records, spans, strict=True) for n in range(len(s))]
+
+
+def assert_same_points(got_store, want_store, keys):
+    """Exactly ``keys`` in both, once each (count), with the same payloads and vectors within 1e-5."""
+    assert got_store.count() == len(keys) == want_store.count()
+    got, want = got_store.get(keys), want_store.get(keys)
+    assert [h.id for h in got] == [h.id for h in want] == keys
+    for a, b in zip(got, want, strict=True):
+        assert (a.text, a.metadata, a.parent_id, a.chunk, a.start, a.end) == \
+               (b.text, b.metadata, b.parent_id, b.chunk, b.start, b.end), a.id
+        np.testing.assert_allclose(a.vector, b.vector, atol=1e-5, rtol=0)
+
+
+class Flaky:
+    """An encoder factory for the actors: the golden model, whose ``on_call``-th encode in an actor fails
+    once across restarts (a marker file): ``how="exit"`` kills the worker process, ``"raise"`` fails the job."""
+
+    def __init__(self, model: str, marker: str, on_call: int, how: str):
+        self.model, self.marker, self.on_call, self.how = model, marker, on_call, how
+
+    def __call__(self):
+        from jinav3 import Encoder
+
+        return _Failing(Encoder.from_pretrained(self.model, device="cpu"), self)
+
+
+class _Failing:
+    def __init__(self, encoder, plan: Flaky):
+        self._encoder, self._plan, self._calls = encoder, plan, 0
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def encode(self, *args, **kwargs):
+        self._calls += 1
+        marker = Path(self._plan.marker)
+        if self._calls == self._plan.on_call and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            if self._plan.how == "exit":
+                os._exit(1)
+            raise RuntimeError("injected failure of an embedding worker")
+        return self._encoder.encode(*args, **kwargs)
+
+
+# ============================================================================================ Milvus server
+def test_cli_ray_into_milvus_equals_single_process(cluster, milvus_uri, golden_dir, encoder, tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    with open(SAMPLE_PASSAGES, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()][:N]
+    rows = [json.loads(line) for line in lines]
+    rows[3].pop("id")  # an id from its place in the corpus, path:line, as without --ray
+    rows.insert(10, {"id": "blank", "text": "  "})  # a bad row: reported and skipped
+    rows.insert(20, dict(rows[5], text="another text"))  # a repeated id: the first one wins
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    store = f"milvus+{milvus_uri}"
+    common = [str(corpus), "--store", store, "--model", str(golden_dir), "--device", "cpu", "--dimensions", "48"]
+    assert main(["index", *common, "--collection", "single", "--quiet"]) == 0
+    single_err = capsys.readouterr().err
+    for _ in range(2):  # running it again overwrites: one copy of every point
+        code = main(["index", *common, "--collection", "on_ray", "--ray", "--workers", "2", "--batch-size", "16",
+                     "--quiet"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert out.startswith(f"Indexed {N} documents ({N} chunks, "), out
+        assert "with 2 Ray workers" in out and out.count("  worker ") == 2, out
+        assert "skipped 2 rows" in out
+        assert "corpus.jsonl:11: a blank 'text' field; skipped" in err and "already used at" in err
+        assert "corpus.jsonl:11: a blank 'text' field; skipped" in single_err
+    ids = [r.get("id", f"corpus.jsonl:{i + 1}") for i, r in enumerate(rows) if r["text"].strip()]
+    ids = list(dict.fromkeys(ids))
+    got, want = milvus_store(encoder, store, "on_ray"), milvus_store(encoder, store, "single")
+    assert "corpus.jsonl:4" in ids
+    assert_same_points(got, want, ids)
+
+
+def test_a_killed_worker_is_retried_and_leaves_one_copy(cluster, milvus_uri, golden_dir, encoder, tmp_path):
+    records = passages()
+    store = f"milvus+{milvus_uri}"
+    marker = tmp_path / "killed"
+    report = index_dataset(ray.data.from_items(records), store=store, collection="killed", dimensions=32,
+                           model=Flaky(str(golden_dir), str(marker), on_call=2, how="exit"), workers=2,
+                           batch_size=10)
+    assert marker.exists(), "no worker was killed"
+    assert (report.documents, report.chunks) == (N, N)
+    from jinav3.integrations.milvus import MilvusStore
+
+    reference = MilvusStore(encoder, "killed_reference", uri=milvus_uri, dimensions=32)
+    reference.add(records)
+    assert_same_points(milvus_store(encoder, store, "killed"), reference, [r["id"] for r in records])
+
+
+def test_an_interrupted_job_resumes_by_running_it_again(cluster, milvus_uri, golden_dir, encoder, tmp_path):
+    records = passages()
+    store = f"milvus+{milvus_uri}"
+    ds = ray.data.from_items(records)
+    with pytest.raises(Exception, match="injected failure"):
+        index_dataset(ds, store=store, collection="resumed", dimensions=32, workers=2, batch_size=10,
+                      model=Flaky(str(golden_dir), str(tmp_path / "failed"), on_call=3, how="raise"))
+    partial = milvus_store(encoder, store, "resumed").count()
+    assert partial < N
+    deadline = time.monotonic() + 120  # the failed job's actors release their CPUs asynchronously
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    report = index_dataset(ds, store=store, collection="resumed", dimensions=32, workers=2, batch_size=10,
+                           model=str(golden_dir), device="cpu")
+    assert report.documents == N
+    from jinav3.integrations.milvus import MilvusStore
+
+    reference = MilvusStore(encoder, "resumed_reference", uri=milvus_uri, dimensions=32)
+    reference.add(records)
+    assert_same_points(milvus_store(encoder, store, "resumed"), reference, [r["id"] for r in records])
+
+
+# ============================================================================================ Pinecone double
+def test_late_chunking_into_pinecone_equals_add(cluster, double, golden_dir, encoder):
+    records = passages(60)
+    index = f"ray-{uuid.uuid4().hex[:8]}"
+    report = index_dataset(ray.data.from_items(records), store=f"pinecone:{index}", collection="ray",
+                           model=str(golden_dir), device="cpu", dimensions=24, workers=2, batch_size=8,
+                           late_chunking=True)
+    reference = pinecone_store(encoder, index, "single", dimensions=24)
+    reference.add(records, late_chunking=True)
+    keys = keys_of(encoder, records, late_chunking=True)
+    assert (report.documents, report.chunks) == (60, len(keys)) and len(keys) > 60
+    assert report.tokens > 0 and all(w.tokens_per_second > 0 for w in report.workers.values())
+    double_vectors = double.vectors(index, "ray")
+    assert len(double_vectors) == len(keys)  # exactly one copy of every chunk
+    assert_same_points(pinecone_store(encoder, index, "ray", create=False, adopt_signature=True), reference, keys)
+
+
+def test_bad_rows_are_reported_and_strict_stops_before_any_write(cluster, double, golden_dir, encoder):
+    records = passages(20)
+    bad = [{"id": "empty", "text": " ", "metadata": {}}, {"id": "a::chunk:1", "text": "reserved id", "metadata": {}},
+           dict(records[0], text="the same id, another text")]
+    ds = ray.data.from_items(records + bad)
+    index = f"bad-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(CorpusError, match=r"^4 rows cannot be indexed .*nothing was written"):
+        index_dataset(ds, store=f"pinecone:{index}", model=str(golden_dir), device="cpu", strict=True)
+    assert index not in double.index_names()  # not even created
+    report = index_dataset(ds, store=f"pinecone:{index}", model=str(golden_dir), device="cpu", workers=2)
+    # a conflicting repeat of an id has no order to pick a winner by: both copies are skipped
+    assert report.skipped == 4 and report.documents == 19
+    assert any("'empty'" in p or "blank 'text'" in p for p in report.problems)
+    assert any("reserved for chunk ids" in p for p in report.problems)
+    assert len(double.vectors(index, "jinav3")) == 19
+
+
+# ============================================================================================ refusals
+@pytest.mark.parametrize("uri, hint", [("qdrant:{tmp}/q", "qdrant+http://HOST:6333"),
+                                       ("milvus:{tmp}/m.db", "milvus+http://HOST:19530")])
+def test_embedded_stores_are_refused(cluster, golden_dir, tmp_path, capsys, uri, hint):
+    store = uri.format(tmp=tmp_path)
+    with pytest.raises(InvalidArgumentError, match=f"^store: .*{hint.replace('+', '[+]')}"):
+        index_dataset(ray.data.from_items(passages(3)), store=store, model=str(golden_dir))
+    code = main(["index", str(SAMPLE_PASSAGES), "--ray", "--store", store, "--model", str(golden_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("jinav3: error: --ray: ") and hint in err, err
+    assert not any(tmp_path.iterdir())  # nothing made
+
+
+# ============================================================================================ Qdrant server
+@pytest.mark.skipif(not os.environ.get("JINAV3_QDRANT_URL"), reason="set JINAV3_QDRANT_URL to a Qdrant server")
+def test_into_a_qdrant_server_equals_add(cluster, golden_dir, encoder):
+    from jinav3.integrations.qdrant import QdrantStore
+
+    url = os.environ["JINAV3_QDRANT_URL"]
+    records = passages()
+    name = f"ray_{uuid.uuid4().hex[:8]}"
+    index_dataset(ray.data.from_items(records), store=f"qdrant+{url}", collection=name, model=str(golden_dir),
+                  device="cpu", dimensions=32, workers=2, batch_size=16)
+    reference = QdrantStore(encoder, name + "_reference", url=url, dimensions=32)
+    reference.add(records)
+    assert_same_points(QdrantStore(encoder, name, url=url, create=False), reference, [r["id"] for r in records])
