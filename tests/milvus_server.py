@@ -29,6 +29,24 @@ from pathlib import Path
 ENV = "JINAV3_MILVUS_SERVER_PYTHON"
 
 
+def _wait_for_free_ports(ports: tuple[int, ...], timeout: float) -> None:
+    """Until nothing listens on ``ports`` of 127.0.0.1 (Milvus 2.3.5 binds fixed ports for its embedded
+    etcd, so one server must be gone before the next starts), at most ``timeout`` seconds."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = []
+        for port in ports:
+            with socket.socket() as probe:
+                probe.settimeout(0.2)
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(port)
+        if not busy:
+            return
+        time.sleep(0.5)
+
+
 class MilvusServerProcess:
     """A Milvus server run from another python's ``milvus`` package; ``uri`` once started."""
 
@@ -36,6 +54,7 @@ class MilvusServerProcess:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.data_dir / "launcher.log"
+        _wait_for_free_ports((19530, 2379, 2380), 90.0)  # a server stopped just before may still hold them
         self._log_file = open(self.log, "w")
         self.proc = subprocess.Popen([python, __file__, str(self.data_dir)], stdout=subprocess.PIPE,
                                      stderr=self._log_file, start_new_session=True, text=True)
