@@ -28,13 +28,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return number
+    from .cli import _positive as positive  # the CLI's one positive-integer option type
+
+    return positive(value)
 
 
 def _non_negative(value: str) -> float:
