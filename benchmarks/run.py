@@ -51,7 +51,8 @@ from .ways import CardWay, EncoderWay, FastembedWay, SentenceTransformersWay, op
 
 TASK = "retrieval.passage"
 QUERY = "what helps sensitive skin"
-DEFAULT_WAYS = "card,jinav3-padded,jinav3-packed,jinav3-bf16,sentence-transformers,fastembed,fastembed-sorted"
+DEFAULT_WAYS = ("card,jinav3-padded,jinav3-packed,jinav3-packed-mkl,jinav3-bf16,sentence-transformers,fastembed,"
+                "fastembed-sorted")
 DEFAULT_WORKDIR = os.environ.get("JINAV3_BENCH_DIR") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jinav3" / "bench")
 DEFAULT_TOKENS = {("cpu", "tiny"): 20000, ("cpu", "medium"): 16000, ("cpu", "real"): 4000,
@@ -77,6 +78,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--ways", default=DEFAULT_WAYS,
                    help="comma list of card, jinav3-padded, jinav3-packed (the default), jinav3-packed-inline / "
                         "jinav3-packed-background (tokenising forced in line / in a background thread), "
+                        "jinav3-packed-mkl (fp32 linear layers on MKL, torch's default, where jinav3 picks oneDNN), "
                         "jinav3-bf16 (packed, bfloat16: CPU fp32 runs only), sentence-transformers, "
                         "fastembed, fastembed-sorted (default: %(default)s)")
     p.add_argument("--long-docs", type=int, default=None,
@@ -196,6 +198,13 @@ def main(argv=None) -> dict:
                 bf16 = Encoder.from_pretrained(original, device=device, dtype=torch.bfloat16)
                 ways["jinav3-bf16"] = EncoderWay(bf16, packed=True, budget=packed_budget, name="jinav3-bf16")
                 report["setup"]["jinav3_bf16_load_seconds"] = time.perf_counter() - t
+    if "jinav3-packed-mkl" in wanted and getattr(ways.get("jinav3-packed"), "encoder", None) is not None:
+        if not ways["jinav3-packed"].encoder.onednn_linears:
+            skip(report, "jinav3-packed-mkl", "jinav3-packed already runs its linear layers on torch's default (MKL)")
+        else:  # routing is a property of the loaded model: a second copy, on MKL (core/onednn.py)
+            with section(report, "load jinav3-packed-mkl"):
+                mkl = Encoder.from_pretrained(original, device=device, dtype=dtype, onednn_linears=False)
+                ways["jinav3-packed-mkl"] = EncoderWay(mkl, packed=True, budget=packed_budget, name="jinav3-packed-mkl")
     if "sentence-transformers" in wanted:
         missing = optional_peer("sentence_transformers")
         if missing:
@@ -412,6 +421,9 @@ def goals(report: dict) -> None:
             r = ratio(fp32, peer)
             if r is not None:
                 out[f"jinav3_fp32_vs_{peer}"] = {"ratio": r, "goal": goal, "met": r >= goal}
+        r = ratio(fp32, "jinav3-packed-mkl")
+        if r is not None:
+            out["jinav3_fp32_onednn_vs_mkl"] = {"ratio": r}
         r = ratio("jinav3-bf16", fp32)
         if r is not None:
             out["jinav3_bf16_vs_fp32"] = {"ratio": r, "goal": 3.5, "met": r >= 3.5,

@@ -87,16 +87,26 @@ def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return tensor.to(device)
 
 
-def _cpu_flags() -> set[str]:
-    """The processor's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
+def _cpuinfo(field: str) -> str:
+    """The first ``field`` line's value in /proc/cpuinfo (Linux); "" elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def _cpu_flags() -> set[str]:
+    """The processor's feature flags (empty where /proc/cpuinfo is not there)."""
+    return set(_cpuinfo("flags").split())
+
+
+def cpu_vendor() -> str:
+    """The processor's vendor id ("AuthenticAMD", "GenuineIntel"; "" where /proc/cpuinfo is not there)."""
+    return _cpuinfo("vendor_id")
 
 
 def _torch_cpu_check(name: str) -> bool | None:

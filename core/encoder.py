@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from . import identity, packing, pipeline, validation
+from . import identity, onednn, packing, pipeline, validation
 from . import late_chunking as lc
 from .batching import token_budget_batches, windowed_batches
 from .devices import default_token_budget, pick_device, pick_dtype, to_device
@@ -53,7 +53,7 @@ class Encoder:
 
     def __init__(self, checkpoint: ckpt.Checkpoint, device: torch.device, *, max_tokens_per_batch: int | None = None,
                  packed: bool | None = None, overlap_tokenization: bool = True, torch_compile: bool = False,
-                 name: str | None = None, label: str | None = None):
+                 onednn_linears: bool | None = None, name: str | None = None, label: str | None = None):
         """Usually reached through ``from_pretrained``. The speed options are fixed here (``with_options``
         gives an Encoder with others on the same weights). ``name``: the model's identity
         (``jinav3.identity.model_identity``), recorded by vector stores; ``label``: a readable name for
@@ -72,6 +72,7 @@ class Encoder:
         self.lora = MergedTaskLoRA(self.model, checkpoint.adapters)
         self._set_speed_options(packed, max_tokens_per_batch, overlap_tokenization)
         self._torch_compile = boolean(torch_compile, "torch_compile")
+        self._route_linears(onednn_linears)
         if self._torch_compile:
             packing.compile_layers(self.model)
         self.name = name or identity.model_identity(checkpoint.source)
@@ -89,6 +90,17 @@ class Encoder:
             or default_token_budget(self.device)
         # Tokenise in a background thread while batches run (core/pipeline.py); False: in line.
         self._overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
+
+    def _route_linears(self, onednn_linears: bool | None) -> None:
+        # fp32 linear layers through oneDNN where MKL (torch's default) is slow: AMD CPUs (core/onednn.py)
+        enabled = onednn.decide(onednn_linears, self.device, self.dtype, self._torch_compile)
+        onednn.route_linears(self.model, enabled)
+        self._onednn_linears = enabled
+
+    @property
+    def onednn_linears(self) -> bool:
+        """The fp32 linear layers run through oneDNN rather than torch's default (MKL)."""
+        return self._onednn_linears
 
     @property
     def packed(self) -> bool:
@@ -137,6 +149,7 @@ class Encoder:
         packed: bool | None = None,
         torch_compile: bool = False,
         overlap_tokenization: bool = True,
+        onednn_linears: bool | None = None,
     ) -> "Encoder":
         """Load a hub id (through the huggingface_hub cache; ``revision`` pins a branch, tag or commit,
         ``local_files_only`` never downloads) or a local folder of either layout.
@@ -149,6 +162,9 @@ class Encoder:
         torch_compile: ``torch.compile`` every encoder layer (``packing.compile_layers``: dynamic
         shapes, attention left eager), fusing the elementwise work between the matrix products. The
         first batches pay seconds of compilation (measured gains: benchmarks/RESULTS.md).
+        onednn_linears: run the fp32 linear layers on the CPU through oneDNN instead of MKL (same
+        arithmetic, another kernel; core/onednn.py). None picks it where it measured faster: fp32 on
+        AMD processors, where MKL runs at less than half oneDNN's rate (not with torch_compile).
         """
         torch_compile = boolean(torch_compile, "torch_compile")
         max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True)
@@ -156,12 +172,14 @@ class Encoder:
         overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
+        onednn_linears = onednn.decide(onednn_linears, torch_device, torch_dtype, torch_compile)  # before loading
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir,
                               local_files_only=boolean(local_files_only, "local_files_only"))
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
         return cls(loaded, torch_device, max_tokens_per_batch=max_tokens_per_batch, packed=packed,
                    overlap_tokenization=overlap_tokenization, torch_compile=torch_compile,
-                   name=identity.model_identity(model, folder), label=identity.model_label(model))
+                   onednn_linears=onednn_linears, name=identity.model_identity(model, folder),
+                   label=identity.model_label(model))
 
     def save_pretrained(self, folder: str | os.PathLike) -> str:
         """Write the transformers-native layout (base weights + one peft adapter folder per task). The

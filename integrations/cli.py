@@ -651,7 +651,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
     from huggingface_hub import constants
 
-    from jinav3 import __version__
+    from jinav3 import __version__, onednn
     from jinav3.devices import describe_cpu_bf16, pick_device, pick_dtype
 
     check_model_options(args)
@@ -684,6 +684,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     row("dtype (auto) on cpu", str(pick_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
         + " (exact vectors; --dtype bfloat16 to trade them for speed)")
     row("cpu bfloat16 matmul", describe_cpu_bf16())
+    row("cpu float32 linear layers", onednn.describe())
     row("cpu threads", str(torch.get_num_threads()))
 
     section("model")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from helpers import ENCODE_CASES, GOLDEN, golden
 
-from jinav3 import Encoder
+from jinav3 import Encoder, onednn
 from jinav3.devices import cpu_bf16_support, describe_cpu_bf16, pick_dtype
 from jinav3.packing import segment_mean
 from jinav3.pooling import mean_pool
@@ -163,6 +163,7 @@ def test_info_reports_bf16_units_and_the_auto_choice(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "cpu bfloat16 matmul" in out and describe_cpu_bf16() in out
+    assert "cpu float32 linear layers" in out and onednn.describe() in out
     assert "dtype (auto) on cpu" in out and "float32" in out
 
 
