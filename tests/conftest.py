@@ -8,10 +8,13 @@ adds the tests marked ``slow``: real servers, subprocesses, the example scripts,
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from helpers import GOLDEN
+from milvus_server import ENV as MILVUS_SERVER_ENV
+from milvus_server import MilvusServerProcess
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,3 +61,27 @@ def native_encoder(native_dir):
     from jinav3 import Encoder
 
     return Encoder.from_pretrained(native_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """The suite's one real Milvus server (tests/milvus_server.py), started on first use and stopped when
+    the session ends: Milvus 2.3.5 binds fixed etcd ports (2379/2380) that a server stopped moments
+    before can still hold, so the modules share one server instead of starting their own. None without
+    $JINAV3_MILVUS_SERVER_PYTHON (tests that need it ask for ``milvus_uri``, which skips then)."""
+    python = os.environ.get(MILVUS_SERVER_ENV)
+    if not python:
+        yield None
+        return
+    server = MilvusServerProcess(python, tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(milvus_server) -> str:
+    """The shared Milvus server's URI (http://127.0.0.1:PORT); skips without the server's python."""
+    if milvus_server is None:
+        pytest.skip(f"set {MILVUS_SERVER_ENV} to the python of a venv with the PyPI package milvus==2.3.5 to run "
+                    "the tests on a real Milvus server (see tests/milvus_server.py)")
+    return milvus_server.uri

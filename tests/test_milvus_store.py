@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 import pytest
-from milvus_server import ENV, MilvusServerProcess
 from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus
 from test_store_common import FailingUpserts as CommonFailingUpserts
 
@@ -59,23 +58,12 @@ class MilvusBackend(Backend):
                 self.client.drop_collection(name)
 
 
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory):
-    python = os.environ.get(ENV)
-    if not python:
-        pytest.skip(f"set {ENV} to the python of a venv with the PyPI package milvus==2.3.5 to run the Milvus "
-                    "suite on a real server (see tests/milvus_server.py)")
-    server = MilvusServerProcess(python, tmp_path_factory.mktemp("milvus-server"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.slow)])
 def backend(request, tmp_path_factory):
     if request.param == "lite":
         client = MilvusClient(uri=str(tmp_path_factory.mktemp("milvus-lite") / "milvus.db"))
     else:
-        client = MilvusClient(uri=request.getfixturevalue("milvus_server").uri)
+        client = MilvusClient(uri=request.getfixturevalue("milvus_uri"))
     b = MilvusBackend(request.param, client)
     yield b
     b.cleanup()
@@ -153,7 +141,7 @@ def test_a_lite_file_in_a_missing_folder_is_refused_and_creates_nothing(encoder,
 def test_a_collection_without_a_vector_index_is_indexed_before_anything_is_written(encoder, tmp_path, request, side):
     """Made with our schema but no index (another tool, or a crash between create and index): a
     write would land in a collection that cannot be loaded or searched. The store indexes it."""
-    uri = str(tmp_path / "m.db") if side == "lite" else request.getfixturevalue("milvus_server").uri
+    uri = str(tmp_path / "m.db") if side == "lite" else request.getfixturevalue("milvus_uri")
     client = MilvusClient(uri=uri)
     name = f"noindex_{side}_{os.getpid()}"
     if client.has_collection(name):
@@ -176,7 +164,7 @@ def test_a_collection_without_a_vector_index_is_indexed_before_anything_is_writt
 def test_ids_that_need_escaping_match_exactly_on_the_server(encoder, request):
     """On a Milvus server a backslash id once matched nothing, so its stale chunks stayed: the chunk
     points of such documents are found and pruned by their parent id."""
-    client = MilvusClient(uri=request.getfixturevalue("milvus_server").uri)
+    client = MilvusClient(uri=request.getfixturevalue("milvus_uri"))
     name = f"escape_{os.getpid()}"
     store = MilvusStore(encoder, name, client=client)
     try:

@@ -75,7 +75,7 @@ def assert_failure_report(done, debug: bool) -> None:
 
 # ============================================================================================ servers
 @pytest.fixture
-def milvus_server():
+def milvus_grpc_double():
     """A gRPC server speaking Milvus' protocol: it accepts the connection, records the token the client sent
     and refuses every collection lookup with a message quoting that token."""
     grpc = pytest.importorskip("grpc")
@@ -181,8 +181,9 @@ def test_scrub():
 
 # ============================================================================================ through the CLI
 @pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
-def test_milvus_server_credentials_reach_the_server_and_never_the_output(debug, tmp_path, golden_dir, milvus_server):
-    port, tokens = milvus_server
+def test_milvus_server_credentials_reach_the_server_and_never_the_output(debug, tmp_path, golden_dir,
+                                                                        milvus_grpc_double):
+    port, tokens = milvus_grpc_double
     done = cli_subprocess(["search", "x", "--store", f"milvus+http://root:{PASSWORD}@127.0.0.1:{port}"], tmp_path,
                           golden_dir, **({"JINAV3_DEBUG": "1"} if debug else {}))
     assert tokens and set(tokens) == {f"root:{PASSWORD}"}  # the user info is the client's token
@@ -203,9 +204,9 @@ def test_qdrant_server_credentials_reach_the_server_and_never_the_output(debug, 
     assert_no_secret(done.stdout + done.stderr, KEY, QUERY_TOKEN)
 
 
-def test_api_key_env_goes_to_the_server_and_never_the_output(tmp_path, golden_dir, qdrant_server, milvus_server):
+def test_api_key_env_goes_to_the_server_and_never_the_output(tmp_path, golden_dir, qdrant_server, milvus_grpc_double):
     for scheme, (port, received), variable in (("qdrant", qdrant_server, "MY_QDRANT_KEY"),
-                                               ("milvus", milvus_server, "MY_MILVUS_TOKEN")):
+                                               ("milvus", milvus_grpc_double, "MY_MILVUS_TOKEN")):
         argv = ["search", "x", "--store", f"{scheme}+http://127.0.0.1:{port}", "--api-key-env", variable]
         done = cli_subprocess(argv, tmp_path, golden_dir, **{variable: KEY})
         assert received and set(received) == {KEY}, scheme
