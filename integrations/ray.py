@@ -65,6 +65,7 @@ try:
     from ray.data import ActorPoolStrategy, Datasink
     from ray.data.aggregate import Count, Max, Min
     from ray.data.block import BlockAccessor
+    from ray.data.expressions import col
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("jinav3.integrations.ray needs Ray Data: " + install_hint("ray")) from e
 
@@ -440,18 +441,23 @@ def _store_uri(store: str | StoreURI, api_key_env: str | None) -> StoreURI:
 def _check_pass(ds: Dataset, plan: Plan) -> tuple[Plan, int, list[str], int]:
     """Run the read-only pass: (the plan with the rows to drop, rows skipped, first problems, documents)."""
     checked = ds.map_batches(cast(Any, check_rows), fn_kwargs={"plan": plan}, batch_format="pyarrow").materialize()
-    bad = checked.filter(lambda row: row["problem"] is not None)
+    # Vectorised filters (expressions, not Python per row), and counts from the materialised blocks' metadata
+    bad = checked.filter(expr=col("problem").is_not_null()).materialize()
     n_bad = bad.count()
     problems = [f"{row['problem']}" for row in bad.sort("position").take(EXAMPLES)] if n_bad else []
-    good = checked.filter(lambda row: row["problem"] is None)
-    repeated = good.groupby("id").aggregate(Count(), Min("digest"), Max("digest"))
-    repeated_rows = repeated.filter(lambda row: row["count()"] > 1).take_all()
+    good = checked.filter(expr=col("problem").is_null())
+    n_good = checked.count() - n_bad
+    # Hash-shuffle partitions by the cluster's CPUs (Ray's default, 200, costs seconds on a small cluster)
+    partitions = max(1, min(200, int(ray.cluster_resources().get("CPU", 1))))
+    repeated = good.groupby("id", num_partitions=partitions).aggregate(Count(), Min("digest"), Max("digest"))
+    repeated_rows = repeated.filter(expr=col("count()") > 1).take_all()
     drop_ids: set[str] = set()
     drop_positions: set[int] = set()
     repeat_problems: list[str] = []
     if repeated_rows:
         ids = {row["id"] for row in repeated_rows}
-        copies = sorted(good.filter(lambda row: row["id"] in ids).take_all(), key=lambda r: (r["position"], r["where"]))
+        copies = sorted(good.filter(expr=col("id").is_in(sorted(ids))).take_all(),
+                        key=lambda r: (r["position"], r["where"]))
         conflicting = {row["id"] for row in repeated_rows if row["min(digest)"] != row["max(digest)"]}
         first: dict[str, dict] = {}
         for row in copies:
@@ -468,8 +474,10 @@ def _check_pass(ds: Dataset, plan: Plan) -> tuple[Plan, int, list[str], int]:
                                        "texts or metadata")
     skipped = n_bad + len(repeat_problems)
     problems = (problems + repeat_problems)[:EXAMPLES]
-    documents = good.count() - len(drop_positions) - sum(1 for row in copies if row["id"] in drop_ids) \
-        if repeated_rows else good.count()
+    documents = n_good - len(drop_positions)
+    if repeated_rows:  # unordered repeats: conflicting ones are all skipped, identical ones count once
+        unordered = [row for row in copies if row["position"] < 0]
+        documents -= len(unordered) - len({row["id"] for row in unordered if row["id"] not in drop_ids})
     plan = dataclasses.replace(plan, drop_ids=frozenset(drop_ids), drop_positions=frozenset(drop_positions))
     return plan, skipped, problems, documents
 

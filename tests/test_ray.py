@@ -223,7 +223,7 @@ def test_bad_rows_are_reported_and_strict_stops_before_any_write(cluster, double
     records = passages(20)
     bad = [{"id": "empty", "text": " ", "metadata": {}}, {"id": "a::chunk:1", "text": "reserved id", "metadata": {}},
            dict(records[0], text="the same id, another text")]
-    ds = ray.data.from_items(records + bad)
+    ds = ray.data.from_items(records + bad + [dict(records[1])])  # an identical repeat: one document
     index = f"bad-{uuid.uuid4().hex[:8]}"
     with pytest.raises(CorpusError, match=r"^4 rows cannot be indexed .*nothing was written"):
         index_dataset(ds, store=f"pinecone:{index}", model=str(golden_dir), device="cpu", strict=True)
