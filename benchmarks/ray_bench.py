@@ -42,12 +42,16 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="records per batch, both ways (default: %(default)s)")
     p.add_argument("--workdir", default=DEFAULT_WORKDIR,
                    help="where the random checkpoint is built and reused, as benchmarks.run (default: %(default)s)")
+    p.add_argument("--ways", default="1,2,1x1,2x1,1x2",
+                   help="in-process thread counts (1, 2) and Ray WORKERSxCPUS to run (default: %(default)s); the "
+                        "ratios need 1, 2, 1x1, 2x1 and 1x2")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse(argv)
+    wanted = {w.strip() for w in args.ways.split(",")}
     sys.path.insert(0, str(REPO / "tests"))
     import ray
     from doubles.pinecone_double import PineconeDouble
@@ -73,7 +77,7 @@ def main(argv=None) -> dict:
         index = f"bench-{uuid.uuid4().hex[:6]}"
         threads = torch.get_num_threads()
         encoder.encode(texts[:8], task="retrieval.passage")  # warm up
-        for n in (1, 2):
+        for n in (n for n in (1, 2) if str(n) in wanted):
             torch.set_num_threads(n)
             store = PineconeStore(encoder, index, namespace=f"inproc{n}", api_key=KEY)
             started = time.perf_counter()
@@ -88,7 +92,7 @@ def main(argv=None) -> dict:
                  runtime_env={"env_vars": {"PINECONE_CONTROLLER_HOST": double.host, "PINECONE_API_KEY": KEY}})
         ray.data.DataContext.get_current().enable_progress_bars = False
         try:
-            for workers, cpus in ((1, 1), (2, 1), (1, 2)):
+            for workers, cpus in ((w, c) for w, c in ((1, 1), (2, 1), (1, 2)) if f"{w}x{c}" in wanted):
                 report = index_dataset(ray.data.from_items(records), store=f"pinecone:{index}",
                                        collection=f"ray{workers}x{cpus}", model=model, device="cpu",
                                        workers=workers, cpus_per_worker=cpus, batch_size=args.batch_size)
@@ -108,13 +112,15 @@ def main(argv=None) -> dict:
     def ratio(a: str, b: str, key: str) -> float:
         return ways[a][key] / ways[b][key]
 
-    results["ratios"] = {
-        "ray 1x1 / in-process 1 thread (wall)": ratio("ray, 1x1", "in-process, 1 thread", "wall_tokens_per_s"),
-        "ray 1x1 / in-process 1 thread (embed)": ratio("ray, 1x1", "in-process, 1 thread", "embed_tokens_per_s"),
-        "ray 1x2 / in-process 2 threads (wall)": ratio("ray, 1x2", "in-process, 2 threads", "wall_tokens_per_s"),
-        "scaling efficiency 2x1 vs 1x1 (wall)": ratio("ray, 2x1", "ray, 1x1", "wall_tokens_per_s") / 2,
-        "scaling efficiency 2x1 vs 1x1 (embed)": ratio("ray, 2x1", "ray, 1x1", "embed_tokens_per_s") / 2,
+    pairs = {
+        "ray 1x1 / in-process 1 thread (wall)": ("ray, 1x1", "in-process, 1 thread", "wall_tokens_per_s", 1),
+        "ray 1x1 / in-process 1 thread (embed)": ("ray, 1x1", "in-process, 1 thread", "embed_tokens_per_s", 1),
+        "ray 1x2 / in-process 2 threads (wall)": ("ray, 1x2", "in-process, 2 threads", "wall_tokens_per_s", 1),
+        "scaling efficiency 2x1 vs 1x1 (wall)": ("ray, 2x1", "ray, 1x1", "wall_tokens_per_s", 2),
+        "scaling efficiency 2x1 vs 1x1 (embed)": ("ray, 2x1", "ray, 1x1", "embed_tokens_per_s", 2),
     }
+    results["ratios"] = {name: ratio(a, b, key) / per for name, (a, b, key, per) in pairs.items()
+                         if a in ways and b in ways}
     for name, value in results["ratios"].items():
         print(f"{name}: {value:.2f}")
     if args.json:

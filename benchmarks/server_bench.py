@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import signal
 import socket
 import statistics
@@ -40,6 +39,7 @@ import numpy as np
 from . import corpus
 from .checkpoint import SIZES, build
 from .measure import machine, versions
+from .run import DEFAULT_WORKDIR
 
 QUERY_TASK, PASSAGE_TASK = "retrieval.query", "retrieval.passage"
 QUERIES = ["how often should sunscreen be reapplied", "wie kompostiert man zu hause", "tea ceremony history",
@@ -61,10 +61,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--mixed-queries", type=int, default=40, help="queries of each kind in step 3")
     p.add_argument("--query-rate", type=float, default=10.0, help="open-loop queries per second in step 3")
     p.add_argument("--max-batch-tokens", type=int, default=None, help="the server's --max-batch-tokens")
+    p.add_argument("--latency-batch-tokens", type=int, default=None, help="the server's --latency-batch-tokens")
     p.add_argument("--rounds", type=int, default=2,
                    help="passage rounds, in process and through the server interleaved (the best of each counts: "
                         "a shared machine is noisy)")
-    p.add_argument("--workdir", default=os.environ.get("JINAV3_BENCH_DIR", "/tmp/jinav3-bench"))
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                   help="where the random checkpoint is built and reused, as benchmarks.run (default: %(default)s)")
     p.add_argument("--startup-timeout", type=float, default=600)
     p.add_argument("--json", dest="json_path", default=None)
     return p.parse_args(argv)
@@ -96,7 +98,8 @@ def main(argv=None) -> dict:
         server.wait_ready(args.startup_timeout)
         report["server"] = server.info()
         log(f"# server bench: {args.size} {SIZES[args.size]}, {device} {report['setup']['dtype']}, "
-            f"server batch budget {report['server']['max_batch_tokens']} tokens, "
+            f"server batch budget {report['server']['max_batch_tokens']} tokens "
+            f"(long requests {report['server'].get('latency_batch_tokens')} while short ones arrive), "
             f"load {report['machine']['load_average']}")
         report["in_process"] = in_process_queries(encoder)
         report["single_query"] = {str(c): asyncio.run(single_queries(server, c, max(args.requests, 4 * c)))
@@ -128,8 +131,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "jinav3.integrations.server", "--model", str(model), "--device", args.device,
                    "--dtype", args.dtype, "--port", str(self.port), "--log-level", "warning"]
-        if args.max_batch_tokens:
-            command += ["--max-batch-tokens", str(args.max_batch_tokens)]
+        for flag in ("max_batch_tokens", "latency_batch_tokens"):
+            if getattr(args, flag):
+                command += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
         self.process = subprocess.Popen(command)
 
     def wait_ready(self, timeout: float) -> None:

@@ -45,10 +45,14 @@ log = logging.getLogger("jinav3.server")
 JINA_MODEL_NAME = "jina-embeddings-v3"
 ROUTES = {"/v1/embeddings", "/embeddings", "/tokenize", "/health", "/info", "/metrics", "/v1/models"}
 _INLINE_FLOATS = 1 << 16  # larger answers are serialised off the event loop
-# Tokens per batch on the CPU. There, throughput hardly depends on the batch (medium benchmark model: 5.7k to
-# 6.7k tok/s from one passage to 4096 tokens per pass), while a query that arrives behind a bulk load waits
-# for the batch in progress: small batches keep that wait short at almost no cost. Accelerators need big ones.
-CPU_BATCH_TOKENS = 256
+# Tokens per pass on the CPU: enough for 64 queries in one pass (a pass of one query costs 7 ms on the
+# medium benchmark model, 64 of them together 3.5 ms each) and for bulk throughput (9.7k tok/s at 256 tokens
+# per pass, 11.4-11.8k from 512 on, with oneDNN linears). Accelerators take the Encoder's own budget.
+CPU_BATCH_TOKENS = 2048
+# A long request's share of a pass while short ones arrive (batcher.py): a query waits behind at most this
+# much bulk work. On the CPU 256 tokens are ~25 ms of the medium model; on a GPU 8192 are a few ms.
+CPU_LATENCY_BATCH_TOKENS = 256
+GPU_LATENCY_BATCH_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class Limits:
     """The serving limits (the ``jinav3 serve`` flags of the same names)."""
 
     max_batch_tokens: int | None = None      # tokens per batch; None: default_batch_tokens(encoder)
+    latency_batch_tokens: int | None = None  # a long request's share of a pass while short ones arrive
     max_client_batch_size: int = 2048        # inputs per request (413 beyond): the Jina and OpenAI APIs' 2048
     max_concurrent_requests: int = 512       # embedding requests admitted at once (429 beyond)
     max_request_bytes: int = 8 * 2**20       # request body (413 beyond)
@@ -64,6 +69,7 @@ class Limits:
         for name in ("max_client_batch_size", "max_concurrent_requests", "max_request_bytes"):
             positive_int(getattr(self, name), name)
         positive_int(self.max_batch_tokens, "max_batch_tokens", allow_none=True)
+        positive_int(self.latency_batch_tokens, "latency_batch_tokens", allow_none=True)
         return self
 
 
@@ -150,8 +156,10 @@ class ModelHost:
 
     def _ready(self, encoder: Any) -> None:
         budget = self.limits.max_batch_tokens or default_batch_tokens(encoder)
+        latency = self.limits.latency_batch_tokens or default_latency_batch_tokens(encoder)
         served = ServedModel(model_names(encoder, self._names), int(encoder.hidden_size), vocab_size(encoder))
-        self.serving = Serving(encoder, Tokens(encoder), Batcher(encoder, budget, self.metrics), served)
+        batcher = Batcher(encoder, budget, self.metrics, latency_batch_tokens=latency)
+        self.serving = Serving(encoder, Tokens(encoder), batcher, served)
         self.metrics.model_ready.set(1)
 
     async def stop(self) -> None:
@@ -191,6 +199,12 @@ def default_batch_tokens(encoder: Any) -> int:
     forward = int(getattr(encoder, "max_tokens_per_batch", None) or 16384)
     device = getattr(getattr(encoder, "device", None), "type", "cpu")
     return min(forward, CPU_BATCH_TOKENS) if device == "cpu" else forward
+
+
+def default_latency_batch_tokens(encoder: Any) -> int:
+    """A long request's share of a pass while short requests arrive: small on the CPU, where passes are slow."""
+    device = getattr(getattr(encoder, "device", None), "type", "cpu")
+    return CPU_LATENCY_BATCH_TOKENS if device == "cpu" else GPU_LATENCY_BATCH_TOKENS
 
 
 def vocab_size(encoder: Any) -> int:
@@ -317,7 +331,9 @@ def _info(host: ModelHost, serving: Serving, limits: Limits) -> dict:
         "task_instructions": {task: encoder.instruction(task) for task in TASKS},
         "tokenize": True, "max_length": True,
         "embedding_types": ["float", "base64", "binary", "ubinary"],
-        "max_batch_tokens": serving.batcher.max_batch_tokens, "max_client_batch_size": limits.max_client_batch_size,
+        "max_batch_tokens": serving.batcher.max_batch_tokens,
+        "latency_batch_tokens": serving.batcher.latency_batch_tokens,
+        "max_client_batch_size": limits.max_client_batch_size,
         "max_concurrent_requests": limits.max_concurrent_requests, "max_request_bytes": limits.max_request_bytes,
         "auto_truncate": False, "version": jinav3.__version__,
     }

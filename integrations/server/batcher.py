@@ -6,6 +6,10 @@ what arrived while the last batch ran is batched, as in text-embeddings-inferenc
   * one task per batch (one adapter merged per forward pass): the job with the least work done so
     far, then the fewest batches left to do, then the oldest, picks the task, and every waiting job
     of that task adds inputs in the same order while the batch stays within ``max_batch_tokens``.
+  * while short requests keep arriving (one of at most ``latency_batch_tokens`` tokens in the last
+    ``SHORT_RECENTLY_S`` seconds), a long request adds at most ``latency_batch_tokens`` to a pass, so
+    a query that arrives meanwhile waits for a short pass, not a full one; many short requests still
+    share one full pass, and a bulk load alone runs at the full budget.
     A big request is cut between inputs, so a query that arrives behind a bulk load waits for the
     batch in progress, not for the whole load (least attained service: new and short work goes
     first). "Batches left", not tokens left: among jobs that fit one batch the oldest goes first,
@@ -40,6 +44,8 @@ from .errors import ApiError
 from .validation import CHUNKS, IDS, LATE, TEXTS
 
 log = logging.getLogger("jinav3.server")
+
+SHORT_RECENTLY_S = 2.0  # how long a short request keeps long ones sliced (queries come in streams)
 
 
 @dataclass(eq=False)
@@ -94,9 +100,12 @@ class _Batch:
 
 class Batcher:
     def __init__(self, encoder: Any, max_batch_tokens: int, metrics: Any = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, latency_batch_tokens: int | None = None):
         self.encoder = encoder
         self.max_batch_tokens = int(max_batch_tokens)
+        # a long request's share of a pass while short ones are arriving (None: no slicing)
+        self.latency_batch_tokens = min(int(latency_batch_tokens or max_batch_tokens), self.max_batch_tokens)
+        self._last_short: float | None = None  # when the last short request came
         self.metrics = metrics
         self.clock = clock
         self.forward_passes = 0   # encode / token_states calls
@@ -119,6 +128,8 @@ class Batcher:
         with self._cond:
             if self._closing:
                 raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "1"})
+            if self._is_short(job):
+                self._last_short = job.enqueued
             self._jobs.append(job)
             self._cond.notify()
         self._gauge()
@@ -171,12 +182,15 @@ class Batcher:
             head.next = len(head.items)
             return _Batch(head.kind, head.task, [(head, 0, len(head.items))])
         budget, pieces = self.max_batch_tokens, list[tuple[Job, int, int]]()
+        long_share = self.latency_batch_tokens if self._short_recently() else self.max_batch_tokens
         max_length = head.options.get("max_length")
         for job in (j for j in order if j.kind == TEXTS and j.task == head.task
                     and j.options.get("max_length") == max_length):
+            share = budget if self._is_short(job) else min(budget, long_share)  # tokens this job may add
             end = job.next
-            while end < len(job.items) and (job.tokens[end] <= budget or not pieces and end == job.next):
+            while end < len(job.items) and (job.tokens[end] <= share or not pieces and end == job.next):
                 budget -= job.tokens[end]
+                share -= job.tokens[end]
                 end += 1
             if end > job.next:
                 pieces.append((job, job.next, end))
@@ -189,6 +203,13 @@ class Batcher:
             if budget <= 0:
                 break
         return _Batch(TEXTS, head.task, pieces, max_length)
+
+    def _is_short(self, job: Job) -> bool:
+        """A request that fits one latency-sized pass (a query, a few short texts)."""
+        return job.kind == TEXTS and job.served + job.left <= self.latency_batch_tokens
+
+    def _short_recently(self) -> bool:
+        return self._last_short is not None and self.clock() - self._last_short < SHORT_RECENTLY_S
 
     def _execute(self, batch: _Batch) -> None:
         live = [(job, a, b) for job, a, b in batch.pieces if not job.cancelled]

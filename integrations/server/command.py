@@ -53,9 +53,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     key.add_argument("--api-key-file", metavar="PATH",
                      help="file holding that API key (surrounding whitespace ignored)")
     p.add_argument("--max-batch-tokens", type=_positive, metavar="N",
-                   help="tokens per batch, across requests; a query behind a bulk load waits for one batch "
-                        "(default: 256 on the CPU, where throughput hardly depends on it; else the model's "
+                   help="tokens per forward pass, across requests (default: 2048 on the CPU; else the model's "
                         "budget per forward pass, 65536 on CUDA)")
+    p.add_argument("--latency-batch-tokens", type=_positive, metavar="N",
+                   help="while short requests keep arriving, a long one adds at most N tokens to a pass, so a "
+                        "query waits behind at most N tokens of bulk work (default: 256 on the CPU, 8192 else; "
+                        "at most --max-batch-tokens)")
     p.add_argument("--max-client-batch-size", type=_positive, default=2048, metavar="N",
                    help="inputs per request, 413 beyond (default: %(default)s)")
     p.add_argument("--max-concurrent-requests", type=_positive, default=512, metavar="N",
@@ -95,7 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server_box[0].should_exit = True
 
     app = create_app(load, api_key=api_key, served_model_names=args.served_model_name, aliases=[model],
-                     max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
+                     max_batch_tokens=args.max_batch_tokens, latency_batch_tokens=args.latency_batch_tokens,
+                     max_client_batch_size=args.max_client_batch_size,
                      max_concurrent_requests=args.max_concurrent_requests, max_request_bytes=args.max_request_bytes,
                      on_load_failure=on_load_failure)
     run(app, args.host, args.port, args.log_level, server_box)
