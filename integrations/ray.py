@@ -582,6 +582,10 @@ def read_files(corpus: str, *, id_field: str = "id", text_field: str = "text") -
     node (a shared file system) on a multi-node cluster."""
     import glob
 
+    if "://" in corpus:  # s3://, gs://, hdfs://...: Ray's own readers list and read those
+        raise CorpusError(f"corpus: {corpus!r} is a remote URI; the command line reads local files (a shared file "
+                          "system on a cluster). For object stores, read them with Ray and index the Dataset: "
+                          "index_dataset(ray.data.read_parquet('s3://...'), ...) (jinav3.integrations.ray)")
     matches = sorted(glob.glob(os.path.expanduser(corpus), recursive=True)) if glob.has_magic(corpus) else []
     if glob.has_magic(corpus):
         files = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in SUFFIXES]

@@ -249,6 +249,13 @@ def test_embedded_stores_are_refused(cluster, golden_dir, tmp_path, capsys, uri,
     assert not any(tmp_path.iterdir())  # nothing made
 
 
+def test_a_remote_corpus_uri_points_to_index_dataset(golden_dir, capsys):
+    code = main(["index", "s3://bucket/corpus/*.parquet", "--ray", "--store", "milvus+http://127.0.0.1:9",
+                 "--model", str(golden_dir)])
+    err = capsys.readouterr().err
+    assert code == 1 and "is a remote URI" in err and "index_dataset(ray.data.read_parquet" in err, err
+
+
 # ============================================================================================ Qdrant server
 @pytest.mark.skipif(not os.environ.get("JINAV3_QDRANT_URL"), reason="set JINAV3_QDRANT_URL to a Qdrant server")
 def test_into_a_qdrant_server_equals_add(cluster, golden_dir, encoder):
