@@ -6,14 +6,14 @@ what arrived while the last batch ran is batched, as in text-embeddings-inferenc
   * one task per batch (one adapter merged per forward pass): the job with the least work done so
     far, then the fewest batches left to do, then the oldest, picks the task, and every waiting job
     of that task adds inputs in the same order while the batch stays within ``max_batch_tokens``.
-  * while short requests keep arriving (one of at most ``latency_batch_tokens`` tokens in the last
-    ``SHORT_RECENTLY_S`` seconds), a long request adds at most ``latency_batch_tokens`` to a pass, so
-    a query that arrives meanwhile waits for a short pass, not a full one; many short requests still
-    share one full pass, and a bulk load alone runs at the full budget.
     A big request is cut between inputs, so a query that arrives behind a bulk load waits for the
     batch in progress, not for the whole load (least attained service: new and short work goes
     first). "Batches left", not tokens left: among jobs that fit one batch the oldest goes first,
     so a query one token longer than the others is not passed over while new ones keep coming.
+  * while short requests keep arriving (one of at most ``latency_batch_tokens`` tokens in the last
+    ``SHORT_RECENTLY_S`` seconds), a long request adds at most ``latency_batch_tokens`` to a pass, so
+    a query that arrives meanwhile waits for a short pass, not a full one; many short requests still
+    share one full pass, and a bulk load alone runs at the full budget.
   * a batch is ONE ``encoder.encode(texts, task, normalize=False)`` call, the raw mean-pooled vectors;
     each job then gets ``cut_and_normalize(rows, its dimensions, its normalize)``, the library's own last step,
     so requests with other dimensions or normalisation share the forward pass and get the very
