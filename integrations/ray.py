@@ -269,12 +269,34 @@ def points_of(table: pa.Table) -> tuple[list[Point], dict[str, int | None]]:
     return points, chunks
 
 
+@ray.remote(num_cpus=0)
+class JobActors:
+    """The embedding actors of one ``index_dataset`` job: each registers its handle when it starts. When the
+    job fails, Ray Data drops its own references to them, but a map task still running on one (its output no
+    longer consumed) keeps it, and its CPUs or GPU, alive after the job: ``end_all`` kills them instead, so a
+    job run again from the same process does not wait for them."""
+
+    def __init__(self):
+        self.handles: list = []
+
+    def add(self, handle: Any) -> None:
+        self.handles.append(handle)
+
+    def end_all(self) -> int:
+        for handle in self.handles:
+            ray.kill(handle, no_restart=True)
+        ended, self.handles = len(self.handles), []
+        return ended
+
+
 class EmbedBatches:
     """The embedding actor of ``map_batches``: loads the encoder once, then turns each batch of rows into
     points with ``embed_points`` (what ``VectorStore.add`` embeds with). Rows the first pass refused or
     dropped are skipped here by the same, deterministic, checks."""
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, job_actors: Any = None):
+        if job_actors is not None:  # so that a failed job can end this actor (index_dataset)
+            job_actors.add.remote(ray.get_runtime_context().current_actor)
         self.plan = plan
         self.encoder = plan.make_encoder()
         self.rules = plan.store_class.record_rules()
@@ -552,13 +574,21 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     options = {**connection(uri), ("namespace" if uri.scheme == "pinecone" else "collection"): collection}
     sink = StoreDatasink(Store, options, signature, place(uri, collection))
 
-    points = ds.map_batches(EmbedBatches, fn_constructor_kwargs={"plan": plan}, batch_size=batch_size,
-                            batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
+    job_actors = JobActors.remote()  # type: ignore[attr-defined]  # a @ray.remote class
+    points = ds.map_batches(EmbedBatches, fn_constructor_kwargs={"plan": plan, "job_actors": job_actors},
+                            batch_size=batch_size, batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
                             num_gpus=gpus_per_worker or None, num_cpus=cpus_per_worker)
     # Writes wait on the store, not the CPU: they take no CPU slot, so they run while the embedding actors
     # hold every core (with one CPU each they would wait for a free core that never comes: a deadlock).
-    points.write_datasink(sink, ray_remote_args={"max_retries": write_retries, "num_cpus": 0},
-                          concurrency=write_concurrency or workers)
+    try:
+        points.write_datasink(sink, ray_remote_args={"max_retries": write_retries, "num_cpus": 0},
+                              concurrency=write_concurrency or workers)
+    except BaseException:
+        ended = ray.get(job_actors.end_all.remote())
+        log.debug("the failed job's %d embedding actors were ended", ended)
+        raise
+    finally:
+        ray.kill(job_actors)  # after success Ray Data has let the embedding actors go; this drops their handles
     stats = sink.result
     return IndexReport(documents=sum(s.documents for s in stats.values()), chunks=sum(s.chunks for s in stats.values()),
                        tokens=sum(s.tokens for s in stats.values()), seconds=time.perf_counter() - started,

@@ -185,19 +185,22 @@ def test_an_interrupted_job_resumes_by_running_it_again(cluster, milvus_uri, gol
     records = passages()
     store = f"milvus+{milvus_uri}"
     ds = ray.data.from_items(records)
-    with pytest.raises(Exception, match="injected failure"):
-        index_dataset(ds, store=store, collection="resumed", dimensions=32, workers=2, batch_size=10,
-                      model=Flaky(str(golden_dir), str(tmp_path / "failed"), on_call=3, how="raise"))
-    partial = milvus_store(encoder, store, "resumed").count()
-    assert partial < N
-    # Ray Data releases the failed job's actors by dropping its references to them, and the raised
-    # exception's traceback holds some in reference cycles: collect them, else the actors keep the CPUs
-    # and the next job waits for them forever (seen once in CI)
-    deadline = time.monotonic() + 120
-    while ray.available_resources().get("CPU", 0) < 2:
-        assert time.monotonic() < deadline, f"the failed job's actors still hold CPUs: {ray.available_resources()}"
-        gc.collect()
-        time.sleep(0.5)
+    # index_dataset ends the failed job's embedding actors (JobActors): before, a map task left running on
+    # one kept it and its CPU alive, and the job below waited for it forever (CI hung there once). With the
+    # garbage collector off, nothing else can free them here.
+    gc.disable()
+    try:
+        with pytest.raises(Exception, match="injected failure"):
+            index_dataset(ds, store=store, collection="resumed", dimensions=32, workers=2, batch_size=10,
+                          model=Flaky(str(golden_dir), str(tmp_path / "failed"), on_call=3, how="raise"))
+        partial = milvus_store(encoder, store, "resumed").count()
+        assert partial < N
+        deadline = time.monotonic() + 60
+        while ray.available_resources().get("CPU", 0) < 2:
+            assert time.monotonic() < deadline, f"the failed job's actors hold CPUs: {ray.available_resources()}"
+            time.sleep(0.5)
+    finally:
+        gc.enable()
     report = index_dataset(ds, store=store, collection="resumed", dimensions=32, workers=2, batch_size=10,
                            model=str(golden_dir), device="cpu")
     assert report.documents == N
