@@ -154,23 +154,34 @@ def parse_store(uri: str) -> StoreURI:
     return StoreURI(uri, base, "local", rest)
 
 
+def check_key_variable(variable: str, option: str) -> None:
+    """``option`` (--api-key-env, --server-api-key-env) must name an environment variable: a value that is no
+    such name is most likely the key itself, so say so without echoing it."""
+    if not _ENV_NAME.fullmatch(variable):
+        raise UsageError(f"{option}: give the NAME of an environment variable (letters, digits, _) "
+                         "that holds the API key, not the key itself")
+
+
+def key_from_variable(variable: str, option: str) -> str:
+    """The API key in ``$variable`` (named by ``option``); refused when it is not set or empty."""
+    if not os.environ.get(variable):
+        raise UsageError(f"{option}: ${variable} is {'empty' if variable in os.environ else 'not set'}; "
+                         "set it to the API key")
+    return os.environ[variable]
+
+
 def with_credentials(store: StoreURI, variable: str | None) -> StoreURI:
     """``store`` with its API key from ``$variable`` (``--api-key-env``), else ``$PINECONE_API_KEY`` for Pinecone.
     Fails before the model loads when a credential is missing; the value itself is never printed."""
     if variable:
-        if not _ENV_NAME.fullmatch(variable):  # most likely the key itself: say so without echoing it
-            raise UsageError("--api-key-env: give the NAME of an environment variable (letters, digits, _) "
-                             "that holds the API key, not the key itself")
+        check_key_variable(variable, "--api-key-env")
         if store.mode == "local":
             raise UsageError(f"--api-key-env: {store.shown} is a local store; an API key only applies to a server "
                              "(qdrant+http..., milvus+http...) or Pinecone")
         if store.user_info is not None:
             raise UsageError(f"--api-key-env: {store.shown} carries credentials already (user info); "
                              "give them in one place")
-        if not os.environ.get(variable):
-            raise UsageError(f"--api-key-env: ${variable} is {'empty' if variable in os.environ else 'not set'}; "
-                             "set it to the API key")
-        return replace(store, api_key=os.environ[variable])
+        return replace(store, api_key=key_from_variable(variable, "--api-key-env"))
     if store.scheme == "pinecone":
         if not os.environ.get(PINECONE_KEY_ENV):
             raise UsageError(f"store {store.shown}: set {PINECONE_KEY_ENV} to your Pinecone API key "
@@ -375,12 +386,8 @@ def server_key(args: argparse.Namespace) -> str | None:
         variable = args.api_key_env
     if variable is not None:
         option = "--server-api-key-env" if args.server_api_key_env else "--api-key-env"
-        if not _ENV_NAME.fullmatch(variable):
-            raise UsageError(f"{option}: give the NAME of an environment variable (letters, digits, _), "
-                             f"got {variable!r}")
-        if not os.environ.get(variable):
-            raise UsageError(f"{option}: ${variable} is {'empty' if variable in os.environ else 'not set'}")
-        return os.environ[variable]
+        check_key_variable(variable, option)
+        return key_from_variable(variable, option)
     hosted = "api.jina.ai" in args.server
     for name in SERVER_KEY_ENV if hosted else SERVER_KEY_ENV[:1]:
         if os.environ.get(name):

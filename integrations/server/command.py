@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from ..cli import _positive  # the command line's one positive-integer option ty
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MODEL_ENV = "JINAV3_MODEL"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -108,14 +106,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def read_api_key(args: argparse.Namespace) -> str | None:
     """The key from --api-key-env or --api-key-file; refused (never echoed) when missing or empty."""
-    from jinav3.integrations.cli import UsageError
+    from jinav3.integrations.cli import UsageError, check_key_variable
 
     if getattr(args, "api_key_env", None):
         name = args.api_key_env
-        if not _ENV_NAME.fullmatch(name):  # most likely the key itself: say so without echoing it
-            raise UsageError("--api-key-env: give the NAME of an environment variable (letters, digits, _) that holds "
-                             "the API key, not the key itself")
-        if not os.environ.get(name, "").strip():
+        check_key_variable(name, "--api-key-env")
+        if not os.environ.get(name, "").strip():  # a key of blanks is no key (surrounding whitespace is dropped)
             raise UsageError(f"--api-key-env: ${name} is {'empty' if name in os.environ else 'not set'}; "
                              "set it to the API key")
         return os.environ[name].strip()
