@@ -56,7 +56,7 @@ from ..validation import boolean, chunker_arguments, positive_int
 from .corpus import SUFFIXES, corpus_files, row_record
 from .records import WHOLE, Point, Record
 from .store import Signature as Signature
-from .store import VectorStore, embed_points
+from .store import VectorStore, chunk_counts, embed_points
 
 try:
     import pyarrow as pa
@@ -229,9 +229,7 @@ def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, 
     """Points as an Arrow table for Ray's object store: the vector as a fixed-size float32 list (exact),
     the metadata as JSON text, each point's document's chunk count (``n_chunks``, -1 when whole) so a write
     holding only some of a document's points prunes right, and per document its tokens (on its first point)."""
-    counts: dict[str, int] = {}
-    for p in points:
-        counts[p.doc_id] = max(counts.get(p.doc_id, -1), p.chunk + 1 if p.chunk != WHOLE else -1)
+    counts = chunk_counts(points, list(dict.fromkeys(p.doc_id for p in points)))
     firsts = [p.chunk in (WHOLE, 0) for p in points]
     vectors = np.stack([p.vector for p in points]).astype(np.float32, copy=False) if points \
         else np.zeros((0, dimensions), np.float32)
@@ -241,7 +239,7 @@ def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, 
         "metadata": [json.dumps(p.metadata, ensure_ascii=False, separators=(",", ":")) for p in points],
         "start": [-1 if p.start is None else p.start for p in points],
         "end": [-1 if p.end is None else p.end for p in points],
-        "n_chunks": [counts[p.doc_id] for p in points],
+        "n_chunks": [-1 if counts[p.doc_id] is None else counts[p.doc_id] for p in points],
         "tokens": [tokens.get(p.doc_id, 0) if first else 0 for p, first in zip(points, firsts, strict=True)],
         "worker": [worker] * len(points),
         "seconds": [seconds if i == 0 else 0.0 for i in range(len(points))],
@@ -294,9 +292,8 @@ class EmbedBatches:
     points with ``embed_points`` (what ``VectorStore.add`` embeds with). Rows the first pass refused or
     dropped are skipped here by the same, deterministic, checks."""
 
-    def __init__(self, plan: Plan, job_actors: Any = None):
-        if job_actors is not None:  # so that a failed job can end this actor (index_dataset)
-            job_actors.add.remote(ray.get_runtime_context().current_actor)
+    def __init__(self, plan: Plan, job_actors: Any):
+        job_actors.add.remote(ray.get_runtime_context().current_actor)  # so that a failed job can end this actor
         self.plan = plan
         self.encoder = plan.make_encoder()
         self.rules = plan.store_class.record_rules()

@@ -286,7 +286,7 @@ class VectorStore(ABC):
             raise invalid("late_chunking", f"must be True or False, got {late_chunking!r}")
         recs = normalize_records(records)
         if late_chunking:
-            self._check_chunker(chunker, chunk_size, len(recs))
+            chunker_arguments(chunker, chunk_size, len(recs))
         elif chunk_size is not None:
             raise invalid("chunk_size", "only applies with late_chunking=True")
         for i, record in enumerate(recs):
@@ -416,9 +416,6 @@ class VectorStore(ABC):
                                   f"passage_task={task!r} on a new collection instead")
         return task
 
-    def _check_chunker(self, chunker: Any, chunk_size: Any, n: int) -> None:
-        chunker_arguments(chunker, chunk_size, n)
-
     def _filter(self, filter: Any) -> Any:
         if filter is None:
             return None
@@ -429,11 +426,8 @@ class VectorStore(ABC):
 
     def _embed_query(self, query: str, task: str) -> np.ndarray:
         vector = np.asarray(self.encoder.encode([query], task=task, dimensions=self.dimensions), dtype=np.float32)
-        self._check_vectors(vector, 1)
+        check_vectors(vector, 1, self.dimensions)
         return vector[0]
-
-    def _check_vectors(self, vectors: np.ndarray, n: int) -> None:
-        check_vectors(vectors, n, self.dimensions)
 
     def _embed(self, batch: list[Record], task: str, late_chunking: bool, chunker: Any, chunk_size: Any) -> list[Point]:
         # chunks are already checked up front when the encoder can plan them (chunk_spans); checked again here
