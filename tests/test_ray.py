@@ -66,7 +66,11 @@ def cluster(double, milvus_server):
             raise
         ray.shutdown()
         ray.init(**options)  # a second start, on fresh ports
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Batches go out once the whole actor pool is up: with the tiny model one actor can otherwise embed a
+    # small corpus before the other has loaded, and the tests that check both workers' reports would flake.
+    context.wait_for_min_actors_s = 120
     yield
     ray.shutdown()
     for name in ("PINECONE_CONTROLLER_HOST", "PINECONE_API_KEY"):
