@@ -147,4 +147,17 @@ def describe_cpu_bf16() -> str:
     if s["avx512_bf16"]:
         return ("native dot products (avx512_bf16), no AMX: --dtype bfloat16 runs natively, usually faster than "
                 "float32 (cosine >= 0.9999); measure with python -m benchmarks.run")
-    return "none (no amx_bf16 / avx512_bf16): bfloat16 is emulated and slower than float32 on this CPU"
+    return "none (no amx_bf16 / avx512_bf16): " + _EMULATED_BF16
+
+
+# measured: benchmarks/RESULTS.md, "bfloat16 without native units" (AMD EPYC Zen 3, AVX2 only)
+_EMULATED_BF16 = ("bfloat16 is emulated and slower than float32 on this CPU (measured 6x slower, 0.16x); "
+                  "float32 is both faster and exact here")
+
+
+def emulated_bf16_warning(device: torch.device, dtype: torch.dtype) -> str | None:
+    """The warning for a user who asked for bfloat16 on a CPU without bf16 matrix units, else None.
+    A warning, not an error: the vectors are as good as bf16 elsewhere (cosine 0.9999), only slow."""
+    if device.type != "cpu" or dtype != torch.bfloat16 or cpu_bf16_support()["native"]:
+        return None
+    return f"dtype bfloat16 on a CPU without amx_bf16 / avx512_bf16: {_EMULATED_BF16} (see jinav3 info)"

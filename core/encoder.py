@@ -18,6 +18,7 @@ import functools
 import itertools
 import os
 import threading
+import warnings
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, overload
@@ -29,7 +30,7 @@ from . import checkpoint as ckpt
 from . import identity, onednn, packing, pipeline, validation
 from . import late_chunking as lc
 from .batching import token_budget_batches, windowed_batches
-from .devices import default_token_budget, pick_device, pick_dtype, to_device
+from .devices import default_token_budget, emulated_bf16_warning, pick_device, pick_dtype, to_device
 from .errors import invalid
 from .lora import MergedTaskLoRA
 from .pooling import cut_and_normalize, mean_pool
@@ -173,6 +174,9 @@ class Encoder:
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
         onednn_linears = onednn.decide(onednn_linears, torch_device, torch_dtype, torch_compile)  # before loading
+        slow = emulated_bf16_warning(torch_device, torch_dtype)
+        if slow:
+            warnings.warn(slow, RuntimeWarning, stacklevel=2)
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir,
                               local_files_only=boolean(local_files_only, "local_files_only"))
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)

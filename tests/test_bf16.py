@@ -10,6 +10,7 @@ vector within cosine 0.9999 of the fp32 (golden) one.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -141,7 +142,12 @@ def test_cpu_bf16_support_matches_cpuinfo():
         assert support["amx_bf16"] == ("amx_bf16" in flags)
         assert support["avx512_bf16"] == ("avx512_bf16" in flags)
     line = describe_cpu_bf16()
-    assert ("AMX" in line) and (("avx512_bf16" in line) or ("amx_bf16" in line))
+    if support["amx_bf16"]:
+        assert "native, AMX" in line
+    elif support["avx512_bf16"]:
+        assert "avx512_bf16" in line and "no AMX" in line
+    else:
+        assert "emulated" in line and "slower than float32" in line
 
 
 def test_cpu_bf16_support_without_the_units(monkeypatch):
@@ -151,10 +157,20 @@ def test_cpu_bf16_support_without_the_units(monkeypatch):
     monkeypatch.setattr(devices, "_torch_cpu_check", lambda name: False)
     assert devices.cpu_bf16_support() == {"amx_bf16": False, "avx512_bf16": False, "native": False}
     assert "emulated" in devices.describe_cpu_bf16()
+    with pytest.warns(RuntimeWarning, match="dtype bfloat16 on a CPU without amx_bf16 / avx512_bf16"):
+        Encoder.from_pretrained(GOLDEN, device="cpu", dtype="bfloat16")
     monkeypatch.setattr(devices, "_cpu_flags", lambda: {"amx_bf16", "amx_tile", "avx512_bf16"})
     monkeypatch.setattr(devices, "_torch_cpu_check", lambda name: None)  # an older torch: flags decide
     assert devices.cpu_bf16_support() == {"amx_bf16": True, "avx512_bf16": True, "native": True}
     assert "AMX" in devices.describe_cpu_bf16()
+    assert devices.emulated_bf16_warning(torch.device("cpu"), torch.bfloat16) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # native units: no warning
+        Encoder.from_pretrained(GOLDEN, device="cpu", dtype="bfloat16")
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(devices, "_torch_cpu_check", lambda name: False)
+    for device, dtype in (("cpu", torch.float32), ("cuda", torch.bfloat16)):  # only bf16 on the CPU is meant
+        assert devices.emulated_bf16_warning(torch.device(device), dtype) is None
 
 
 def test_info_reports_bf16_units_and_the_auto_choice(capsys):
