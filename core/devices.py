@@ -150,7 +150,7 @@ def describe_cpu_bf16() -> str:
     return "none (no amx_bf16 / avx512_bf16): " + _EMULATED_BF16
 
 
-# measured: benchmarks/RESULTS.md, "bfloat16 without native units" (AMD EPYC Zen 3, AVX2 only)
+# measured: benchmarks/RESULTS.md, "Issue 18 on an AVX2-only AMD EPYC (Zen 3)"
 _EMULATED_BF16 = ("bfloat16 is emulated and slower than float32 on this CPU (measured 6x slower, 0.16x); "
                   "float32 is both faster and exact here")
 

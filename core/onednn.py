@@ -4,7 +4,7 @@ torch computes an fp32 ``nn.Linear`` on the CPU with MKL's sgemm. On AMD process
 its fast code path: on the project's 2-core Zen 5 EPYC it reaches 0.20 TFLOP/s on the model's shapes,
 where oneDNN (the library torch ships and already uses for bf16) reaches 0.47 with the same fp32
 arithmetic (``matmul_peak`` in benchmarks/run.py prints both). On an AVX2-only Zen 3 EPYC the two
-measured equal (0.12-0.13 TFLOP/s; MKL's AMD path lacks AVX-512, which that CPU has not), so the rule
+measured equal (0.12-0.13 TFLOP/s: what MKL's AMD path leaves out is AVX-512, which that CPU lacks), so the rule
 stays "AMD" rather than a list of models. On AMD CPUs in fp32 the Encoder runs its linear layers
 through torch's oneDNN linear op:
 
