@@ -74,7 +74,7 @@ def parse(argv=None) -> argparse.Namespace:
                    help="jinav3-packed tokens per pass (default: jinav3.devices.default_token_budget)")
     p.add_argument("--packed-budgets", default="", help="extra jinav3-packed ways at these budgets, e.g. 32768,131072")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the Encoder's layers (packing.compile_layers) first")
+                   help="load the Encoder with torch_compile=True (its layers torch.compile'd; task switches re-merge)")
     p.add_argument("--ways", default=DEFAULT_WAYS,
                    help="comma list of card, jinav3-padded, jinav3-packed (the default), jinav3-packed-inline / "
                         "jinav3-packed-background (tokenising forced in line / in a background thread), "
@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     from jinav3 import Encoder
     from jinav3.devices import default_token_budget, pick_device, pick_dtype
-    from jinav3.packing import compile_layers, packing_supported, varlen_backend
+    from jinav3.packing import packing_supported, varlen_backend
 
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
@@ -164,14 +164,15 @@ def main(argv=None) -> dict:
     suffix = "-compiled" if args.compile else ""
     with section(report, "load jinav3"):
         t = time.perf_counter()
-        encoder = Encoder.from_pretrained(original, device=device, dtype=dtype, max_tokens_per_batch=args.budget)
+        # torch_compile through the Encoder, not compile_layers afterwards: the Encoder must know, so that
+        # small groups of another task re-merge instead of taking the correction path past the compiled graphs
+        encoder = Encoder.from_pretrained(original, device=device, dtype=dtype, max_tokens_per_batch=args.budget,
+                                          torch_compile=args.compile)
         report["setup"]["jinav3_load_seconds"] = time.perf_counter() - t
         report["setup"]["jinav3_budget"] = encoder.max_tokens_per_batch
         packed_budget = args.packed_budget or default_token_budget(device)
         report["setup"]["jinav3_packed_budget"] = packed_budget
-        if args.compile:
-            compile_layers(encoder.model)
-            report["setup"]["compiled"] = True
+        report["setup"]["compiled"] = encoder.torch_compile
         if "jinav3-padded" in wanted:
             ways["jinav3-padded" + suffix] = EncoderWay(encoder, packed=False, name="jinav3-padded" + suffix)
         if "jinav3-packed" in wanted:

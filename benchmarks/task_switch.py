@@ -64,11 +64,14 @@ def median_ms(fn, device: torch.device, repeats: int, before=None) -> float:
 def main(argv: list[str] | None = None) -> dict:
     from jinav3 import Encoder
     from jinav3 import encoder as encoder_module
+    from jinav3.devices import pick_device, pick_dtype
 
     args = parse_args(argv)
-    _, native = checkpoint.build(args.workdir, args.size)
-    enc = Encoder.from_pretrained(native, device=args.device, dtype=args.dtype)
-    device = enc.device
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+    # on CUDA the checkpoint in the run's dtype (the one benchmarks.run builds and gpu_check.sh reuses)
+    _, native = checkpoint.build(args.workdir, args.size, dtype=dtype if device.type == "cuda" else torch.float32)
+    enc = Encoder.from_pretrained(native, device=device, dtype=dtype)
     passage, query = "retrieval_passage", "retrieval_query"
     passages = corpus.passages(enc.tokenizer, 2048, seed=1)
 

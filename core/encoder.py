@@ -66,11 +66,13 @@ class Encoder:
         # transformers decorates PreTrainedModel.to with functools.wraps, which typeshed types as an unbound
         # callable: mypy takes the device for `self`. It moves the model and returns it, like nn.Module.to.
         model = checkpoint.model
+        # Before the move: the adapters' pristine weights are copied from the host weights straight to
+        # the device, where task switches read them (core/lora.py), instead of read back after the move.
+        self.lora = MergedTaskLoRA(model, checkpoint.adapters, device=device)
         self.model: JinaEmbeddingsV3Model = model.to(device)  # type: ignore[arg-type]  # @wraps'd .to (above)
         self.tokenizer = checkpoint.tokenizer
         self.device = device
         self.dtype = next(self.model.parameters()).dtype
-        self.lora = MergedTaskLoRA(self.model, checkpoint.adapters)
         self._set_speed_options(packed, max_tokens_per_batch, overlap_tokenization)
         self._torch_compile = boolean(torch_compile, "torch_compile")
         self._route_linears(onednn_linears)
@@ -384,22 +386,38 @@ class Encoder:
     def _span_means(
         self, task: str | None, documents: list[lc.TokenizedDocument], window: int, overlap: int
     ) -> list[np.ndarray]:
-        """Per document, (spans, H) float32: the mean token state of each of its token spans."""
+        """Per document, (spans, H) float32: the mean token state of each of its token spans. The spans
+        are summed on the device, and only the sums come back, one batch late (core/pipeline.py)."""
         if not documents:
             return []
+        sums = np.zeros((lc.span_offsets(documents)[-1], self.hidden_size), dtype=np.float32)
         with self._task_weights(task, sum(len(doc.ids) for doc in documents)):
             batches = functools.partial(token_budget_batches, packed=self.packed)
-            return lc.pool_documents(self._token_states, documents, self.hidden_size, window, overlap,
-                                     self.max_tokens_per_batch, batches)
+            readback = pipeline.LaggedReadback(sums, accumulate=True)
+            for batch in lc.window_batches(documents, window, overlap, self.max_tokens_per_batch, batches):
+                readback.put(*self._span_sums(batch))
+            readback.flush()  # before the next task's adapter is merged
+        return lc.span_means(sums, documents)
 
     @torch.inference_mode()
-    def _token_states(self, ids: list[list[int]]) -> list[torch.Tensor]:
-        """Token states of each row, float32 on the CPU, without padding."""
+    def _span_sums(self, batch: lc.WindowBatch) -> tuple[np.ndarray, torch.Tensor]:
+        """The spans one batch of windows adds to (m,) and their partial sums (m, H) float32, on the
+        device and not waited for."""
+        hidden, starts = self._token_states(batch.rows)
+        spans, local = np.unique(batch.span, return_inverse=True)  # span ids -> 0..m-1 for this batch
+        tokens = np.asarray(starts, dtype=np.int64)[batch.row] + batch.position  # rows of `hidden`
+        return spans, packing.span_sums(hidden, tokens, local.reshape(-1), len(spans))
+
+    @torch.inference_mode()
+    def _token_states(self, ids: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
+        """Token states of all rows as one (N, H) tensor on the device (padding included when padded)
+        and where each row starts in it."""
         if self.packed:
-            return packing.forward_states_packed(self.model, ids, self.device)
-        input_ids, mask = self._pad(ids)
-        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float().cpu()
-        return [hidden[r, : len(row)] for r, row in enumerate(ids)]
+            return packing.forward_tokens_packed(self.model, ids, self.device)
+        input_ids, mask, same_length = self._pad(ids)
+        hidden = self.model(input_ids=input_ids,
+                            attention_mask=None if same_length else mask).last_hidden_state  # (B, S, H)
+        return hidden.reshape(-1, hidden.shape[-1]), [r * hidden.shape[1] for r in range(len(ids))]
 
     def _check_window(self, window: int | None, overlap: int | None) -> tuple[int, int]:
         return lc.check_window(window, overlap, self.max_length)
@@ -454,18 +472,25 @@ class Encoder:
         """(n, H) float32 mean-pooled vectors of one batch of id lists, on the device, not waited for."""
         if self.packed:
             return packing.pooled_packed(self.model, ids, self.device)
-        input_ids, mask = self._pad(ids)
-        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, S, H)
+        input_ids, mask, same_length = self._pad(ids)
+        hidden = self.model(input_ids=input_ids,
+                            attention_mask=None if same_length else mask).last_hidden_state  # (B, S, H)
         return mean_pool(hidden, mask)
 
-    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(B, S) ids and attention mask on the device, and whether every row has the same length. Then
+        the model gets no mask at all: a mask becomes a (B, 1, S, S) tensor (470 MB for 7 windows of
+        8,194 tokens) that keeps SDPA off its flash kernel, and transformers checks it on the host
+        (a device wait) once per forward."""
         longest = max(len(row) for row in ids)
         input_ids = np.full((len(ids), longest), self.tokenizer.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(ids), longest), dtype=np.int64)
         for r, row in enumerate(ids):
             input_ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
-        return to_device(torch.from_numpy(input_ids), self.device), to_device(torch.from_numpy(mask), self.device)
+        same_length = all(len(row) == longest for row in ids)
+        return (to_device(torch.from_numpy(input_ids), self.device), to_device(torch.from_numpy(mask), self.device),
+                same_length)
 
     @contextmanager
     def _task_weights(self, task: str | None, tokens: int | None) -> Iterator[None]:

@@ -9,10 +9,12 @@ Every chunk vector sees the entire document. The pieces:
                 that overlap by `overlap`; every slice after the first drops its first `overlap`
                 outputs, so each token keeps exactly one state (jina-ai/late-chunking's
                 `_embed_with_overlap`)
-  SpanPooler    adds each window's kept token states into running span sums, so memory stays
-                (spans x hidden) however long the document is
+  window_batches  plans each forward pass on the host: its windows, and for every kept token state
+                the span(s) it adds to; the device sums them (``packing.span_sums``) and only the
+                (spans x hidden) sums come back, so memory and traffic stay (spans x hidden) however
+                long the document is
 
-Windows of many documents share forward passes as separate rows of a padded batch: attention never
+Windows of many documents share forward passes as separate rows of a batch: attention never
 crosses a row, so results equal one document at a time.
 """
 
@@ -20,17 +22,16 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import invalid
 from .validation import chunker_arguments, int_in_range, is_integer
 
-if TYPE_CHECKING:  # the model's token states; this module itself needs no torch (RemoteEncoder imports it)
-    import torch
+# This module needs no torch (RemoteEncoder imports it): the device work is packing.span_sums.
 
 DEFAULT_OVERLAP = 256
 # A sentence ends at . ! ? (and their full-width forms) followed by whitespace, at CJK 。！？ (no
@@ -242,49 +243,72 @@ def check_window(window: int | None, overlap: int | None, max_length: int) -> tu
     return window, int_in_range(overlap, "overlap", 0, window - 1, note="(window - 1)")
 
 
-class SpanPooler:
-    """Running sums of token states per span, fed window by window."""
+@dataclass
+class WindowBatch:
+    """One forward pass of late chunking: its windows, and which token states add to which span.
 
-    def __init__(self, spans: list[tuple[int, int]], hidden: int):
-        self.spans = spans
-        self.starts = [a for a, _ in spans]
-        self.sums = np.zeros((len(spans), hidden), dtype=np.float32)
+    ``rows``: the token ids of each window (one row of the batch). For each (token, span) pair to add,
+    P pairs in all: ``row`` (P,) the window, ``position`` (P,) the token's position in that window,
+    ``span`` (P,) the span, numbered across all documents (see :func:`span_offsets`). A token belongs
+    to one span, except where a chunk too small to own a token shares its neighbour's."""
 
-    def add(self, position: int, states: np.ndarray) -> None:
-        """``states`` (n, H) are the states of tokens ``position .. position+n-1``."""
-        stop = position + states.shape[0]
-        first = max(bisect.bisect_right(self.starts, position) - 1, 0)
-        for s in range(first, len(self.spans)):
-            a, b = self.spans[s]
-            if a >= stop:
-                break
-            lo, hi = max(a, position), min(b, stop)
-            if hi > lo:
-                self.sums[s] += states[lo - position : hi - position].sum(axis=0)
-
-    def means(self) -> np.ndarray:
-        counts = np.array([b - a for a, b in self.spans], dtype=np.float32)[:, None]
-        return self.sums / counts
+    rows: list[list[int]]
+    row: np.ndarray
+    position: np.ndarray
+    span: np.ndarray
 
 
-def pool_documents(
-    forward_states: Callable[[list[list[int]]], Sequence[torch.Tensor]],
+def span_offsets(documents: Sequence[TokenizedDocument]) -> list[int]:
+    """Where each document's spans start in the numbering across documents; the last entry is the total."""
+    offsets = [0]
+    for doc in documents:
+        offsets.append(offsets[-1] + len(doc.spans))
+    return offsets
+
+
+def _pairs(spans: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the tokens ``lo .. hi-1`` of a document and its (S, 2) token spans: every (span, token)
+    pair where the token lies in the span, as two (P,) arrays (span index, token position)."""
+    start, stop = np.maximum(spans[:, 0], lo), np.minimum(spans[:, 1], hi)
+    count = np.clip(stop - start, 0, None)
+    touched = np.flatnonzero(count)
+    start, count = start[touched], count[touched]
+    span = np.repeat(touched, count)
+    first = np.repeat(np.cumsum(count) - count, count)  # where each span's run of pairs begins
+    token = np.arange(int(count.sum()), dtype=np.int64) - first + np.repeat(start, count)
+    return span, token
+
+
+def window_batches(
     documents: list[TokenizedDocument],
-    hidden: int,
     window: int,
     overlap: int,
     max_tokens: int,
     batch: Callable[[list[int], int], Iterable[list[int]]],
-) -> list[np.ndarray]:
-    """Span means for each document: every window of every document becomes one row of a
-    token-budget batch; ``forward_states(list of id lists)`` returns each row's (n, H) float32 states
-    on the CPU."""
-    poolers = [SpanPooler(doc.spans, hidden) for doc in documents]
+) -> Iterator[WindowBatch]:
+    """Every window of every document as one row of a token-budget batch (``batch(lengths, budget)``
+    gives the rows of each pass), with the (token, span) pairs that pool its kept states."""
+    offsets = span_offsets(documents)
+    spans = [np.asarray(doc.spans, dtype=np.int64).reshape(-1, 2) for doc in documents]
     rows = [(d, start, keep, doc.ids[start:end])
             for d, doc in enumerate(documents) for start, end, keep in windows(len(doc.ids), window, overlap)]
     for indices in batch([len(r[3]) for r in rows], max_tokens):
-        states = forward_states([rows[i][3] for i in indices])
-        for i, row_states in zip(indices, states, strict=True):  # one state tensor per row asked for
-            d, start, keep, _ = rows[i]
-            poolers[d].add(start + keep, row_states[keep:].numpy())
-    return [p.means() for p in poolers]
+        row, position, span = [], [], []
+        for r, i in enumerate(indices):
+            d, start, keep, ids = rows[i]
+            s, token = _pairs(spans[d], start + keep, start + len(ids))  # the states this window keeps
+            row.append(np.full(len(s), r, dtype=np.int64))
+            position.append(token - start)
+            span.append(s + offsets[d])
+        yield WindowBatch([rows[i][3] for i in indices], np.concatenate(row), np.concatenate(position),
+                          np.concatenate(span))
+
+
+def span_means(sums: np.ndarray, documents: Sequence[TokenizedDocument]) -> list[np.ndarray]:
+    """(all spans, H) sums numbered as :func:`span_offsets` -> per document, (spans, H) float32 means."""
+    offsets = span_offsets(documents)
+    out = []
+    for d, doc in enumerate(documents):
+        counts = np.array([b - a for a, b in doc.spans], dtype=np.float32)[:, None]
+        out.append(sums[offsets[d] : offsets[d + 1]] / counts)
+    return out

@@ -6,8 +6,10 @@ matmuls to every linear layer for every token. Instead:
   * linear layers get the task merged into their weight, once per task switch:
         W_task = W_base + B @ A * scaling
     always recomputed from a pristine copy of W_base (never "unmerge, then merge the next task"),
-    so switching tasks back and forth gives bit-identical weights. On an accelerator the pristine
-    copy stays in host memory.
+    so switching tasks back and forth gives bit-identical weights. The pristine copy and every
+    task's factors live on the model's device (on a GPU: one more copy of the linear weights, 0.6 GB
+    in bf16 for the real model), so a switch is device work only: nothing comes from host memory.
+    The copy is taken from the weights before the model moves to its device (no read back).
   * embedding tables keep their base weights and add the task's rows at lookup time:
         E_task[ids] = E[ids] + A.T[ids] @ B.T * scaling          (peft layout: A (r, vocab), B (dim, r))
     a rank-4 gather and a (4 x dim) product per token: nothing next to a layer, while merging the
@@ -89,9 +91,14 @@ def _weight(module: nn.Module) -> torch.Tensor:
 
 
 class MergedTaskLoRA:
-    """Holds every task's LoRA factors and the pristine base weights; ``activate(task)`` merges one."""
+    """Holds every task's LoRA factors and the pristine base weights; ``activate(task)`` merges one.
 
-    def __init__(self, model: nn.Module, adapters: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]]):
+    ``device``: where the model will run. Give it when the model is still on the host, and move the
+    model afterwards: the pristine copy then goes straight from the host weights to the device (no
+    copy back from the device), and the factors are put there once. None: the weights' device now."""
+
+    def __init__(self, model: nn.Module, adapters: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]],
+                 device: torch.device | str | None = None):
         # Merging writes the task into the model's weights and hooks its embeddings: a second owner
         # would snapshot already-merged weights as "pristine" and add every hook twice.
         if getattr(model, _OWNER, None) is not None:
@@ -112,6 +119,8 @@ class MergedTaskLoRA:
                 self.targets[path] = modules[path]
         self.merged = {path: m for path, m in self.targets.items() if not isinstance(m, nn.Embedding)}
         self.looked_up = {path: m for path, m in self.targets.items() if isinstance(m, nn.Embedding)}
+        self.device = torch.device(device) if device is not None else next(
+            (_weight(m).device for m in self.targets.values()), torch.device("cpu"))
         self.pristine: dict[str, torch.Tensor] = {}
         self.active: str | None = None  # the adapter merged into the weights (None: the plain base)
         self.merges = 0  # how many times the weights were rewritten for another adapter
@@ -119,6 +128,7 @@ class MergedTaskLoRA:
         self._snapshot_pristine()
         self._lookup_factors = {path: self._embedding_factors(path) for path in self.looked_up}
         self._low_rank_factors = {path: self._linear_factors(path) for path in self.merged}
+        self._merge_factors = {path: self._full_factors(path) for path in self.merged}
         self._pair_factors: dict[tuple[str, object, object], tuple[torch.Tensor, torch.Tensor] | None] = {}
         for path, module in self.looked_up.items():
             module.register_forward_hook(self._embedding_hook(path))
@@ -126,30 +136,32 @@ class MergedTaskLoRA:
             layer.register_forward_hook(self._correction_hook(path))
 
     def _snapshot_pristine(self) -> None:
-        for path, module in self.merged.items():
-            weight = _weight(module).detach()
-            copy = weight.to("cpu", copy=True)
-            self.pristine[path] = copy.pin_memory() if weight.is_cuda else copy
+        for path, module in self.merged.items():  # host weights -> device: a copy, never an alias
+            self.pristine[path] = _weight(module).detach().to(self.device, copy=True)
 
     def _embedding_factors(self, path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per adapter: A.T (vocab, r) and B.T * scaling (r, dim), on the table's device, in float32: the
         task rows are added in float32 and rounded once to a bf16/fp16 table's dtype (a few MB)."""
-        return self._transposed_factors(path, _weight(self.looked_up[path]), torch.float32)
+        return self._transposed_factors(path, torch.float32)
 
     def _linear_factors(self, path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Per adapter: A.T (in, r) and B.T * scaling (r, out), on the layer's device and dtype."""
-        return self._transposed_factors(path, _weight(self.merged[path]), _weight(self.merged[path]).dtype)
+        """Per adapter: A.T (in, r) and B.T * scaling (r, out), on the device, in the layer's dtype."""
+        return self._transposed_factors(path, _weight(self.merged[path]).dtype)
 
-    def _transposed_factors(self, path: str, weight: torch.Tensor,
-                            dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _transposed_factors(self, path: str, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         factors = {}
         for adapter, by_module in self.factors.items():
             f = by_module.get(path)
             if f is not None:
-                a_t = f.a.T.to(weight.device, dtype).contiguous()
-                b_t = (f.b.T.float() * self.scaling[adapter]).to(weight.device, dtype).contiguous()
+                a_t = f.a.T.to(self.device, dtype).contiguous()
+                b_t = (f.b.T.float() * self.scaling[adapter]).to(self.device, dtype).contiguous()
                 factors[adapter] = (a_t, b_t)
         return factors
+
+    def _full_factors(self, path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per adapter: B (out, r) and A (r, in) in float32 on the device, what a merge multiplies."""
+        return {adapter: (f.b.to(self.device, torch.float32), f.a.to(self.device, torch.float32))
+                for adapter, by_module in self.factors.items() if (f := by_module.get(path)) is not None}
 
     def _embedding_hook(self, path: str) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]:
         def add_task_rows(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -220,12 +232,11 @@ class MergedTaskLoRA:
             raise CheckpointFormatError(f"this checkpoint has no adapter {adapter!r}; it has {sorted(self.factors)}")
 
     def delta(self, adapter: str, path: str) -> torch.Tensor | None:
-        """The full-size weight update B @ A * scaling (float32) of one linear layer, or None."""
-        f = self.factors[adapter].get(path)
-        if f is None:
+        """The full-size weight update B @ A * scaling (float32, on the device) of one linear layer, or None."""
+        factors = self._merge_factors[path].get(adapter)
+        if factors is None:
             return None
-        device = _weight(self.merged[path]).device
-        a, b = f.a.to(device, torch.float32), f.b.to(device, torch.float32)
+        b, a = factors
         return (b @ a) * self.scaling[adapter]  # (out, r) @ (r, in)
 
     @torch.no_grad()
@@ -236,7 +247,7 @@ class MergedTaskLoRA:
         self._check_adapter(adapter)
         for path, module in self.merged.items():
             weight = _weight(module)
-            base = self.pristine[path].to(weight.device, non_blocking=True)
+            base = self.pristine[path]  # on the weight's device: a device-to-device copy
             delta = self.delta(adapter, path) if adapter is not None else None
             if delta is None:
                 weight.copy_(base)
@@ -249,5 +260,5 @@ class MergedTaskLoRA:
         """The model's state dict with pristine (unmerged) weights, for saving."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         for path in self.merged:
-            state[f"{path}.weight"] = self.pristine[path]
+            state[f"{path}.weight"] = self.pristine[path].cpu()
         return state

@@ -77,14 +77,16 @@ class LaggedReadback:
     ``put(rows, vectors)`` starts copying a batch's (n, H) float32 device tensor to pinned host memory
     without blocking (CUDA), then stores the PREVIOUS batch into ``out[rows]``: by then the device is
     already working on this batch. ``flush()`` stores the last one. On the CPU the copy is the tensor
-    itself and nothing waits."""
+    itself and nothing waits. ``accumulate``: add into ``out[rows]`` instead of storing (late
+    chunking's partial span sums; the rows of one put are distinct)."""
 
-    def __init__(self, out: np.ndarray, on_stored: Callable[[int], None] | None = None):
+    def __init__(self, out: np.ndarray, on_stored: Callable[[int], None] | None = None, accumulate: bool = False):
         self.out = out
         self.on_stored = on_stored
-        self._pending: tuple[Sequence[int], torch.Tensor, torch.cuda.Event | None] | None = None
+        self.accumulate = accumulate
+        self._pending: tuple[Sequence[int] | np.ndarray, torch.Tensor, torch.cuda.Event | None] | None = None
 
-    def put(self, rows: Sequence[int], vectors: torch.Tensor) -> None:
+    def put(self, rows: Sequence[int] | np.ndarray, vectors: torch.Tensor) -> None:
         if vectors.device.type == "cuda":
             host = vectors.to("cpu", non_blocking=True)  # lands in pinned memory: a real async copy
             ready = torch.cuda.Event()
@@ -101,6 +103,9 @@ class LaggedReadback:
         self._pending = None
         if ready is not None:
             ready.synchronize()
-        self.out[list(rows)] = host.numpy()
+        if self.accumulate:
+            self.out[list(rows)] += host.numpy()
+        else:
+            self.out[list(rows)] = host.numpy()
         if self.on_stored is not None:
             self.on_stored(len(rows))
