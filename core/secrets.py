@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 # What in a URI is secret: the user info (the PASSWORD of user:PASSWORD@, all of TOKEN@) and the value of
 # every token-like query parameter (?token=, ?api_key=, ?key=, ?password=, ?secret=, ...).
 USER_INFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#]*)@")
-_SECRET_PARAMETER = re.compile(r"[?&][^=&#]*(?:token|key|pass|pwd|secret|auth|credential)[^=&#]*=(?P<value>[^&#]*)",
-                               re.IGNORECASE)
+_SECRET_NAME = r"token|key|pass|pwd|secret|auth|credential"  # in a parameter's name: its value is a secret
+_SECRET_PARAMETER = re.compile(rf"[?&][^=&#]*(?:{_SECRET_NAME})[^=&#]*=(?P<value>[^&#]*)", re.IGNORECASE)
 
 
 def _secret_spans(uri: str) -> list[tuple[int, int]]:
@@ -36,6 +36,20 @@ def redact(uri: str) -> str:
     for start, end in sorted(_secret_spans(uri), reverse=True):
         uri = uri[:start] + "***" + uri[end:]
     return uri
+
+
+def redact_target(target: str) -> str:
+    """An HTTP request target (``/path?query``) fit to log: the value of every token-like query parameter is
+    ``***`` (``/v1/embeddings?api_key=***&x=1``). Names are matched percent-decoded, so ``?api%5Fkey=`` counts."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        secret = equals and re.search(_SECRET_NAME, unquote_plus(name), re.IGNORECASE)
+        parts.append(f"{name}=***" if secret else part)
+    return f"{path}?{'&'.join(parts)}"
 
 
 def uri_secrets(uri: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import jinav3
+from jinav3.errors import invalid
 from jinav3.tasks import DEFAULT_TASK, TASKS
 from jinav3.validation import positive_int
 
@@ -36,6 +38,7 @@ from .batcher import Batcher, Job, JobResult
 from .errors import ApiError, error_body
 from .formats import embeddings_body
 from .guard import Guard
+from .logs import redact_access_log
 from .metrics import Metrics
 from .tokens import Tokens
 from .validation import ServedModel, plan_embeddings, plan_tokenize
@@ -64,12 +67,16 @@ class Limits:
     max_client_batch_size: int = 2048        # inputs per request (413 beyond): the Jina and OpenAI APIs' 2048
     max_concurrent_requests: int = 512       # embedding requests admitted at once (429 beyond)
     max_request_bytes: int = 8 * 2**20       # request body (413 beyond)
+    body_timeout_s: float = 30.0             # the whole body within this many seconds of the request (408 beyond)
 
     def checked(self) -> "Limits":
         for name in ("max_client_batch_size", "max_concurrent_requests", "max_request_bytes"):
             positive_int(getattr(self, name), name)
         positive_int(self.max_batch_tokens, "max_batch_tokens", allow_none=True)
         positive_int(self.latency_batch_tokens, "latency_batch_tokens", allow_none=True)
+        seconds = self.body_timeout_s
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+            raise invalid("body_timeout_s", f"must be a positive number of seconds, got {seconds!r}")
         return self
 
 
@@ -103,7 +110,8 @@ def create_app(encoder: Any, *, api_key: str | None = None, served_model_names: 
     _routes(app, host, limits, metrics)
     _error_handlers(app)
     app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_request_bytes=limits.max_request_bytes,
-                       api_key=api_key)
+                       body_timeout_s=limits.body_timeout_s, api_key=api_key)
+    redact_access_log(api_key)
     return app
 
 
@@ -219,11 +227,11 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
     async def embeddings(request: Request) -> Response:
         """Embed text in the Jina Embeddings API's or OpenAI's dialect (see schemas.py)."""
         serving = host.require_ready()
-        with _admitted(host):
-            raw = await request.body()
+        raw = await request.body()  # under the body's deadline (guard.py), and before admission: a stalled
+        with _admitted(host):       # upload holds no slot, so it cannot lock others out with 429s
             plan = plan_embeddings(raw, serving.served, limits.max_client_batch_size)
             started = time.perf_counter()
-            prepared = await serving.tokens.run(serving.tokens.prepare, plan)
+            prepared = await serving.tokens.prepare_plan(plan)
             tokenize_ms = (time.perf_counter() - started) * 1e3
             job = serving.batcher.submit(plan.kind, plan.task, prepared.items, prepared.tokens, plan.dimensions,
                                          plan.normalize, plan.options)
@@ -269,7 +277,8 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
 
 
 class _admitted:
-    """Admission: at most ``max_concurrent_requests`` embedding requests at once; past that, 429 at once."""
+    """Admission: at most ``max_concurrent_requests`` embedding requests at once; past that, 429 at once. A request
+    enters once its body has arrived: only work the model will do takes a slot."""
 
     def __init__(self, host: ModelHost):
         self.host = host
@@ -335,6 +344,7 @@ def _info(host: ModelHost, serving: Serving, limits: Limits) -> dict:
         "latency_batch_tokens": serving.batcher.latency_batch_tokens,
         "max_client_batch_size": limits.max_client_batch_size,
         "max_concurrent_requests": limits.max_concurrent_requests, "max_request_bytes": limits.max_request_bytes,
+        "body_timeout_s": limits.body_timeout_s,
         "auto_truncate": False, "version": jinav3.__version__,
     }
 

@@ -18,7 +18,12 @@ what arrived while the last batch ran is batched, as in text-embeddings-inferenc
     each job then gets ``cut_and_normalize(rows, its dimensions, its normalize)``, the library's own last step,
     so requests with other dimensions or normalisation share the forward pass and get the very
     vectors ``encode`` would give them.
-  * late chunking (the inputs of one request are one document) and token-id inputs run alone.
+  * late chunking (the inputs of one request are one document) and token-id inputs run alone, and
+    sliced the same way: a late-chunking document is planned into the library's windows
+    (tokens.LateDocument) and the worker runs a few windows per pass (at least one; while short
+    requests arrive, as many as fit ``latency_batch_tokens``), pooling their token states as it
+    goes; token-id inputs go a few sequences per pass. So a query waits for one window, not for a
+    whole document, and a document whose client left stops after the window in progress.
 
 A job whose client left is dropped before its next piece runs. ``close()`` drains what is queued,
 then stops the thread. Results go back to the event loop with ``loop.call_soon_threadsafe``.
@@ -41,6 +46,7 @@ from jinav3.errors import InvalidArgumentError
 from jinav3.pooling import cut_and_normalize
 
 from .errors import ApiError
+from .tokens import LateDocument
 from .validation import CHUNKS, IDS, LATE, TEXTS
 
 log = logging.getLogger("jinav3.server")
@@ -50,7 +56,8 @@ SHORT_RECENTLY_S = 2.0  # how long a short request keeps long ones sliced (queri
 
 @dataclass(eq=False)
 class Job:
-    """One request's work. ``tokens``: per item (for late chunking: one count, the whole document)."""
+    """One request's work, in units the scheduler hands out: ``tokens`` per unit. A unit is an input (texts,
+    token ids) or a window of the document (late chunking: ``items`` is ``[LateDocument]``, pooled in ``pooler``)."""
 
     kind: str
     task: str | None
@@ -62,15 +69,25 @@ class Job:
     loop: asyncio.AbstractEventLoop
     seq: int
     enqueued: float
-    next: int = 0              # items [0, next) are handed to the worker
+    next: int = 0              # units [0, next) are handed to the worker
     served: int = 0            # tokens handed to the worker: least-served jobs go first
     left: int = 0              # tokens not yet handed to the worker
-    done: int = 0              # items finished
+    done: int = 0              # units finished
     rows: list = field(default_factory=list)
     started: float | None = None
     inference_s: float = 0.0
     cancelled: bool = False
     options: dict = field(default_factory=dict)  # jinav3's extensions: max_length, window, overlap, chunker
+    pooler: SpanSums | None = None               # late chunking: the span sums, window by window
+
+    @property
+    def document(self) -> LateDocument:
+        return self.items[0]
+
+    def vectors(self) -> np.ndarray:
+        if self.pooler is not None:
+            return self.document.vectors(self.pooler.means(), self.dimensions, self.normalize)
+        return np.stack(self.rows) if self.rows else np.zeros((0, 0), np.float32)
 
 
 @dataclass(frozen=True)
@@ -89,12 +106,11 @@ class _Batch:
 
     @property
     def tokens(self) -> int:
-        if self.kind == LATE:
-            return sum(job.tokens[0] for job, _, _ in self.pieces)
         return sum(sum(job.tokens[a:b]) for job, a, b in self.pieces)
 
     @property
     def inputs(self) -> int:
+        """Units: inputs, or for late chunking windows."""
         return sum(b - a for _, a, b in self.pieces)
 
 
@@ -121,10 +137,17 @@ class Batcher:
     # ----------------------------------------------------------------------------- event-loop side
     def submit(self, kind: str, task: str | None, items: list, tokens: list[int], dimensions: int | None,
                normalize: bool, options: dict | None = None) -> Job:
-        """Queue a job (call from the event loop); await ``job.future`` for its ``JobResult``."""
+        """Queue a job (call from the event loop); await ``job.future`` for its ``JobResult``. Late chunking:
+        ``items`` is ``[LateDocument]``; its windows are the units (``tokens`` is only the usage count)."""
         loop = asyncio.get_running_loop()
+        pooler = None
+        if kind in (LATE, CHUNKS):
+            document: LateDocument = items[0]
+            tokens = [end - start for start, end, _ in document.windows]
+            pooler = SpanSums(document.tokens.spans, int(self.encoder.hidden_size))
         job = Job(kind, task, items, tokens, dimensions, normalize, loop.create_future(), loop, next(self._seq),
-                  self.clock(), left=sum(tokens), rows=[None] * len(items), options=dict(options or {}))
+                  self.clock(), left=sum(tokens), rows=[None] * len(tokens), options=dict(options or {}),
+                  pooler=pooler)
         with self._cond:
             if self._closing:
                 raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "1"})
@@ -148,7 +171,7 @@ class Batcher:
         if self.metrics:
             self.metrics.dropped.inc()
         self._gauge()
-        log.debug("dropped job %d (client gone, %d of %d inputs done)", job.seq, job.done, len(job.items))
+        log.debug("dropped job %d (client gone, %d of %d units done)", job.seq, job.done, len(job.tokens))
 
     def close(self, timeout: float | None = None) -> None:
         """Finish every queued job, then stop the worker."""
@@ -177,12 +200,10 @@ class Batcher:
         """The next batch (holding the lock): see the module docstring for the policy."""
         order = sorted(self._jobs, key=lambda job: _priority(job, self.max_batch_tokens))
         head = order[0]
-        if head.kind != TEXTS:
-            self._jobs.remove(head)
-            head.next = len(head.items)
-            return _Batch(head.kind, head.task, [(head, 0, len(head.items))])
-        budget, pieces = self.max_batch_tokens, list[tuple[Job, int, int]]()
         long_share = self.latency_batch_tokens if self._short_recently() else self.max_batch_tokens
+        if head.kind != TEXTS:
+            return self._take_alone(head, long_share)
+        budget, pieces = self.max_batch_tokens, list[tuple[Job, int, int]]()
         max_length = head.options.get("max_length")
         for job in (j for j in order if j.kind == TEXTS and j.task == head.task
                     and j.options.get("max_length") == max_length):
@@ -193,16 +214,28 @@ class Batcher:
                 share -= job.tokens[end]
                 end += 1
             if end > job.next:
-                pieces.append((job, job.next, end))
-                taken = sum(job.tokens[job.next:end])
-                job.served += taken
-                job.left -= taken
-                job.next = end
-            if job.next == len(job.items):
-                self._jobs.remove(job)
+                pieces.append(self._hand_out(job, end))
             if budget <= 0:
                 break
         return _Batch(TEXTS, head.task, pieces, max_length)
+
+    def _take_alone(self, job: Job, share: int) -> _Batch:
+        """A job that runs alone (late chunking, token ids): its next units within ``share`` tokens, at least one."""
+        end = job.next + 1
+        while end < len(job.tokens) and sum(job.tokens[job.next:end + 1]) <= share:
+            end += 1
+        return _Batch(job.kind, job.task, [self._hand_out(job, end)])
+
+    def _hand_out(self, job: Job, end: int) -> tuple[Job, int, int]:
+        """Units [job.next, end) go to the worker (holding the lock); a job handed out whole leaves the queue."""
+        piece = (job, job.next, end)
+        taken = sum(job.tokens[job.next:end])
+        job.served += taken
+        job.left -= taken
+        job.next = end
+        if job.next == len(job.tokens):
+            self._jobs.remove(job)
+        return piece
 
     def _is_short(self, job: Job) -> bool:
         """A request that fits one latency-sized pass (a query, a few short texts)."""
@@ -230,16 +263,16 @@ class Batcher:
         elapsed = self.clock() - started
         self._record(batch, elapsed)
         for (job, a, b), rows in zip(live, results, strict=True):
-            job.rows[a:b] = list(rows)
+            if rows is not None:  # late chunking pooled its windows' states into the job
+                job.rows[a:b] = list(rows)
             job.done += b - a
             job.inference_s += elapsed
-            if job.done == len(job.items) and not job.cancelled:
-                vectors = np.stack(job.rows) if job.rows else np.zeros((0, 0), np.float32)
+            if job.done == len(job.tokens) and not job.cancelled:
                 first = started if job.started is None else job.started  # set above for every live job
-                _settle(job, JobResult(vectors, first - job.enqueued, job.inference_s))
+                _settle(job, JobResult(job.vectors(), first - job.enqueued, job.inference_s))
 
-    def _forward(self, batch: _Batch) -> list[np.ndarray]:
-        """Vectors per piece, in piece order."""
+    def _forward(self, batch: _Batch) -> list[np.ndarray | None]:
+        """Vectors per piece, in piece order (None for late chunking: its windows' states are pooled)."""
         self._note_task(batch.task)
         if batch.kind == TEXTS:
             texts = [t for job, a, b in batch.pieces for t in job.items[a:b]]
@@ -251,27 +284,28 @@ class Batcher:
                 out.append(cut_and_normalize(raw[offset: offset + b - a], job.dimensions, job.normalize))
                 offset += b - a
             return out
-        job = batch.pieces[0][0]
-        if batch.kind == LATE:
-            self._count_forward("late_chunking")
-            return [self.encoder.encode(job.items, task=job.task, dimensions=job.dimensions, normalize=job.normalize,
-                                        late_chunking=True, **_windows(job.options))]
-        if batch.kind == CHUNKS:  # one document in, one row per chunk out: rows[0:1] takes them all
-            self._count_forward("late_chunking")
-            chunker = job.options["chunker"]
-            chunks = self.encoder.late_chunk_documents(
-                job.items, task=job.task, chunker=chunker if isinstance(chunker, str) else [tuple(c) for c in chunker],
-                chunk_size=job.options.get("chunk_size"), dimensions=job.dimensions, normalize=job.normalize,
-                **_windows(job.options))[0]
-            return [np.stack([c.embedding for c in chunks]) if chunks else np.zeros((0, 0), np.float32)]
+        job, a, b = batch.pieces[0]
+        if batch.kind in (LATE, CHUNKS):
+            self._pool_windows(job, a, b)
+            return [None]
         assert batch.kind == IDS
         rows = []
-        for ids in job.items:  # the Encoder has no batched entry point for given ids: one call each
+        for ids in job.items[a:b]:  # the Encoder has no batched entry point for given ids: one call each
             states = self.encoder.token_states(ids, task=job.task)
             self._count_forward("token_ids")
             rows.append(cut_and_normalize(states.mean(axis=0, dtype=np.float32)[None], job.dimensions,
                                           job.normalize)[0])
         return [np.stack(rows)]
+
+    def _pool_windows(self, job: Job, a: int, b: int) -> None:
+        """Windows [a, b) of a late-chunking document: each one forward pass (a window fits the model's length), its
+        kept token states added to the span sums, as ``jinav3.late_chunking.pool_documents`` does."""
+        assert job.pooler is not None
+        ids = job.document.tokens.ids
+        for start, end, keep in job.document.windows[a:b]:
+            states = self.encoder.token_states(ids[start:end], task=job.task)
+            self._count_forward("late_chunking")
+            job.pooler.add(start + keep, states[keep:])
 
     def _note_task(self, task: str | None) -> None:
         if self._last_task is not _UNSET and task != self._last_task:
@@ -316,6 +350,27 @@ class Batcher:
 
 
 _UNSET = object()
+
+
+class SpanSums:
+    """A late-chunking document's span sums, fed window by window: the pooling of
+    ``jinav3.late_chunking`` (each span's mean token state), kept here because the worker runs a
+    document's windows between other requests' passes."""
+
+    def __init__(self, spans: list[tuple[int, int]], hidden: int):
+        self.spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        self.sums = np.zeros((len(self.spans), hidden), dtype=np.float32)
+
+    def add(self, position: int, states: np.ndarray) -> None:
+        """``states`` (n, H): the kept states of the document's tokens ``position .. position+n-1``."""
+        lo = np.maximum(self.spans[:, 0], position)
+        hi = np.minimum(self.spans[:, 1], position + len(states))
+        for s in np.flatnonzero(hi > lo):  # the spans this window touches (a few per window)
+            self.sums[s] += states[lo[s] - position: hi[s] - position].sum(axis=0)
+
+    def means(self) -> np.ndarray:
+        counts = (self.spans[:, 1] - self.spans[:, 0]).astype(np.float32)[:, None]
+        return self.sums / counts
 
 
 def _priority(job: Job, budget: int) -> tuple[int, int, int]:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import logging
+import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,12 +67,16 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="requests admitted at once, 429 beyond (default: %(default)s)")
     p.add_argument("--max-request-bytes", type=_positive, default=8 * 2**20, metavar="N",
                    help="request body limit, 413 beyond (default: %(default)s, 8 MiB)")
+    p.add_argument("--body-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="the whole request body must arrive within this many seconds, 408 beyond; a request "
+                        "holds no --max-concurrent-requests slot until it has (default: %(default)g)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="(default: %(default)s)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the server until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the model failed to load."""
+    """Run the server until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the model failed to load. The address is
+    bound first, so a busy port is one error line before the model loads (and nothing can take it meanwhile)."""
     from jinav3.integrations.cli import CLIError, check_model_options, model_choice
 
     try:
@@ -80,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     api_key = read_api_key(args)
     check_model_options(args)
     model, _ = model_choice(args.model)
+    sockets = bind(args.host, args.port)
 
     def load() -> Any:
         from jinav3 import Encoder
@@ -99,9 +108,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      max_batch_tokens=args.max_batch_tokens, latency_batch_tokens=args.latency_batch_tokens,
                      max_client_batch_size=args.max_client_batch_size,
                      max_concurrent_requests=args.max_concurrent_requests, max_request_bytes=args.max_request_bytes,
-                     on_load_failure=on_load_failure)
-    run(app, args.host, args.port, args.log_level, server_box)
+                     body_timeout_s=args.body_timeout, on_load_failure=on_load_failure)
+    run(app, args.host, args.port, args.log_level, server_box, sockets)
     return 1 if failed else 0
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host:port``, one per address it resolves to (as uvicorn binds a name); a port in
+    use, an address not of this machine or a name that does not resolve is a UsageError naming them."""
+    from jinav3.integrations.cli import UsageError
+
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as error:
+        raise UsageError(f"--host: cannot resolve {host!r} ({error.strerror or error})") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, address in dict.fromkeys((a[0], a[1], a[2], a[4]) for a in addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebinding after a restart
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # the IPv4 address gets its own
+            sock.bind(address)
+            if port == 0:  # the OS chose a port: every address on that one
+                port = sock.getsockname()[1]
+                break
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        hint = "; stop what listens there or choose another --port" if error.errno == errno.EADDRINUSE else ""
+        raise UsageError(f"--host/--port: cannot listen on {shown}: {error.strerror or error}{hint}") from None
+    return sockets
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
@@ -126,16 +165,34 @@ def read_api_key(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(app: Any, host: str, port: int, log_level: str = "info", server_box: list | None = None) -> None:
-    """uvicorn on ``host:port`` until SIGTERM/SIGINT: it stops accepting, answers what is in flight, then the
-    app's shutdown drains the batcher."""
+def run(app: Any, host: str, port: int, log_level: str = "info", server_box: list | None = None,
+        sockets: list[socket.socket] | None = None) -> None:
+    """uvicorn on ``host:port`` (``sockets``: already bound there, see bind()) until SIGTERM/SIGINT: it stops
+    accepting, answers what is in flight, then the app's shutdown drains the batcher."""
     import uvicorn
 
+    sockets = bind(host, port) if sockets is None else sockets
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
     if server_box is not None:
         server_box.append(server)
+    _log_like_uvicorn(log_level)
+    bound = sockets[0].getsockname()[1]
+    # uvicorn names the address only when it binds it itself
+    logging.getLogger("uvicorn.error").info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
+                                            f"[{host}]" if ":" in host else host, bound)
     with _signals_end_gracefully():
-        server.run()
+        server.run(sockets=sockets)
+
+
+def _log_like_uvicorn(log_level: str) -> None:
+    """The server's own lines (a model loaded, a body that timed out, a client that left mid-upload) on uvicorn's
+    handler at the --log-level given, next to its access log; otherwise only warnings would show."""
+    ours, theirs = logging.getLogger("jinav3.server"), logging.getLogger("uvicorn")
+    if theirs.handlers and not ours.handlers:
+        for handler in theirs.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(log_level.upper())
+        ours.propagate = False  # the command line's handler on "jinav3" would print warnings twice
 
 
 @contextlib.contextmanager
@@ -157,6 +214,16 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return number
 
 
 def _port(value: str) -> int:

@@ -6,18 +6,24 @@ length as the Encoder will tokenise it: the task instruction in front, ``<s>``/`
 
 The server tokenises with its OWN copy of the Encoder's tokenizer, in ONE thread of its own: a fast
 tokenizer must not be called from two threads at once, and the Encoder's worker thread is using
-the original. So the event loop never tokenises, and never waits on the model to.
+the original. So the event loop never tokenises, and never waits on the model to. Late-chunking
+documents (any length: a 1 MB one takes seconds) are planned on a second thread with a second
+copy, so that queries are not tokenised behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
+from jinav3 import late_chunking as lc
 from jinav3.errors import InvalidArgumentError
-from jinav3.late_chunking import check_window
+from jinav3.pooling import cut_and_normalize
 from jinav3.validation import int_in_range
 
 from .errors import ApiError
@@ -30,10 +36,31 @@ _UNLIMITED = 1 << 40  # the copy counts every token; truncation is decided here,
 class Prepared:
     """A plan's items as the worker runs them, and their token counts."""
 
-    items: list         # texts, or full id sequences (<s>, instruction, ids, </s>)
+    items: list         # texts, full id sequences (<s>, instruction, ids, </s>), or for late chunking [LateDocument]
     tokens: list[int]   # per item; for late chunking one count, the whole document's
     truncated: int      # how many inputs were cut to the model's length
     spans: list[tuple[int, int]] | None = None  # CHUNKS: each chunk's (start, end) in the document
+
+
+@dataclass(frozen=True)
+class LateDocument:
+    """One late-chunking document planned as the Encoder plans it (``jinav3.late_chunking``): its token ids
+    and the token spans to pool, the windows the model runs over it (the scheduler runs them a few at a
+    time, so other requests interleave), and for a chunker the text and its chunks' character spans."""
+
+    tokens: lc.TokenizedDocument
+    windows: list[tuple[int, int, int]]  # (start, end, keep_from), lc.windows
+    text: str | None = None               # CHUNKS: the document, for make_chunks
+    char_spans: list[tuple[int, int]] | None = None
+
+    def vectors(self, means: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
+        """The answer's rows from the pooled span means: one per piece (LATE), or one per chunk that is not
+        blank (CHUNKS), as ``Encoder.encode(late_chunking=True)`` / ``late_chunk`` give them."""
+        vectors = cut_and_normalize(means, dimensions, normalize)
+        if self.text is None or self.char_spans is None:
+            return vectors
+        chunks = lc.make_chunks(self.text, self.char_spans, vectors)
+        return np.stack([c.embedding for c in chunks]) if chunks else np.zeros((0, 0), np.float32)
 
 
 class Tokens:
@@ -45,29 +72,37 @@ class Tokens:
         self.bos = self._tokenizer.cls_token_id
         self.eos = self._tokenizer.sep_token_id
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jinav3-tokenize")
+        self._document_tokenizer = copy.deepcopy(self._tokenizer)  # only ever used on _documents' thread
+        self._documents = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jinav3-tokenize-documents")
         self._instruction_ids: dict[str | None, list[int]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._documents.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, fn, *args):
         """``fn(*args)`` on the tokenizing thread."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    async def prepare_plan(self, plan: EmbedPlan) -> Prepared:
+        """``prepare(plan)`` on its thread: late-chunking documents on their own, everything else on the other."""
+        pool = self._documents if plan.kind in (LATE, CHUNKS) else self._pool
+        return await asyncio.get_running_loop().run_in_executor(pool, self.prepare, plan)
+
     # ----------------------------------------------------------------------------- embeddings
     def prepare(self, plan: EmbedPlan) -> Prepared:
-        """Count (and for token ids, assemble) every input; 422 for one over the length without truncate."""
-        if plan.kind in (LATE, CHUNKS):  # one document: the pieces joined by a space after the instruction, as the
-            document = self._encoder.instruction(plan.task) + " ".join(plan.items)  # library does
-            spans = None
+        """Count (and for token ids, assemble) every input; 422 for one over the length without truncate. Runs on
+        a tokenizing thread: call it through ``prepare_plan``."""
+        if plan.kind in (LATE, CHUNKS):
             try:
-                check_window(plan.options.get("window"), plan.options.get("overlap"), self.max_length)
-                if plan.kind == CHUNKS:  # the Encoder's own planning (its tokenizer, under its lock)
-                    spans = self._encoder.chunk_spans(plan.items, task=plan.task, chunker=_chunker(plan.options),
-                                                      chunk_size=plan.options.get("chunk_size"))[0]
+                document = self._plan_late(plan)
             except InvalidArgumentError as error:
                 raise ApiError.from_library(error) from None
-            return Prepared(plan.items, [self._count([document])[0]], 0, spans)
+            spans = None
+            if document.text is not None and document.char_spans is not None:  # where each chunk is, as chunk_spans
+                trimmed = (lc.trim_span(document.text, a, b) for a, b in document.char_spans)
+                spans = [span for span in trimmed if span is not None]
+            return Prepared([document], [len(document.tokens.ids)], 0, spans)
         limit = self.max_length
         if "max_length" in plan.options:
             try:
@@ -92,6 +127,22 @@ class Tokens:
         if plan.kind == IDS:  # cut as the tokenizer truncates text: keep </s>
             sequences = [s if len(s) <= limit else s[: limit - 1] + [self.eos] for s in sequences]
         return Prepared(sequences, [min(n, limit) for n in counts], len(over))
+
+    def _plan_late(self, plan: EmbedPlan) -> LateDocument:
+        """The library's planning (lc.plan_pieces / lc.plan_documents, lc.windows) with this thread's tokenizer:
+        LATE joins the pieces by a space after the instruction, CHUNKS chunks its one document."""
+        window, overlap = lc.check_window(plan.options.get("window"), plan.options.get("overlap"), self.max_length)
+        instruction = self._encoder.instruction(plan.task)
+        tokenize = functools.partial(lc.tokenize_with_offsets, self._document_tokenizer)
+        text, char_spans = None, None
+        if plan.kind == LATE:
+            tokens = lc.plan_pieces(plan.items, instruction, tokenize)
+        else:
+            planned = lc.plan_documents(plan.items, instruction, _chunker(plan.options),
+                                        plan.options.get("chunk_size"), tokenize)
+            assert len(planned) == 1, "validation refuses a blank document"
+            tokens, text, char_spans = planned[0].tokens, plan.items[0], planned[0].char_spans
+        return LateDocument(tokens, lc.windows(len(tokens.ids), window, overlap), text, char_spans)
 
     def _count(self, texts: list[str]) -> list[int]:
         encoded = self._tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False)
