@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 from urllib.parse import unquote
 
-from jinav3.errors import InvalidArgumentError, JinaV3Error, SignatureMismatchError, StoreError, install_hint
+from jinav3.errors import (
+    CorpusError,
+    InvalidArgumentError,
+    JinaV3Error,
+    SignatureMismatchError,
+    StoreError,
+    install_hint,
+)
 from jinav3.secrets import USER_INFO as _USER_INFO
 from jinav3.secrets import redact, scrub, uri_secrets
 
@@ -68,7 +75,7 @@ STORE_FORMS = "qdrant:PATH, qdrant+http://HOST:PORT, milvus:PATH.db, milvus+http
 # Packages `info` reports when installed (distribution name, what it is for).
 CORE_PACKAGES = ("torch", "transformers", "peft", "tokenizers", "safetensors", "huggingface_hub", "numpy")
 OPTIONAL_PACKAGES = ("qdrant-client", "pymilvus", "milvus-lite", "pinecone", "haystack-ai", "llama-index-core",
-                     "pyarrow", "httpx")
+                     "langchain-core", "ray", "pyarrow", "httpx", "fastapi", "uvicorn", "openai")
 
 
 class CLIError(Exception):
@@ -357,6 +364,8 @@ def setting_up():
     names an option's value (--dimensions, --dtype, --device, --collection), which makes it a usage error."""
     try:
         yield
+    except CorpusError:  # bad rows (--strict): a failure of the work, exit 1, even though it subclasses ValueError
+        raise
     except InvalidArgumentError as error:
         raise UsageError(str(error)) from error
 
@@ -370,7 +379,7 @@ def check_model_options(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(f"--server: the server chooses the model, device and dtype; drop {', '.join(given)}")
         with setting_up():
-            server_key(args)
+            server_key_variable(args)
         return
     from jinav3.devices import pick_device, pick_dtype
 
@@ -378,21 +387,20 @@ def check_model_options(args: argparse.Namespace) -> None:
         pick_dtype(args.dtype, pick_device(args.device))
 
 
-def server_key(args: argparse.Namespace) -> str | None:
-    """--server's API key: $NAME of --server-api-key-env; else, with a local store (which takes no key), $NAME of
-    --api-key-env; else $JINAV3_API_KEY (and for api.jina.ai $JINA_API_KEY, $JINAAI_API_KEY); else none."""
+def server_key_variable(args: argparse.Namespace) -> str | None:
+    """The variable holding --server's API key: NAME of --server-api-key-env; else, with a local store (which
+    takes no key), NAME of --api-key-env; else $JINAV3_API_KEY (and for api.jina.ai $JINA_API_KEY,
+    $JINAAI_API_KEY), the first one set; else none. A named variable that is not set or empty is refused."""
     variable = args.server_api_key_env
     if variable is None and args.api_key_env and parse_store(args.store).mode == "local":
         variable = args.api_key_env
     if variable is not None:
         option = "--server-api-key-env" if args.server_api_key_env else "--api-key-env"
         check_key_variable(variable, option)
-        return key_from_variable(variable, option)
+        key_from_variable(variable, option)
+        return variable
     hosted = "api.jina.ai" in args.server
-    for name in SERVER_KEY_ENV if hosted else SERVER_KEY_ENV[:1]:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+    return next((name for name in (SERVER_KEY_ENV if hosted else SERVER_KEY_ENV[:1]) if os.environ.get(name)), None)
 
 
 # ============================================================================================ helpers
@@ -411,7 +419,9 @@ def load_encoder(args):
     if getattr(args, "server", None):  # the model is the server's: no torch model in this process
         from jinav3 import RemoteEncoder
 
-        return RemoteEncoder(args.server, api_key=server_key(args))
+        # The key by its variable, so that a refused key is reported by the variable's name (never its value).
+        variable = server_key_variable(args)
+        return RemoteEncoder(args.server, api_key_env=variable) if variable else RemoteEncoder(args.server)
     from jinav3 import Encoder
 
     model, _ = model_choice(args.model)
@@ -424,8 +434,37 @@ def one_line(text: str, limit: int = 600) -> str:
 
 
 def count_tokens(encoder: Encoder, texts: list[str]) -> int:
+    return sum(token_counts(encoder, texts))
+
+
+def token_counts(encoder: Encoder, texts: list[str]) -> list[int]:
+    """Each text's tokens (no ``<s>``/``</s>``, no instruction): what the summaries count."""
     encoded = encoder.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)
-    return sum(len(ids) for ids in encoded["input_ids"])
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def text_room(encoder: Any, task: str | None, max_length: int | None = None) -> int | None:
+    """How many of a text's tokens the model embeds when it embeds the text whole (not late-chunked): its
+    maximum length less ``<s>``, ``</s>`` and the task's instruction; the rest is cut off. None when the
+    encoder does not say (a server's model)."""
+    limit = max_length or getattr(encoder, "max_length", None)
+    instruction = getattr(encoder, "instruction", None)
+    if not isinstance(limit, int) or not callable(instruction) or getattr(encoder, "tokenizer", None) is None:
+        return None
+    prefix = instruction(task) if task else ""
+    return max(limit - 2 - (sum(token_counts(encoder, [prefix])) if prefix else 0), 0)
+
+
+def embedded_tokens(encoder: Any, texts: list[str], task: str | None, max_length: int | None = None,
+                    whole: bool = True) -> tuple[list[int], list[int]]:
+    """THE token count of the summaries (``jinav3 index``, with and without ``--ray``): each text's tokens the
+    model actually embeds, and the positions of the texts it truncated. Embedded whole, a text past the model's
+    length is cut there (late chunking embeds all of it, in windows)."""
+    counts = token_counts(encoder, texts)
+    room = text_room(encoder, task, max_length) if whole else None
+    if room is None:
+        return counts, []
+    return [min(n, room) for n in counts], [i for i, n in enumerate(counts) if n > room]
 
 
 def _rate(amount: float, seconds: float) -> str:
@@ -441,6 +480,9 @@ class IndexProgress:
 
         self._encoder = encoder
         self.documents = self.chunks = self.tokens = 0
+        self.truncated = 0  # documents cut at the model's length (embedded whole)
+        self.first_truncated: str | None = None  # the first one's text, to find its file:line
+        self.room: int | None = None  # tokens of a text embedded whole, when known
         self._used = int(getattr(encoder, "tokens_used", 0) or 0)
         self.started = time.perf_counter()
         # disable=None: draw only on a terminal, so logs and pipes stay clean
@@ -452,20 +494,26 @@ class IndexProgress:
 
     def encode(self, texts, *args, **kwargs):
         vectors = self._encoder.encode(texts, *args, **kwargs)
-        self._step([texts] if isinstance(texts, str) else list(texts), 1 if isinstance(texts, str) else len(vectors))
+        self._step([texts] if isinstance(texts, str) else list(texts), 1 if isinstance(texts, str) else len(vectors),
+                   kwargs.get("task"), kwargs.get("max_length"), whole=not kwargs.get("late_chunking"))
         return vectors
 
     def late_chunk_documents(self, documents, *args, **kwargs):
         chunked = self._encoder.late_chunk_documents(documents, *args, **kwargs)
-        self._step(list(documents), sum(len(chunks) for chunks in chunked))
+        self._step(list(documents), sum(len(chunks) for chunks in chunked), kwargs.get("task"), None, whole=False)
         return chunked
 
-    def _step(self, texts: list[str], chunks: int) -> None:
+    def _step(self, texts: list[str], chunks: int, task: str | None, max_length: int | None, whole: bool) -> None:
         self.documents += len(texts)
         self.chunks += chunks
         used = getattr(self._encoder, "tokens_used", None)  # a RemoteEncoder: the tokens the server reports
         if used is None:
-            self.tokens += count_tokens(self._encoder, texts)
+            counts, truncated = embedded_tokens(self._encoder, texts, task, max_length, whole)
+            self.tokens += sum(counts)
+            if truncated:
+                self.truncated += len(truncated)
+                self.first_truncated = self.first_truncated or texts[truncated[0]]
+                self.room = text_room(self._encoder, task, max_length)
         else:
             self.tokens, self._used = self.tokens + used - self._used, used
         self.bar.update(len(texts))
@@ -475,10 +523,20 @@ class IndexProgress:
         self.bar.close()
         return time.perf_counter() - self.started
 
+    def truncation_warning(self, located: list[tuple[str, dict[str, Any]]]) -> str | None:
+        """One warning for every document cut at the model's length, naming the first by file:line."""
+        if not self.truncated:
+            return None
+        where = next((w for w, record in located if record["text"] == self.first_truncated), "?")
+        many = self.truncated > 1
+        return (f"{self.truncated} document{'s' if many else ''} past the model's length {'were' if many else 'was'} "
+                f"truncated: only the first {self.room:,} tokens of {'each' if many else 'it'} were embedded "
+                f"(first: {where}); --late-chunking embeds all of a long document")
+
 
 # ============================================================================================ commands
 def cmd_index(args: argparse.Namespace) -> int:
-    from .corpus import read_corpus
+    from .corpus import read_located
 
     if getattr(args, "ray", False):  # jinav3 index ... --ray: Ray Data workers (integrations/ray_command.py)
         from .ray_command import cmd_index_ray
@@ -490,7 +548,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.chunker == "tokens" and args.late_chunking and args.chunk_size is None:
         raise UsageError("--chunker tokens: give --chunk-size N (tokens per chunk)")
     check_model_options(args)
-    records = read_corpus(args.corpus, id_field=args.id_field, text_field=args.text_field, strict=args.strict)
+    # Every row is checked (the store's limits included) before the store is opened: a bad row is skipped by
+    # file:line, and with --strict nothing is created at all.
+    located = read_located(args.corpus, id_field=args.id_field, text_field=args.text_field, strict=args.strict,
+                           rules=store_class(store).record_rules(), late_chunking=args.late_chunking)
+    records = [record for _, record in located]
     if not records:
         raise CLIError(f"corpus: {args.corpus!r} holds no document with text in field {args.text_field!r}")
     if not args.quiet and sys.stderr.isatty():  # loading the real model takes a while: say what is going on
@@ -525,6 +587,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise store_failure(store, error) from error
     finally:
         _close(target)
+    truncation = progress.truncation_warning(located)
+    if truncation:
+        print(f"jinav3: warning: {truncation}", file=sys.stderr)
     held = f"; it now holds {total} entries" if total is not None else ""
     print(f"Indexed {progress.documents} documents ({progress.chunks} chunks, {progress.tokens:,} tokens) in "
           f"{seconds:.1f} s ({_rate(progress.documents, seconds)} documents/s, {_rate(progress.tokens, seconds)} "
@@ -957,4 +1022,8 @@ def client_logs(store: str | None, debug: bool, secrets: list[str]) -> Iterator[
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The package's module, not this __main__ copy: ray_command and the server raise the package's CLIError and
+    # UsageError, which this copy's exit_status and report would not recognise (python -m jinav3.integrations.cli).
+    from jinav3.integrations.cli import main as package_main
+
+    sys.exit(package_main())

@@ -16,11 +16,15 @@ Formats (by file extension):
 
 In a row, ``id_field`` gives the id and ``text_field`` the text; every other field becomes metadata
 (fields whose value is null are left out). A row without an id gets ``<relative path>:<line>``, so
-ids stay the same from run to run. A row without text (field missing, null, blank or not a string),
-a repeated id and a NaN or Infinity in a field (JSON has neither; Python's parser accepts them, a store
-would fail on them) are reported as ``file:line`` through ``warn`` and skipped, or, with
-``strict=True``, raise :class:`CorpusError` before anything is returned. A file that cannot be read
-(bad JSON, an oversized CSV field, not UTF-8) raises :class:`CorpusError` naming ``file:line``.
+ids stay the same from run to run. Every row goes through :func:`check_row`, the one row check of
+``jinav3 index`` with and without ``--ray``: a row without text (field missing, null, blank or not a
+string), a NaN or Infinity in a field (JSON has neither; Python's parser accepts them, a store would fail
+on them), what every store refuses (a lone surrogate, an id holding ``::chunk:`` or a control character,
+an integer beyond 64 bits: ``records.normalize_record``), the target store's own limits (``rules``),
+a row nested too deeply to parse, a CSV field past :data:`CSV_FIELD_LIMIT` characters, and a repeated
+id are reported as ``file:line`` through ``warn`` and skipped, or, with ``strict=True``, raise
+:class:`CorpusError` (naming the first and counting the rest) before anything is returned. A file that
+cannot be read (bad JSON, not UTF-8) raises :class:`CorpusError` naming ``file:line``.
 """
 
 from __future__ import annotations
@@ -29,25 +33,55 @@ import csv
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinav3.errors import CorpusError, install_hint  # CorpusError: raised here, defined with every other error
+from jinav3.errors import CorpusError, InvalidArgumentError, install_hint  # CorpusError: raised here
+
+from . import records as _records
+
+if TYPE_CHECKING:
+    from .store import VectorStore
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TABLE_SUFFIXES + TEXT_SUFFIXES
 # csv's default field limit (128 KiB) is below a long document; past this one a field is surely broken
-# (an unclosed quote swallowing the rest of the file).
+# (an unclosed quote swallowing the rest of the file): the row is skipped as a bad row.
 CSV_FIELD_LIMIT = 64 * 2**20
+_CSV_PARSER_LIMIT = 2**31 - 1  # csv's own limit, out of the way: _csv_rows measures rows itself (a C long)
 
 Record = dict[str, Any]
+TOO_DEEP = "nested too deeply for the JSON parser (more levels than Python can walk)"
 
 
-def _default_warn(message: str) -> None:
+@dataclass(frozen=True)
+class BadRow:
+    """What a reader yields for a row it could not turn into an object (nested too deeply, a CSV field past
+    the limit): why, for :func:`check_row` to report and skip like any other bad row."""
+
+    problem: str
+
+
+def warn_on_stderr(message: str) -> None:
+    """How ``jinav3 index`` warns (both paths): one ``jinav3: warning:`` line on stderr."""
     print(f"jinav3: warning: {message}", file=sys.stderr)
+
+
+def skipped(problem: str) -> str:
+    """THE warning text of a bad row that is skipped (both paths of ``jinav3 index``)."""
+    return f"{problem}; skipped"
+
+
+def stopped_by_strict(first: str, count: int) -> CorpusError:
+    """THE failure of ``strict`` (``--strict``) on ``count`` bad rows, ``first`` the first one's problem in
+    corpus order: one line, raised before anything is created or written (both paths)."""
+    more = f" (and {count - 1} more row{'s' if count > 2 else ''} that cannot be indexed)" if count > 1 else ""
+    return CorpusError(f"{first}{more}; nothing was written (stopped by --strict)")
 
 
 def corpus_files(corpus: str | os.PathLike) -> tuple[Path, list[Path], list[str]]:
@@ -81,36 +115,92 @@ def read_corpus(
     text_field: str = "text",
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    rules: VectorStore | None = None,
+    late_chunking: bool = False,
 ) -> list[Record]:
-    """Every document of ``corpus`` as ``{"id": str, "text": str, "metadata": dict}``, in file order."""
-    warn = warn or _default_warn
+    """Every document of ``corpus`` as ``{"id": str, "text": str, "metadata": dict}``, in file order.
+    ``rules``: the target store's limits (``StoreClass.record_rules()``), so that a row the store would
+    refuse is skipped here, by ``file:line``, before the store is even opened."""
+    return [record for _, record in read_located(corpus, id_field=id_field, text_field=text_field, strict=strict,
+                                                 warn=warn, rules=rules, late_chunking=late_chunking)]
+
+
+def read_located(
+    corpus: str | os.PathLike,
+    *,
+    id_field: str = "id",
+    text_field: str = "text",
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+    rules: VectorStore | None = None,
+    late_chunking: bool = False,
+) -> list[tuple[str, Record]]:
+    """:func:`read_corpus` with each record's ``file:line``, for messages about it later (truncation)."""
+    warn = warn or warn_on_stderr
     root, files, unread = corpus_files(corpus)
     if unread:  # said once, so a folder of PDFs is not mistaken for an indexed one
         warn(f"skipped {len(unread)} file{'s' if len(unread) > 1 else ''} no reader handles: {', '.join(unread)}")
-    records: list[Record] = []
+    located: list[tuple[str, Record]] = []
     seen: dict[str, str] = {}  # id -> where it was first seen
+    first: str | None = None  # with strict: the first problem, for the one error at the end
+    count = 0
 
     def problem(message: str) -> None:
-        if strict:
-            raise CorpusError(f"{message} (stopped by --strict)")
-        warn(f"{message}; skipped")
+        nonlocal count, first
+        count += 1
+        if strict:  # read on, to count them, then stop before anything is returned
+            first = first or message
+        else:
+            warn(skipped(message))
 
     for file in files:
         shown = _shown(file)
         relative = file.relative_to(root).as_posix()
         for line, row in _rows(file, relative, id_field, text_field):
             where = f"{shown}:{line}"
-            record, trouble = row_record(row, where, f"{relative}:{line}", id_field, text_field)
+            record, trouble = check_row(row, where, f"{relative}:{line}", id_field=id_field, text_field=text_field,
+                                        rules=rules, late_chunking=late_chunking)
             if record is None:
                 problem(trouble or f"{where}: unreadable row")
                 continue
-            doc_id = record["id"]
-            if doc_id in seen:
-                problem(f"{where}: id {doc_id!r} already used at {seen[doc_id]}")
+            if record.id in seen:
+                problem(f"{where}: id {record.id!r} already used at {seen[record.id]}")
                 continue
-            seen[doc_id] = where
-            records.append(record)
-    return records
+            seen[record.id] = where
+            located.append((where, {"id": record.id, "text": record.text, "metadata": record.metadata}))
+    if first is not None:
+        raise stopped_by_strict(first, count)
+    return located
+
+
+Checked = tuple["_records.Record | None", "str | None"]  # (record, None) or (None, problem)
+
+
+def check_row(row: Any, where: str, default_id: str | None, *, id_field: str = "id", text_field: str = "text",
+              rules: VectorStore | None = None, late_chunking: bool = False) -> Checked:
+    """THE row check of ``jinav3 index``, with and without ``--ray`` (repeated ids aside, which need every
+    row): ``(record, None)``, or ``(None, problem)`` naming ``where`` (``file:line``). The corpus's rules
+    (:func:`row_record`), then what any store refuses (:func:`~jinav3.integrations.records.normalize_record`)
+    and, given ``rules``, the target store's own limits (``VectorStore.check_record``)."""
+    try:
+        item, problem = row_record(row, where, default_id, id_field, text_field)
+        return (None, problem) if item is None else check_item(item, where, rules, late_chunking)
+    except RecursionError:  # metadata nested deeper than the checks (and the stores) can walk
+        return None, f"{where}: {TOO_DEEP}"
+
+
+def check_item(item: Record, where: str, rules: VectorStore | None = None,
+               late_chunking: bool = False) -> Checked:
+    """The second half of :func:`check_row`, for a row already through :func:`row_record` (the Ray path
+    checks those on the workers): what any store refuses, and the target store's limits."""
+    try:
+        record = rules.check_record(item, where, late_chunking) if rules is not None \
+            else _records.normalize_record(item, where)
+    except InvalidArgumentError as error:
+        return None, str(error)
+    except RecursionError:
+        return None, f"{where}: {TOO_DEEP}"
+    return record, None
 
 
 def row_record(row: Any, where: str, default_id: str | None, id_field: str = "id",
@@ -118,6 +208,8 @@ def row_record(row: Any, where: str, default_id: str | None, id_field: str = "id
     """THE check of one corpus row (repeated ids aside): ``({"id", "text", "metadata"}, None)``, or
     ``(None, problem)`` naming ``where``. A row without an id gets ``default_id`` (None: no id, left to
     the store, which derives one from the text). ``read_corpus`` and the Ray indexing path both use it."""
+    if isinstance(row, BadRow):
+        return None, f"{where}: {row.problem}"
     if not isinstance(row, dict):
         return None, f"{where}: expected an object with a {text_field!r} field, got {type(row).__name__}"
     text = row.get(text_field)
@@ -195,9 +287,12 @@ def _jsonl_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise CorpusError(f"{shown}:{number}: not valid JSON: {error.msg} (column {error.colno})") from error
+            except RecursionError:  # one row too deep for the parser: a bad row, the next lines are fine
+                row = BadRow(TOO_DEEP)
+            yield number, row
 
 
 def _json_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
@@ -205,6 +300,9 @@ def _json_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
         data = json.loads(file.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as error:
         raise CorpusError(f"{shown}:{error.lineno}: not valid JSON: {error.msg} (column {error.colno})") from error
+    except RecursionError:  # one parse for the whole file: no row can be told from the others
+        raise CorpusError(f"{shown}: {TOO_DEEP}, so the file cannot be read (a .jsonl file would lose "
+                          "only that row)") from None
     if isinstance(data, dict) and isinstance(data.get("documents"), list):
         data = data["documents"]
     if not isinstance(data, list):
@@ -214,22 +312,57 @@ def _json_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
 
 
 def _csv_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:
-    previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)  # a process-wide setting: put back when done
+    previous_limit = csv.field_size_limit(_CSV_PARSER_LIMIT)  # a process-wide setting: put back when done
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
+            lines = _CSVLines(handle, CSV_FIELD_LIMIT)
+            reader = csv.DictReader(lines)
             start = 1  # the line the row being read starts on (a quoted field may span lines)
             try:
                 _ = reader.fieldnames  # the property reads the header row
+                lines.next_row()
                 start = reader.line_num + 1
                 for row in reader:
-                    row.pop(None, None)  # cells past the header's columns
-                    yield reader.line_num, row
+                    if lines.overflowed:  # only the row's shape was parsed: its cells are not its text
+                        yield start, BadRow(f"a CSV row past {CSV_FIELD_LIMIT:,} characters starts here (a field "
+                                            "that long, or an unclosed quote)")
+                    else:
+                        row.pop(None, None)  # cells past the header's columns
+                        yield reader.line_num, row
+                    lines.next_row()
                     start = reader.line_num + 1
             except csv.Error as error:
                 raise CorpusError(f"{shown}:{start}: not valid CSV: {error}") from error
     finally:
         csv.field_size_limit(previous_limit)
+
+
+class _CSVLines:
+    """The lines of a CSV file for ``csv.reader``, counting the characters of the row being read. Past
+    ``limit`` the rest of that row is handed over shrunk: every run of characters other than quotes,
+    commas and line ends becomes one ``x``. The parser goes through the same states on it (it tells
+    those characters apart only), so it finds the row's true end, without holding a field of a
+    gigabyte (an unclosed quote) in memory, and the rows after it are read as they are."""
+
+    _OTHER = re.compile(r'[^",\r\n]+')
+
+    def __init__(self, lines: Iterable[str], limit: int) -> None:
+        self._lines, self._limit = iter(lines), limit
+        self._size = 0
+        self.overflowed = False
+
+    def __iter__(self) -> _CSVLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._size += len(line)
+        if self._size > self._limit:
+            self.overflowed = True
+        return self._OTHER.sub("x", line) if self.overflowed else line
+
+    def next_row(self) -> None:
+        self._size, self.overflowed = 0, False
 
 
 def _parquet_rows(file: Path, shown: str) -> Iterator[tuple[int, Any]]:

@@ -12,10 +12,11 @@ and from the command line ``jinav3 index CORPUS --ray [--ray-address auto] [--wo
 
 How a job runs (Ray Data all the way; no scheduler of ours):
 
-1. A read-only pass over the rows (Ray tasks) checks every one with THE checks of single-process
-   indexing (``corpus.row_record``, ``records.normalize_record``, the store class's limits) and finds
-   repeated ids (a ``groupby``). Bad rows are counted and the first ones shown; ``strict=True`` stops here,
-   before anything is created, embedded or written.
+1. A read-only pass over the rows (Ray tasks) checks every one with THE row check of single-process
+   indexing (``corpus.check_row``: the corpus's rules, ``records.normalize_record``, the store class's
+   limits) and finds repeated ids (a ``groupby``). Bad rows are counted and named (``warn``, in corpus
+   order, the first :data:`SHOWN`); ``strict=True`` stops here, before anything is created, embedded or
+   written, with the error ``jinav3 index --strict`` gives.
 2. The driver opens the store (its client only, no model weights): the collection is created with its
    signature once, or an existing one's signature is checked; a mismatch stops the job here.
 3. ``map_batches`` with :class:`EmbedBatches`, a callable class on an ``ActorPoolStrategy`` pool of
@@ -50,10 +51,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ..errors import CorpusError, InvalidArgumentError, StoreError, install_hint, invalid
+from ..errors import CorpusError, StoreError, install_hint, invalid
 from ..tasks import index_task
 from ..validation import boolean, chunker_arguments, positive_int
-from .corpus import SUFFIXES, corpus_files, row_record
+from .corpus import SUFFIXES, TOO_DEEP, check_item, corpus_files, row_record, stopped_by_strict
+from .corpus import skipped as skipped_warning
 from .records import WHOLE, Point, Record
 from .store import Signature as Signature
 from .store import VectorStore, chunk_counts, embed_points
@@ -79,7 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("jinav3.integrations")
 
 DEFAULT_BATCH_SIZE = 256  # records per embedding batch: enough to keep a GPU busy, small enough to retry cheaply
-EXAMPLES = 5  # bad rows shown in a report
+EXAMPLES = 5  # bad rows shown in a report's summary
+SHOWN = 1000  # bad rows named one by one (warn): more are counted
 # Columns of the rows the CLI's reader makes (besides id, text and metadata as JSON).
 POSITION = "_jinav3_position"  # file number << 32 | line: corpus order, for keeping the first of a repeated id
 WHERE = "_jinav3_where"  # "file:line", for messages
@@ -175,14 +178,15 @@ class Plan:
                         metadata = json.loads(metadata)
                     except json.JSONDecodeError as e:
                         return None, f"{where}: the metadata column is not JSON ({e.msg})", str(where), position
+                    except RecursionError:
+                        return None, f"{where}: {TOO_DEEP}", str(where), position
                 item["metadata"] = {k: v for k, v in (metadata or {}).items() if v is not None} \
                     if isinstance(metadata, Mapping) else metadata
         if item is None:
             return None, problem, str(where), position
-        try:
-            return rules.check_record(item, str(where), self.late_chunking), None, str(where), position
-        except InvalidArgumentError as e:
-            return None, str(e), str(where), position
+        # THE row check's second half (corpus.check_row = row_record + check_item): every store's rules, this one's
+        record, problem = check_item(item, str(where), rules, self.late_chunking)
+        return record, problem, str(where), position
 
     def dropped(self, record: Record, position: int) -> bool:
         return record.id in self.drop_ids or (position >= 0 and position in self.drop_positions)
@@ -319,12 +323,14 @@ class EmbedBatches:
         return points_table(points, self.dimensions, self._tokens(records), self.worker, seconds)
 
     def _tokens(self, records: list[Record]) -> dict[str, int]:
-        tokenizer = getattr(self.encoder, "tokenizer", None)
-        if tokenizer is None:
+        """Each record's tokens the model embeds (counted as ``jinav3 index`` counts them)."""
+        from .cli import embedded_tokens
+
+        if getattr(self.encoder, "tokenizer", None) is None:
             return {}
-        encoded = tokenizer([r.text for r in records], add_special_tokens=False, return_attention_mask=False,
-                            verbose=False)
-        return {r.id: len(ids) for r, ids in zip(records, encoded["input_ids"], strict=True)}
+        counts, _ = embedded_tokens(self.encoder, [r.text for r in records], self.plan.task,
+                                    whole=not self.plan.late_chunking)
+        return {r.id: n for r, n in zip(records, counts, strict=True)}
 
 
 # ============================================================================================ writing
@@ -458,12 +464,14 @@ def _store_uri(store: str | StoreURI, api_key_env: str | None) -> StoreURI:
 
 
 def _check_pass(ds: Dataset, plan: Plan) -> tuple[Plan, int, list[str], int]:
-    """Run the read-only pass: (the plan with the rows to drop, rows skipped, first problems, documents)."""
+    """Run the read-only pass: (the plan with the rows to drop, rows skipped, the first :data:`SHOWN` problems in
+    corpus order (as ``jinav3 index`` without ``--ray`` names them), documents)."""
     checked = ds.map_batches(cast(Any, check_rows), fn_kwargs={"plan": plan}, batch_format="pyarrow").materialize()
     # Vectorised filters (expressions, not Python per row), and counts from the materialised blocks' metadata
     bad = checked.filter(expr=col("problem").is_not_null()).materialize()
     n_bad = bad.count()
-    problems = [f"{row['problem']}" for row in bad.sort("position").take(EXAMPLES)] if n_bad else []
+    found = [(row["position"], row["where"], row["problem"]) for row in bad.sort("position").take(SHOWN)] \
+        if n_bad else []
     good = checked.filter(expr=col("problem").is_null())
     n_good = checked.count() - n_bad
     # Hash-shuffle partitions by the cluster's CPUs (Ray's default, 200, costs seconds on a small cluster)
@@ -472,7 +480,7 @@ def _check_pass(ds: Dataset, plan: Plan) -> tuple[Plan, int, list[str], int]:
     repeated_rows = repeated.filter(expr=col("count()") > 1).take_all()
     drop_ids: set[str] = set()
     drop_positions: set[int] = set()
-    repeat_problems: list[str] = []
+    repeats = 0
     if repeated_rows:
         ids = {row["id"] for row in repeated_rows}
         copies = sorted(good.filter(expr=col("id").is_in(sorted(ids))).take_all(),
@@ -483,16 +491,18 @@ def _check_pass(ds: Dataset, plan: Plan) -> tuple[Plan, int, list[str], int]:
             if row["position"] >= 0:  # corpus order known (the CLI's reader): the first row of an id wins
                 if row["id"] in first:
                     drop_positions.add(row["position"])
-                    repeat_problems.append(f"{row['where']}: id {row['id']!r} already used at "
-                                           f"{first[row['id']]['where']}")
+                    found.append((row["position"], row["where"], f"{row['where']}: id {row['id']!r} already used "
+                                                                 f"at {first[row['id']]['where']}"))
+                    repeats += 1
                 else:
                     first[row["id"]] = row
             elif row["id"] in conflicting:  # no order: identical repeats are written once, conflicting ones never
                 drop_ids.add(row["id"])
-                repeat_problems.append(f"{row['where']}: id {row['id']!r} is used by several rows with different "
-                                       "texts or metadata")
-    skipped = n_bad + len(repeat_problems)
-    problems = (problems + repeat_problems)[:EXAMPLES]
+                found.append((row["position"], row["where"], f"{row['where']}: id {row['id']!r} is used by several "
+                                                             "rows with different texts or metadata"))
+                repeats += 1
+    skipped = n_bad + repeats
+    problems = [problem for _, _, problem in sorted(found)[:SHOWN]]
     documents = n_good - len(drop_positions)
     if repeated_rows:  # unordered repeats: conflicting ones are all skipped, identical ones count once
         unordered = [row for row in copies if row["position"] < 0]
@@ -508,7 +518,7 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
                   chunker: str = "sentences", chunk_size: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                   strict: bool = False, id_field: str = "id", text_field: str = "text", device: str = "auto",
                   dtype: str = "auto", api_key_env: str | None = None, write_concurrency: int | None = None,
-                  write_retries: int = 3) -> IndexReport:
+                  write_retries: int = 3, warn: Callable[[str], None] | None = None) -> IndexReport:
     """Embed every row of ``ds`` with passage vectors on a pool of Ray actors and write them into ``store``.
 
     ds: a Ray Dataset with a ``text`` column (``text_field``), optionally ``id`` (``id_field``; else an id
@@ -517,7 +527,9 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     ``milvus+http://...``, ``pinecone:INDEX``), as the CLI takes. model: a hub id or folder, loaded once per
     actor with ``device``/``dtype``, or a picklable callable returning a TextEncoder. workers: actors;
     each takes ``gpus_per_worker`` GPUs (0: CPU workers) and ``cpus_per_worker`` CPUs. Bad rows are skipped
-    and reported in the result; ``strict=True`` raises CorpusError before anything is written. The result
+    and reported in the result, and each (the first :data:`SHOWN`, in corpus order) through ``warn`` as
+    ``where: problem; skipped`` before anything is embedded (default: one logged warning); ``strict=True``
+    raises CorpusError naming the first before anything is created or written. The result
     equals ``VectorStore.add`` of the same records; running the same job again overwrites, never duplicates.
     """
     from jinav3.checkpoint import DEFAULT_MODEL
@@ -553,10 +565,14 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     ds = ds.repartition(target_num_rows_per_block=batch_size).materialize()
     plan, skipped, problems, documents = _check_pass(ds, plan)
     if skipped and strict:
-        raise CorpusError(f"{skipped} rows cannot be indexed (first: {' | '.join(problems)}); nothing was written "
-                          "(stopped by strict)")
-    if skipped:
-        log.warning("skipping %d rows that cannot be indexed; first: %s", skipped, " | ".join(problems))
+        raise stopped_by_strict(problems[0], skipped)
+    if skipped and warn is not None:
+        for problem in problems:
+            warn(skipped_warning(problem))
+        if skipped > len(problems):
+            warn(f"{skipped - len(problems)} more rows that cannot be indexed; skipped")
+    elif skipped:
+        log.warning("skipping %d rows that cannot be indexed; first: %s", skipped, " | ".join(problems[:EXAMPLES]))
     if documents == 0:
         raise CorpusError("the dataset holds no row that can be indexed" +
                           (f" (first problems: {' | '.join(problems)})" if problems else ""))
@@ -589,7 +605,7 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     stats = sink.result
     return IndexReport(documents=sum(s.documents for s in stats.values()), chunks=sum(s.chunks for s in stats.values()),
                        tokens=sum(s.tokens for s in stats.values()), seconds=time.perf_counter() - started,
-                       workers=stats, skipped=skipped, problems=problems, where=place(uri, collection))
+                       workers=stats, skipped=skipped, problems=problems[:EXAMPLES], where=place(uri, collection))
 
 
 def _store_class(uri: StoreURI) -> type[VectorStore]:
@@ -607,6 +623,11 @@ def read_files(corpus: str, *, id_field: str = "id", text_field: str = "text") -
     per file, each through the CLI's own readers and row check, so ids (``path:line`` for rows without one),
     texts and metadata are exactly those of single-process indexing. The files must be visible from every
     node (a shared file system) on a multi-node cluster."""
+    return files_dataset(list_files(corpus), id_field=id_field, text_field=text_field)
+
+
+def list_files(corpus: str) -> list[dict[str, Any]]:
+    """The files :func:`read_files` reads (without Ray: a missing corpus is found before a cluster starts)."""
     import glob
 
     if "://" in corpus:  # s3://, gs://, hdfs://...: Ray's own readers list and read those
@@ -624,8 +645,12 @@ def read_files(corpus: str, *, id_field: str = "id", text_field: str = "text") -
         if unread:
             print(f"jinav3: warning: skipped {len(unread)} file{'s' if len(unread) > 1 else ''} no reader handles: "
                   f"{', '.join(unread)}", file=sys.stderr)
-    items = [{"number": n, "file": str(f.resolve()), "relative": f.relative_to(root).as_posix(), "shown": _shown(f)}
-             for n, f in enumerate(files)]
+    return [{"number": n, "file": str(f.resolve()), "relative": f.relative_to(root).as_posix(), "shown": _shown(f)}
+            for n, f in enumerate(files)]
+
+
+def files_dataset(items: list[dict[str, Any]], *, id_field: str = "id", text_field: str = "text") -> Dataset:
+    """The Dataset of the rows of :func:`list_files`' files: one read task per file."""
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
         cast(Any, _file_rows), fn_kwargs={"id_field": id_field, "text_field": text_field})
 
@@ -643,8 +668,11 @@ def _file_rows(item: dict[str, Any], id_field: str, text_field: str) -> Iterator
     for line, row in _rows(Path(item["file"]), item["relative"], id_field, text_field):
         where = f"{item['shown']}:{line}"
         record, problem = row_record(row, where, f"{item['relative']}:{line}", id_field, text_field)
-        yield {"id": record["id"] if record else "", "text": record["text"] if record else "",
-               METADATA_JSON: json.dumps(record["metadata"], ensure_ascii=False) if record else "{}",
+        try:
+            metadata = json.dumps(record["metadata"], ensure_ascii=False) if record else "{}"
+        except RecursionError:
+            record, problem, metadata = None, f"{where}: {TOO_DEEP}", "{}"
+        yield {"id": record["id"] if record else "", "text": record["text"] if record else "", METADATA_JSON: metadata,
                POSITION: (int(item["number"]) << _LINE_BITS) | int(line), WHERE: where, PROBLEM: problem}
 
 

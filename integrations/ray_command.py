@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from jinav3.errors import CorpusError, InvalidArgumentError, JinaV3Error, install_hint
@@ -50,7 +51,8 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
     try:
         import ray
 
-        from .ray import DEFAULT_BATCH_SIZE, index_dataset, read_files, refuse_embedded
+        from .corpus import warn_on_stderr  # bad rows named as without --ray
+        from .ray import DEFAULT_BATCH_SIZE, files_dataset, index_dataset, list_files, refuse_embedded
     except ImportError as error:
         raise CLIError(f"--ray needs Ray Data: {install_hint('ray')} ({error})") from error
 
@@ -64,22 +66,21 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
     if args.chunker == "tokens" and args.late_chunking and args.chunk_size is None:
         raise UsageError("--chunker tokens: give --chunk-size N (tokens per chunk)")
     check_model_options(args)
-    ds = read_files(args.corpus, id_field=args.id_field, text_field=args.text_field)
-    if not ray.is_initialized():
+    files = list_files(args.corpus)
+    if not ray.is_initialized():  # before the first Dataset, which would start a cluster of Ray's defaults
         address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
         ray.init(address=address, include_dashboard=False, log_to_driver=not args.quiet,
-                 logging_level=logging.WARNING)
-    if args.quiet:
-        ray.data.DataContext.get_current().enable_progress_bars = False
+                 logging_level=logging.ERROR if args.quiet else logging.WARNING)
     try:
-        with setting_up():
+        with ray_console(args.quiet), setting_up():
+            ds = files_dataset(files, id_field=args.id_field, text_field=args.text_field)
             report = index_dataset(ds, store=uri, model=model_choice(args.model)[0], collection=args.collection,
                                    dimensions=args.dimensions, workers=args.workers,
                                    gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                                    late_chunking=args.late_chunking, chunker=args.chunker, chunk_size=args.chunk_size,
                                    batch_size=args.batch_size or DEFAULT_BATCH_SIZE, strict=args.strict,
                                    id_field=args.id_field, text_field=args.text_field, device=args.device,
-                                   dtype=args.dtype)
+                                   dtype=args.dtype, warn=warn_on_stderr)
     except (UsageError, KeyboardInterrupt):
         raise
     except CorpusError as error:
@@ -89,10 +90,34 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
         if isinstance(cause, CorpusError):
             raise CLIError(str(cause)) from error
         raise store_failure(uri, cause if isinstance(cause, (JinaV3Error, Exception)) else error) from error
-    for problem in report.problems if report.skipped else []:
-        print(f"jinav3: warning: {problem}; skipped", file=sys.stderr)
     print(report.summary())
     return 0
+
+
+@contextmanager
+def ray_console(quiet: bool) -> Iterator[None]:
+    """With --quiet, nothing of Ray Data's on the console for the run: no progress (bars on a terminal; elsewhere
+    ~90 INFO lines of it) and no log lines below errors; its log file in the Ray session keeps them. Put back
+    afterwards (a process may run more jobs). Entered before the first Dataset is made: each keeps the
+    DataContext settings it was made with."""
+    if not quiet:
+        yield
+        return
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    consoles = [h for h in logging.getLogger("ray.data").handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    before = context.enable_progress_bars, [h.level for h in consoles]
+    context.enable_progress_bars = False
+    for handler in consoles:
+        handler.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = before[0]
+        for handler, level in zip(consoles, before[1], strict=True):
+            handler.setLevel(level)
 
 
 def _root_cause(error: BaseException) -> Any:

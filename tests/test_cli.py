@@ -532,9 +532,19 @@ def test_corpus_csv_fields(tmp_path, monkeypatch):
         writer.writerow(["long", long_text])
     assert [len(r["text"]) for r in read_corpus(path)] == [10, len(long_text)]
     limit = csv.field_size_limit()
-    monkeypatch.setattr(corpus, "CSV_FIELD_LIMIT", 100_000)  # the same failure as a field past 64 MiB, smaller
-    with pytest.raises(CorpusError, match=r"big\.csv:4: not valid CSV: field larger than field limit"):
-        read_corpus(path)
+    monkeypatch.setattr(corpus, "CSV_FIELD_LIMIT", 100_000)  # the same as a field past 64 MiB, smaller
+    with open(path, "a", newline="", encoding="utf-8") as handle:  # rows after it are read as they are
+        csv.writer(handle).writerow(["after", "a row after the long one"])
+        handle.write('unclosed,"a quote that never closes, ' + "x" * 200_000 + '\nswallowed,"row"\n')
+    warnings: list[str] = []
+    assert [r["id"] for r in read_corpus(path, warn=warnings.append)] == ["short", "after"]
+    assert warnings == ["big.csv:4: a CSV row past 100,000 characters starts here (a field that long, or an "
+                        "unclosed quote); skipped",
+                        "big.csv:6: a CSV row past 100,000 characters starts here (a field that long, or an "
+                        "unclosed quote); skipped"]
+    with pytest.raises(CorpusError, match=r"big\.csv:4: a CSV row past 100,000 .*\(and 1 more row that cannot be "
+                                          r"indexed\); nothing was written \(stopped by --strict\)"):
+        read_corpus(path, strict=True)
     assert csv.field_size_limit() == limit  # the process-wide limit is put back
 
 
