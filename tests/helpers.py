@@ -6,6 +6,7 @@ Import it as ``from helpers import ...`` (pytest puts tests/ on the path); fixtu
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,29 @@ def sample_passages(n: int) -> list[dict]:
     """The first ``n`` rows of the sample corpus (id, text, lang, topic, source)."""
     with open(SAMPLE_PASSAGES, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()][:n]
+
+
+def bad_rows_corpus(folder: Path) -> tuple[list[str], list[str]]:
+    """A folder of .jsonl files with one row of each kind ``jinav3 index`` skips (issue 28): a lone trailing
+    surrogate escape, a ``::chunk:`` id, a NUL in an id, an integer past 64 bits, a repeated id, a row nested
+    5,000 deep, each next to good rows. Returns (``file:line`` of the bad rows in corpus order, the ids indexed)."""
+    folder.mkdir(parents=True)
+    deep = '{"id": "deep", "text": "deep", "m": ' + "[" * 5000 + "]" * 5000 + "}"
+    files = {
+        "a.jsonl": ['{"id": "a1", "text": "Tea is grown in Yunnan."}', '{"id": "a2", "text": "tail \\udfff"}'],
+        "b.jsonl": ['{"id": "b1", "text": "Composting needs air and moisture."}',
+                    '{"id": "x::chunk:1", "text": "a reserved id"}', '{"id": "nul\\u0000", "text": "a NUL in its id"}',
+                    '{"id": "big", "text": "a big number", "n": 18446744073709551616}',
+                    '{"id": "a1", "text": "the id of a.jsonl:1 again"}'],
+        "c.jsonl": [deep, '{"text": "no id, after the deep row"}'],
+    }
+    for name, lines in files.items():
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad = ["a.jsonl:2", "b.jsonl:2", "b.jsonl:3", "b.jsonl:4", "b.jsonl:5", "c.jsonl:1"]
+    return bad, ["a1", "b1", "c.jsonl:2"]
+
+
+def skipped_rows(stderr: str) -> list[str]:
+    """The ``file:line`` (file name only) of each ``jinav3: warning: ...; skipped`` row in ``stderr``, in order."""
+    return [re.match(r"jinav3: warning: (?:\S*/)?([^/\s]+?:\d+)[.:]", line)[1]  # type: ignore[index]
+            for line in stderr.splitlines() if line.startswith("jinav3: warning: ") and line.endswith("; skipped")]

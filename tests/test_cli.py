@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import bad_rows_corpus, skipped_rows
 
 from jinav3.integrations import cli
 from jinav3.integrations.cli import main
@@ -367,6 +368,75 @@ def test_row_without_text_warns_and_goes_on_or_stops_with_strict(tmp_path, capsy
     assert code != 0 and "does not exist" in err  # --strict stopped before anything was written
 
 
+@pytest.mark.parametrize("kind", ["qdrant", "milvus"])
+def test_bad_rows_are_skipped_by_file_line_and_strict_creates_nothing(kind, tmp_path, capsys, golden_dir, encoder,
+                                                                      monkeypatch):
+    """Issue 28: the rows every store refuses are skipped and named by file:line like a row without text (they
+    aborted the run, named records[31], after creating the collection); --strict creates nothing."""
+    from jinav3.integrations import corpus
+
+    bad, good = bad_rows_corpus(tmp_path / "corpus")
+    monkeypatch.setattr(corpus, "CSV_FIELD_LIMIT", 1000)  # as a field past 64 MiB, smaller
+    (tmp_path / "corpus" / "d.csv").write_text(f"id,text\nd1,short\nd2,{'long ' * 300}\n", encoding="utf-8")
+    bad, good = bad + ["d.csv:3"], good + ["d1"]
+    code, out, err = run(capsys, "index", "corpus", "--store", store_uri(kind, tmp_path), *model_args(golden_dir))
+    assert code == 0, err
+    assert skipped_rows(err) == bad, err
+    assert "b.jsonl:5: id 'a1' already used at corpus/a.jsonl:1; skipped" in err
+    assert "a.jsonl:2.text: contains a lone surrogate (U+DFFF) at character 5" in err
+    assert "c.jsonl:1: nested too deeply for the JSON parser" in err and "RecursionError" not in err
+    assert out.startswith(f"Indexed {len(good)} documents") and f"holds {len(good)} entries" in out, out
+    store = open_store(kind, tmp_path, encoder, create=False)
+    try:
+        assert sorted(h.id for h in store.get(good)) == sorted(good)
+    finally:
+        store.close()
+
+    strict = {"qdrant": tmp_path / "strict-qdrant", "milvus": tmp_path / "strict" / "m.db"}[kind]
+    code, out, err = run(capsys, "index", "corpus", "--store", f"{kind}:{strict}", "--strict", *model_args(golden_dir))
+    _one_error_line(code, err, "corpus/a.jsonl:2.text: contains a lone surrogate",
+                    f"(and {len(bad) - 1} more rows that cannot be indexed); nothing was written (stopped by --strict)")
+    assert code == 1 and out == ""
+    assert not strict.exists() and not (tmp_path / "strict").exists()  # no folder, no file, no empty collection
+
+
+def test_truncated_documents_are_counted_as_embedded_and_named_once(tmp_path, capsys, golden_dir, encoder):
+    """Issue 28: a text past the model's length is embedded truncated; the summary counted all its tokens."""
+    long = "word " * (encoder.max_length + 500)
+    rows = [{"id": "short", "text": "Tea is grown in Yunnan."}, {"id": "long1", "text": long},
+            {"id": "long2", "text": long + "more"}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tokens = [len(encoder.tokenizer(r["text"], add_special_tokens=False)["input_ids"]) for r in rows]
+    prefix = encoder.instruction("retrieval.passage")
+    overhead = len(encoder.tokenizer(prefix)["input_ids"])  # the instruction, <s> and </s>
+    fed = [len(ids) - overhead for ids in encoder.tokenize([prefix + r["text"] for r in rows], encoder.max_length)]
+    assert fed[0] == tokens[0] and fed[1] < tokens[1]  # what the model is fed: the long ones cut
+
+    code, out, err = run(capsys, "index", "docs.jsonl", *model_args(golden_dir))
+    assert code == 0, err
+    assert out.startswith(f"Indexed 3 documents (3 chunks, {sum(fed):,} tokens)"), (out, fed)
+    assert err == (f"jinav3: warning: 2 documents past the model's length were truncated: only the first {fed[1]:,} "
+                   "tokens of each were embedded (first: docs.jsonl:2); --late-chunking embeds all of a long "
+                   "document\n")
+    code, out, err = run(capsys, "index", "docs.jsonl", *model_args(golden_dir), "--late-chunking", "--collection",
+                         "late")
+    assert code == 0 and err == "", err  # late chunking embeds every token: nothing to warn about
+    assert f" chunks, {sum(tokens):,} tokens)" in out
+
+
+def test_a_refused_server_key_is_named_by_its_variable(tmp_path, capsys, monkeypatch):
+    from servers import StandIn
+
+    monkeypatch.setenv("BADKEY", "wrong-key-4242")
+    (tmp_path / "docs.jsonl").write_text('{"id": "a", "text": "tea"}\n', encoding="utf-8")
+    with StandIn([], lambda body: (401, {"detail": "invalid API key"}, {})) as stand_in:
+        code, out, err = run(capsys, "index", "docs.jsonl", "--server", stand_in.url, "--server-api-key-env", "BADKEY",
+                             "--quiet")
+    assert stand_in.headers and stand_in.headers[-1]["Authorization"] == "Bearer wrong-key-4242"  # the key was sent
+    _one_error_line(code, err, "HTTP 401", "invalid API key", "$BADKEY")
+    assert code == 1 and "given as api_key" not in err and "wrong-key-4242" not in err
+
+
 def test_argparse_errors_return_2(capsys):
     assert main(["frobnicate"]) == 2
     assert main(["index"]) == 2
@@ -407,6 +477,14 @@ def test_info(capsys, golden_dir, monkeypatch):
                    "dtype (auto)", "jinaai/jina-embeddings-v3", "hub cache", "HF_HUB_OFFLINE", "$JINAV3_MODEL",
                    "jinav3-data", "qdrant:./jinav3-data/qdrant"):
         assert needle in out, needle
+    from importlib.metadata import PackageNotFoundError, version
+
+    rows = dict(line.split(None, 1) for line in out.splitlines() if line.startswith("  ") and len(line.split()) > 1)
+    for name in ("ray", "langchain-core", "fastapi", "uvicorn", "openai", "httpx"):  # issue 28: ray... were missing
+        try:
+            assert rows[name] == version(name), name
+        except PackageNotFoundError:
+            assert rows[name] == "not installed", name
     monkeypatch.setenv("JINAV3_MODEL", str(golden_dir))
     code, out, _ = run(capsys, "info")
     assert f"{golden_dir}  (from $JINAV3_MODEL)" in out and "(original layout)" in out

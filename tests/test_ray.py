@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import bad_rows_corpus, skipped_rows
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -248,6 +249,42 @@ def test_bad_rows_are_reported_and_strict_stops_before_any_write(cluster, double
     assert any("'empty'" in p or "blank 'text'" in p for p in report.problems)
     assert any("reserved for chunk ids" in p for p in report.problems)
     assert len(double.vectors(index, "jinav3")) == 19
+
+
+def test_cli_bad_rows_the_same_with_and_without_ray(cluster, double, golden_dir, tmp_path, capsys, monkeypatch):
+    """Issue 28: one row check for both paths. The same rows skipped and named by the same file:line warnings, the
+    same --strict error and exit status 1 with nothing created; --quiet prints nothing of Ray's."""
+    bad, good = bad_rows_corpus(tmp_path / "corpus")
+    common = [str(tmp_path / "corpus"), "--model", str(golden_dir), "--device", "cpu", "--quiet"]
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "enable_progress_bars", True)  # --quiet must hide them
+
+    runs = {}
+    for path in ("plain", "ray"):
+        flags = ["--ray", "--workers", "1"] if path == "ray" else []
+        code = main(["index", *common, "--store", f"pinecone:{path}-{suffix}", *flags])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert out.startswith(f"Indexed {len(good)} documents ({len(good)} chunks, "), out
+        assert all(line.startswith("jinav3: warning: ") for line in err.splitlines()), err  # nothing of Ray's
+        runs[path] = err
+    assert skipped_rows(runs["ray"]) == skipped_rows(runs["plain"]) == bad
+    assert runs["ray"] == runs["plain"]  # the same words, in the same order
+    assert len(double.vectors(f"ray-{suffix}", "jinav3")) == len(good)
+    assert ray.data.DataContext.get_current().enable_progress_bars  # --quiet's settings put back
+
+    errors = {}
+    for path in ("plain", "ray"):
+        flags = ["--ray", "--workers", "1"] if path == "ray" else []
+        code = main(["index", *common, "--store", f"pinecone:strict-{path}-{suffix}", "--strict", *flags])
+        out, err = capsys.readouterr()
+        assert code == 1 and out == "" and len(err.splitlines()) == 1, err  # was 2 with --ray
+        errors[path] = err
+        assert f"strict-{path}-{suffix}" not in double.index_names()  # not even created
+    assert errors["ray"] == errors["plain"]
+    assert errors["plain"].startswith("jinav3: error: ")
+    assert "a.jsonl:2.text: contains a lone surrogate" in errors["plain"]
+    assert f"(and {len(bad) - 1} more rows that cannot be indexed); nothing was written" in errors["plain"]
 
 
 # ============================================================================================ refusals
