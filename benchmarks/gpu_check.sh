@@ -1,85 +1,101 @@
 #!/usr/bin/env bash
-# The ONE prepared GPU check for issue 7 (H100 or H200, bf16, real-size random weights).
+# The ONE prepared device check (issue 26): H100 or H200, bf16, real-size random weights.
 #
-#   bash benchmarks/gpu_check.sh                       # from the repository root, on the GPU machine
+#   bash benchmarks/gpu_check.sh --prepare   # here, with network: the server's wheels for Python 3.12 into .whl/
+#   bash benchmarks/gpu_check.sh             # on the GPU machine, from the repository root (carry .whl)
+#   bash benchmarks/gpu_check.sh --dry-run   # any CPU: every section at tiny size, a stand-in varlen_attn
 #
-# Installs nothing and needs no network: jinav3 is imported from core/ through a symlink on
-# PYTHONPATH; torch, transformers (>= 5.17), peft and sentence-transformers come from the machine.
-# Sections run one after another, each under its own timeout, and fail soft (a failed section is
-# logged and the next one runs). Worst case about 8 minutes; typically 4-5. Output: the numbers on
-# stdout, and in $OUT (default /tmp/jinav3-gpu-out):
-#   env.txt          GPU, driver, versions, which varlen kernel is available and its signature
-#   parity.json      packed vs padded vs golden on the GPU (benchmarks/gpu_parity.py)
-#   real.json        the benchmark: model-card way, jinav3 padded, jinav3 packed (64k, + 32k/128k),
-#                    jinav3 packed with tokenising in line (what the pipeline's overlap is worth),
-#                    sentence-transformers; time to first query vector; 8 x 8192-token documents;
-#                    late chunking of a 100,000-token document
-#   real-compiled.json  jinav3 packed with torch.compile'd layers (only if time is left)
-#   gpu_check.log    everything printed
-# Smoke test anywhere: SIZE=tiny DEVICE=cpu DTYPE=float32 TOKENS=3000 LATE=2000 bash benchmarks/gpu_check.sh
+# Sections (benchmarks/gpu_check.py), one process each, each under its own time limit and fail-soft (a
+# failed or timed-out section is recorded and the next one runs): env, parity, real, profile, switch,
+# compiled, server. Each writes $OUT/<section>.json; then $OUT/summary.json, and a summary of at most 60
+# lines is printed last. 8 files in all. The whole run stops starting sections after $BUDGET seconds
+# (default 480; a section gets at most what is left). SECTIONS="compiled server" runs only those (a rerun).
+# Logs per section: $LOGS (default a new /tmp/jinav3-gpu-logs.*); the summary quotes the tail of any that failed.
+#
+# jinav3 is imported from this checkout (core/ as `jinav3`, integrations/ as `jinav3.integrations`,
+# through a folder of symbolic links on PYTHONPATH); torch, transformers (>= 5.17), peft and
+# sentence-transformers come from the machine. The server's packages (fastapi, uvicorn, starlette,
+# pydantic, ...: not in the GPU image) come from .whl/, installed with pip --no-index --target.
 set -u
-OUT="${OUT:-/tmp/jinav3-gpu-out}"
-SIZE="${SIZE:-real}" DEVICE="${DEVICE:-cuda}" DTYPE="${DTYPE:-bfloat16}" TOKENS="${TOKENS:-905291}" LATE="${LATE:-100000}"
-mkdir -p "$OUT"
+MODE=device
+case "${1:-}" in
+  --dry-run) MODE=dry ;;
+  --prepare) MODE=prepare ;;
+  "") ;;
+  *) echo "usage: bash benchmarks/gpu_check.sh [--dry-run | --prepare]" >&2; exit 2 ;;
+esac
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+if [ -z "${PYTHON:-}" ] && [ "$MODE" != device ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
 PY="${PYTHON:-python3}"
+WHEELS="$ROOT/.whl"
+# --prepare: the wheels for the GPU machine (Python 3.12, x86-64), the server's packages at the versions
+# this checkout's tests ran with and everything they need (benchmarks/gpu_check.py: wheels)
+if [ "$MODE" = prepare ]; then exec "$PY" -m benchmarks.gpu_check wheels --wheels "$WHEELS"; fi
+
+OUT="${OUT:-/tmp/jinav3-gpu-out}"
+LOGS="${LOGS:-$(mktemp -d /tmp/jinav3-gpu-logs.XXXXXX)}"
+BUDGET="${BUDGET:-480}"
+SECTIONS="${SECTIONS:-env parity real profile switch compiled server}"
+mkdir -p "$OUT" "$LOGS"
 START=$(date +%s)
-LOG="$OUT/gpu_check.log"
-# TOKENIZERS_PARALLELISM stays unset: tokenising is host work every way pays; all cores should do it
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export JINAV3_BENCH_DIR="${JINAV3_BENCH_DIR:-/tmp/jinav3-bench}"
-# jinav3 without installing anything: the package directory is core/, imported as "jinav3"
-mkdir -p /tmp/jinav3-path && ln -sfn "$PWD/core" /tmp/jinav3-path/jinav3
-export PYTHONPATH="/tmp/jinav3-path:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+DRY=()
+if [ "$MODE" = dry ]; then DRY=(--dry-run); fi
+# TOKENIZERS_PARALLELISM stays unset: tokenising is host work every way pays; all cores should do it
 
-say() { echo "[$(date +%T) +$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
-left() { echo $(( 480 - ( $(date +%s) - START ) )); }
-run() {  # run <seconds> <name> <command...>: time-boxed, logged, never fatal
-  local limit=$1 name=$2; shift 2
+# jinav3 from this checkout without installing it: a package folder of links to core/, plus integrations/
+LINKS="$(mktemp -d /tmp/jinav3-path.XXXXXX)"
+mkdir -p "$LINKS/jinav3"
+for f in "$ROOT"/core/*; do ln -s "$f" "$LINKS/jinav3/$(basename "$f")"; done
+ln -s "$ROOT/integrations" "$LINKS/jinav3/integrations"
+export PYTHONPATH="$LINKS:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+say() { echo "[$(date +%T) +$(( $(date +%s) - START ))s] $*"; }
+left() { echo $(( BUDGET - ( $(date +%s) - START ) )); }
+wanted() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+section() {  # section <name> <limit seconds> [command...]: time-boxed, logged, never fatal
+  local name=$1 limit=$2; shift 2
+  wanted "$name" || return 0
+  local remaining; remaining=$(left)
+  if [ "$remaining" -lt 20 ]; then
+    echo "skipped: ${remaining}s of the ${BUDGET}s budget left" > "$LOGS/$name.rc"; say "== $name skipped"; return 0
+  fi
+  [ "$limit" -gt "$remaining" ] && limit=$remaining
   say "== $name (limit ${limit}s)"
-  timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$LOG"
-  local rc=${PIPESTATUS[0]}
+  if [ $# -eq 0 ]; then set -- "$PY" -m benchmarks.gpu_check "$name" --out "$OUT" "${DRY[@]}"; fi
+  timeout --signal=INT --kill-after=15 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?
+  echo "$rc" > "$LOGS/$name.rc"
+  tail -n 25 "$LOGS/$name.log"
   say "== $name: exit $rc"
 }
 
-# 0. environment (seconds)
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
-  "$PY" - <<'EOF' 2>&1
-import inspect, platform, torch
-print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
-      "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-for name in ("transformers", "peft", "sentence_transformers", "tokenizers", "flash_attn"):
-    try:
-        print(name, __import__(name).__version__)
-    except Exception as error:
-        print(name, "MISSING", type(error).__name__)
-try:
-    from torch.nn.attention.varlen import varlen_attn
-    print("torch varlen_attn", inspect.signature(varlen_attn))
-except Exception as error:
-    print("torch varlen_attn MISSING", type(error).__name__, error)
-from transformers import JinaEmbeddingsV3Model  # noqa: F401  (transformers >= 5.17)
-import jinav3, jinav3.packing as p
-print("jinav3 from", jinav3.__file__, "| packed backend bf16:", p.varlen_backend("cuda", torch.bfloat16),
-      "| packing_supported:", p.packing_supported("cuda", torch.bfloat16))
-EOF
-} | tee "$OUT/env.txt" | tee -a "$LOG"
-
-# 1. correctness on the GPU first (about 30 s)
-run 90 "parity" "$PY" -m benchmarks.gpu_parity --device "$DEVICE" --json "$OUT/parity.json"
-
-# 2. the benchmark: real size, bf16, 905,291 passage tokens (about 3 min: building the 1.1 GB random
-#    checkpoint and converting it ~40 s, loading three stacks ~30 s, two rounds of every way ~90 s)
-run 300 "benchmark $SIZE $DTYPE" "$PY" -m benchmarks.run --size "$SIZE" --device "$DEVICE" --dtype "$DTYPE" \
-  --tokens "$TOKENS" --rounds 2 --packed-budgets 32768,131072 --long-docs 8 --late-tokens "$LATE" \
-  --ways card,jinav3-padded,jinav3-packed,jinav3-packed-inline,sentence-transformers --json "$OUT/real.json"
-
-# 3. only if time is left: the packed path with torch.compile'd layers (same checkpoint, reused)
-if [ "$(left)" -gt 110 ]; then
-  run $(( $(left) - 10 )) "benchmark $SIZE $DTYPE, compiled layers" "$PY" -m benchmarks.run --size "$SIZE" \
-    --device "$DEVICE" --dtype "$DTYPE" --tokens "$TOKENS" --rounds 2 --ways jinav3-packed --compile --long-docs 2 \
-    --late-tokens 0 --json "$OUT/real-compiled.json"
-else
-  say "skipping the compiled run: $(left)s left"
+# The real-size checkpoint is built in the background while env and parity run (they use small models).
+BUILD_PID=""
+if wanted real || wanted profile || wanted switch || wanted compiled || wanted server; then
+  "$PY" -m benchmarks.gpu_check build --out "$OUT" "${DRY[@]}" > "$LOGS/build.log" 2>&1 &
+  BUILD_PID=$!
 fi
-say "done; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+
+section env 60
+# packed_ok false (no varlen kernel, or its smoke test failed): every later section runs padded
+PACKED=$("$PY" -c 'import json, sys; print(int(json.load(open(sys.argv[1])).get("packed_ok", False)))' \
+         "$OUT/env.json" 2>/dev/null || echo 0)
+export JINAV3_GPU_PACKED="$PACKED"
+[ "$PACKED" = 1 ] || say "packed attention OFF for the rest of the run (see env.json: varlen_attn, smoke)"
+section parity 90
+if [ -n "$BUILD_PID" ]; then
+  wait "$BUILD_PID" || { say "checkpoint build failed:"; tail -n 20 "$LOGS/build.log"; }
+fi
+section real 180
+section profile 60
+section switch 60
+section compiled 150
+
+section server 150
+
+say "done"
+"$PY" -m benchmarks.gpu_check summary --out "$OUT" --logs "$LOGS" "${DRY[@]}"
+rm -rf "$LINKS"

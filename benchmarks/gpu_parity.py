@@ -1,18 +1,23 @@
 """Parity of the packed path on a device before timing it: golden tiny model and a random medium model.
 
     python -m benchmarks.gpu_parity --device cuda --json out.json        (also runs with --device cpu)
+    python -m benchmarks.gpu_parity --device cpu --bf16 --small          (the dry run: stand-in kernel)
 
 Checks, each printed as PASS/FAIL with its number:
   * golden tiny model, fp32: packed and padded vs the reference vectors (max abs diff, tolerance 1e-5
-    on normalized vectors; on CUDA fp32 packing uses the SDPA loop);
-  * golden tiny model, bf16 (CUDA): packed (varlen kernel) and padded vs the fp32 golden: min cosine
-    > 0.999, and packed vs padded;
+    on normalized vectors; on CUDA fp32 packing uses the SDPA loop), and late chunking (a list, and a
+    long document through windows) vs its golden vectors;
+  * golden tiny model, bf16 (CUDA, or ``--bf16``): packed (varlen kernel) and padded vs the fp32
+    golden: min cosine > 0.999, and packed vs padded; the same for a task resident in the weights
+    (merged) and for a few texts of another task (the low-rank correction path); late chunking;
   * random medium model in the device dtype: packed vs padded over mixed lengths up to 8192 tokens:
     min cosine > 0.999 (bf16) — attention really confined to each sequence;
   * the encode pipeline (background tokenisation, lagged readback) on more texts than one chunk:
     the same vectors as the golden file, row for row;
-  * CUDA only, reported: how many times one packed forward + pooling makes the host wait for the
-    device (``torch.cuda.set_sync_debug_mode``), with where; 0 lets the next batch queue behind it.
+  * how many times one packed forward + pooling makes the host wait for the device, with where: on
+    CUDA ``torch.cuda.set_sync_debug_mode``; on the CPU (dry run) the reads of a tensor's values
+    (``tolist``/``item``) that would be such waits on CUDA. Must be 0: then the next batch queues
+    behind this one.
 Exit code 0 even on FAIL (the caller decides); the JSON has every number.
 """
 
@@ -45,11 +50,34 @@ def encode_both(encoder, texts, task):
 def count_host_waits(model, ids, device) -> dict:
     """Synchronisations in one packed forward + pooling (not the final read back), with the first
     lines of where they happen: each one stops the host from queuing the next batch early."""
+    import traceback
     import warnings
 
     from jinav3.packing import pooled_packed
 
     pooled_packed(model, ids, device)  # warm: lazy initialisation is not the steady state
+    if device.type != "cuda":  # the CPU never waits: count what would wait on CUDA, reads of values
+        where = []
+        originals = {name: getattr(torch.Tensor, name) for name in ("tolist", "item")}
+
+        def spy(name):
+            def read(self, *args, **kwargs):
+                caller = sys._getframe(1).f_code.co_filename
+                if not caller.endswith("varlen_standin.py"):  # the stand-in kernel's own reads are not ours
+                    where.append(f"Tensor.{name} at " + traceback.format_stack(limit=2)[0].strip().splitlines()[0])
+                return originals[name](self, *args, **kwargs)
+            return read
+
+        try:
+            for name in originals:
+                setattr(torch.Tensor, name, spy(name))
+            pooled_packed(model, ids, device)
+        finally:
+            for name, original in originals.items():
+                setattr(torch.Tensor, name, original)
+        print(f"INFO  reads of device values in one packed forward + pooling (CPU): {len(where)}", *where[:5],
+              sep="\n  ", flush=True)
+        return {"count": len(where), "where": where[:20], "how": "Tensor.tolist/item calls (CPU)"}
     torch.cuda.synchronize(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -60,13 +88,15 @@ def count_host_waits(model, ids, device) -> dict:
             torch.cuda.set_sync_debug_mode("default")
     where = [str(w.message).splitlines()[0][:200] for w in caught if "synchroniz" in str(w.message).lower()]
     print(f"INFO  host waits in one packed forward + pooling: {len(where)}", *where[:5], sep="\n  ", flush=True)
-    return {"count": len(where), "where": where[:20]}
+    return {"count": len(where), "where": where[:20], "how": "torch.cuda.set_sync_debug_mode"}
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", dest="json_path")
+    p.add_argument("--bf16", action="store_true", help="the bf16 checks off CUDA too (the dry run's stand-in kernel)")
+    p.add_argument("--small", action="store_true", help="a smaller random model and rows up to 600 tokens (CPU)")
     args = p.parse_args(argv)
     from jinav3 import Encoder
     from jinav3.packing import forward_pooled_packed, varlen_backend
@@ -79,7 +109,9 @@ def main(argv=None) -> dict:
         out["checks"][name] = {"ok": bool(ok), "value": float(value)}
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.3g}", flush=True)
 
-    dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" else [])
+    late = json.loads((GOLDEN / "late_chunking.json").read_text())
+    long = late["long"]
+    dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" or args.bf16 else [])
     for dtype in dtypes:
         name = str(dtype).removeprefix("torch.")
         try:
@@ -101,6 +133,39 @@ def main(argv=None) -> dict:
                     check(f"tiny {name} {task} padded vs golden (min cos)", cos > 0.999, cos)
                     cos = cosines(packed, padded).min()
                     check(f"tiny {name} {task} packed vs padded (min cos)", cos > 0.999, cos)
+            # late chunking: a list as one document, and a long document through 64-token windows
+            got = encoder.encode(late["texts"], task="retrieval.passage", late_chunking=True)
+            want = np.load(GOLDEN / "late_chunking_normalized.npy")
+            document = long["full_input"][len(late["instruction"]):]
+            chunks = encoder.late_chunk(document, task="retrieval.passage", chunker="tokens",
+                                        chunk_size=long["chunk_tokens"], window=long["macro_chunk_size"],
+                                        overlap=long["overlap"], normalize=False)
+            long_got = np.stack([c.embedding for c in chunks])
+            long_want = np.load(GOLDEN / "long_late_chunking.npy")
+            if dtype == torch.float32:
+                check(f"tiny {name} late chunking vs golden (max abs)", np.abs(got - want).max() <= 1e-5,
+                      np.abs(got - want).max())
+                check(f"tiny {name} long late chunking vs golden (max abs, unnormalised)",
+                      np.abs(long_got - long_want).max() <= 1e-4, np.abs(long_got - long_want).max())
+            else:
+                check(f"tiny {name} late chunking vs golden (min cos)", cosines(got, want).min() > 0.999,
+                      cosines(got, want).min())
+                check(f"tiny {name} long late chunking vs golden (min cos)",
+                      cosines(long_got, long_want).min() > 0.999, cosines(long_got, long_want).min())
+                # the task resident in the weights (merged), then a few texts of another (corrections)
+                want = np.load(GOLDEN / "encode_retrieval.query.npy")
+                with encoder.adapter("retrieval.query"):
+                    pass
+                merges = encoder.lora.merges
+                got = encoder.encode(texts, task="retrieval.query")
+                check(f"tiny {name} merged query adapter vs golden (min cos)", cosines(got, want).min() > 0.999,
+                      cosines(got, want).min())
+                with encoder.adapter("retrieval.passage"):
+                    pass
+                got = encoder.encode(texts, task="retrieval.query")
+                check(f"tiny {name} query by correction on passage weights vs golden (min cos)",
+                      cosines(got, want).min() > 0.999 and encoder.lora.merges == merges + 1,
+                      cosines(got, want).min())
             if dtype == torch.float32:  # the pipeline: more texts than one tokenizer chunk, rows in order
                 from jinav3.encoder import CHUNK_TEXTS
 
@@ -118,10 +183,11 @@ def main(argv=None) -> dict:
     try:  # random medium-shaped model (small vocab) in the device's dtype, long and short rows
         from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
 
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = torch.bfloat16 if device.type == "cuda" or args.bf16 else torch.float32
         torch.manual_seed(0)
-        config = JinaEmbeddingsV3Config(vocab_size=3000, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
-                                        intermediate_size=1536,
+        hidden, layers, heads = (128, 2, 4) if args.small else (384, 6, 6)
+        config = JinaEmbeddingsV3Config(vocab_size=3000, hidden_size=hidden, num_hidden_layers=layers,
+                                        num_attention_heads=heads, intermediate_size=4 * hidden,
                                         rope_parameters={"rope_type": "default", "rope_theta": 20000.0})
         config._attn_implementation = "sdpa"
         model = JinaEmbeddingsV3Model(config).eval()
@@ -133,7 +199,8 @@ def main(argv=None) -> dict:
         model = model.to(device=device, dtype=dtype)
         model.rotary_emb.inv_freq = inv_freq.to(device)
         rng = np.random.default_rng(0)
-        ids = [[0] + rng.integers(3, 2999, n - 2).tolist() + [2] for n in (8192, 7, 300, 120, 2, 513, 4000, 64)]
+        lengths = (600, 7, 300, 120, 2, 513, 400, 64) if args.small else (8192, 7, 300, 120, 2, 513, 4000, 64)
+        ids = [[0] + rng.integers(3, 2999, n - 2).tolist() + [2] for n in lengths]
         packed = forward_pooled_packed(model, ids, device)
         padded = []
         with torch.inference_mode():
@@ -143,8 +210,10 @@ def main(argv=None) -> dict:
         padded = np.stack(padded)
         cos = cosines(packed, padded).min()
         check(f"medium {str(dtype).removeprefix('torch.')} packed vs one-by-one (min cos)", cos > 0.999, cos)
-        if device.type == "cuda":
-            out["host_waits_per_packed_forward"] = count_host_waits(model, ids, device)
+        waits = count_host_waits(model, ids, device)
+        out["host_waits_per_packed_forward"] = waits
+        check(f"medium {str(dtype).removeprefix('torch.')} host waits per packed forward ({waits['how']})",
+              waits["count"] == 0, waits["count"])
     except Exception as error:
         out["checks"]["medium"] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
         print(f"FAIL  medium: {type(error).__name__}: {error}", flush=True)
