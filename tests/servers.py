@@ -28,21 +28,30 @@ def free_port() -> int:
 
 
 class Served:
-    """A running ``jinav3 serve`` subprocess: its ``url``, its ``process``, and ``kill()`` / ``restart()``."""
+    """A running ``jinav3 serve`` subprocess: its ``url``, its ``process``, and ``kill()`` / ``restart()``. With a
+    ``log`` file, its stdout (uvicorn's access log) and stderr (everything else) go there, unbuffered."""
 
-    def __init__(self, model: Path, port: int, args: tuple[str, ...], env: dict[str, str]):
+    def __init__(self, model: Path, port: int, args: tuple[str, ...], env: dict[str, str], log: Path | None = None):
         self.model, self.port, self.args, self.env = model, port, args, env
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
-        self.log = Path(env.get("JINAV3_TEST_LOG", os.devnull))
+        self.log = log
 
     def start(self, timeout: float = 120) -> None:
         command = [sys.executable, "-m", "jinav3.integrations.cli", "serve", "--model", str(self.model),
                    "--device", "cpu", "--dtype", "float32", "--host", "127.0.0.1", "--port", str(self.port),
                    "--log-level", "warning", *self.args]
-        self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        text=True)
+        if self.log is None:
+            self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            text=True)
+        else:
+            with open(self.log, "a") as log:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(command, env={**self.env, "PYTHONUNBUFFERED": "1"}, stdout=log,
+                                                stderr=subprocess.STDOUT, text=True)
         wait_healthy(self.url, self.process, timeout)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log is not None else ""
 
     def kill(self) -> None:
         """SIGKILL: the server dies at once, mid-request if one is in flight."""
@@ -82,10 +91,11 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
 
 
 @contextmanager
-def jinav3_serve(model: Path, *args: str, **env: str) -> Iterator[Served]:
-    """``jinav3 serve --model MODEL`` on a free port of 127.0.0.1 (CPU, float32), until the block ends."""
+def jinav3_serve(model: Path, *args: str, log: Path | None = None, **env: str) -> Iterator[Served]:
+    """``jinav3 serve --model MODEL`` on a free port of 127.0.0.1 (CPU, float32), until the block ends; its output
+    in ``log`` if given."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **env}
-    served = Served(model, free_port(), args, environment)
+    served = Served(model, free_port(), args, environment, log)
     served.start()
     try:
         yield served

@@ -155,6 +155,22 @@ def test_redact(uri, shown):
     assert cli.redact(uri) == shown
 
 
+@pytest.mark.parametrize("target, shown", [
+    ("/v1/embeddings?api_key=A1&x=2&token=B2", "/v1/embeddings?api_key=***&x=2&token=***"),
+    ("/v1/embeddings?apikey=a&access_token=b&password=c&secret=d&key=e&lang=de",
+     "/v1/embeddings?apikey=***&access_token=***&password=***&secret=***&key=***&lang=de"),
+    ("/v1/embeddings?API_KEY=a&Api%5FKey=b&my+token=c", "/v1/embeddings?API_KEY=***&Api%5FKey=***&my+token=***"),
+    ("/v1/embeddings?token", "/v1/embeddings?token"),  # no value to hide
+    ("/v1/embeddings", "/v1/embeddings"),
+    ("/health?x=1", "/health?x=1"),
+])
+def test_redact_target(target, shown):
+    """What jinav3 serve writes to its access log for a request target (its key by name is never logged)."""
+    from jinav3.secrets import redact_target
+
+    assert redact_target(target) == shown
+
+
 def test_store_uri_shows_and_parses_without_its_credentials():
     store = cli.parse_store(f"milvus+http://root:{PASSWORD}@127.0.0.1:19530?token={QUERY_TOKEN}")
     assert store.shown == "milvus+http://root:***@127.0.0.1:19530?token=***"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import logging
 import os
 import signal
@@ -609,3 +610,212 @@ def test_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path):
     assert report["mixed"]["queries"] == 3 and report["mixed"]["open_loop"]["p50_ms"] > 0 and set(report["goals"]) == {
         "many_clients_vs_one_pass_each", "bulk_vs_in_process", "query_p50_under_load_vs_idle"}
     assert (tmp_path / "bench.json").exists()
+
+
+# ============================================================================================ hostile clients
+# One `jinav3 serve` for these: a key, 8 slots, a 3 s body deadline, its log in a file. Raw sockets play the
+# clients that stall, trickle or leave mid-upload; every wait is bounded by a socket timeout or a deadline.
+HOSTILE_KEY = "sk-hostile-4e1f9a"
+BODY_TIMEOUT_S = 3.0
+AUTH = {"Authorization": f"Bearer {HOSTILE_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def hostile(golden_dir, tmp_path_factory):
+    from servers import jinav3_serve
+
+    log = tmp_path_factory.mktemp("hostile") / "serve.log"
+    with jinav3_serve(golden_dir, "--max-concurrent-requests", "8", "--body-timeout", str(BODY_TIMEOUT_S),
+                      "--api-key-env", "JV3_HOSTILE_KEY", "--log-level", "info", log=log,
+                      JV3_HOSTILE_KEY=HOSTILE_KEY) as served:
+        yield served
+
+
+def partial_upload(port: int, target: str = "/v1/embeddings", sent: bytes = b'{"input": ["sta') -> socket.socket:
+    """A client that sends its headers and the start of a 100-byte body, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=BODY_TIMEOUT_S + 10)
+    sock.sendall(f"POST {target} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {HOSTILE_KEY}\r\n"
+                 "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode() + sent)
+    return sock
+
+
+def answer_of(sock: socket.socket) -> tuple[int, bytes]:
+    """(status, everything read) once the server closes the connection (the socket's timeout bounds it)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def nothing_yet(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(BODY_TIMEOUT_S + 10)
+
+
+def statuses(url: str) -> dict[str, float]:
+    """jinav3_requests_total of /v1/embeddings by status."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", headers=AUTH).text
+    return {s.labels["status"]: s.value for f in text_string_to_metric_families(text) if f.name == "jinav3_requests"
+            for s in f.samples if s.name == "jinav3_requests_total" and s.labels["route"] == "/v1/embeddings"}
+
+
+def test_stalled_uploads_hold_no_slot_and_get_408_at_the_body_deadline(hostile, encoder):
+    """As many stalled uploads as --max-concurrent-requests: a normal request is still served (no 429) while
+    they stall, and each stalled one gets 408 (naming --body-timeout) at the deadline, then its connection closes."""
+    before = statuses(hostile.url)
+    stalled = [partial_upload(hostile.port) for _ in range(8)]
+    try:
+        sent = time.monotonic()
+        served = httpx.post(f"{hostile.url}/v1/embeddings", json={"input": ["served"]}, headers=AUTH, timeout=30)
+        assert served.status_code == 200, served.text
+        assert all(nothing_yet(sock) for sock in stalled), "the stalled uploads were answered before the normal one"
+        np.testing.assert_allclose([d["embedding"] for d in served.json()["data"]], encoder.encode(["served"]), **ATOL)
+        for sock in stalled:
+            status, data = answer_of(sock)
+            assert status == 408 and b"--body-timeout" in data, data
+        waited = time.monotonic() - sent
+        assert BODY_TIMEOUT_S - 0.5 < waited < BODY_TIMEOUT_S + 8, waited
+    finally:
+        for sock in stalled:
+            sock.close()
+    after = statuses(hostile.url)
+    assert after.get("408", 0) - before.get("408", 0) == 8 and after.get("429", 0) == before.get("429", 0)
+
+
+def test_a_trickled_body_gets_408_at_the_deadline_not_per_read(hostile):
+    """One byte every 0.2 s never lets the connection go idle: the deadline is for the whole body."""
+    sock = partial_upload(hostile.port, sent=b"{")
+    try:
+        started = time.monotonic()
+        while nothing_yet(sock):
+            assert time.monotonic() - started < BODY_TIMEOUT_S + 8, "no answer to a body trickled past the deadline"
+            try:
+                sock.sendall(b" ")
+            except OSError:  # the server answered and closed meanwhile
+                break
+            time.sleep(0.2)
+        status, data = answer_of(sock)
+        assert status == 408 and time.monotonic() - started > BODY_TIMEOUT_S - 0.5, data
+    finally:
+        sock.close()
+
+
+def test_a_client_leaving_mid_upload_is_a_quiet_499(hostile):
+    before = statuses(hostile.url)
+    for _ in range(5):
+        partial_upload(hostile.port).close()
+    deadline = time.monotonic() + 10
+    while statuses(hostile.url).get("499", 0) - before.get("499", 0) < 5:
+        assert time.monotonic() < deadline, f"not counted as 499: {statuses(hostile.url)}"
+        time.sleep(0.05)
+    after = statuses(hostile.url)
+    assert after.get("500", 0) == before.get("500", 0), after
+    log = hostile.log_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+    assert log.count("the client left before sending its whole body") >= 5
+
+
+KEYS_IN_QUERIES = [("api_key", HOSTILE_KEY, ""), ("token", HOSTILE_KEY, "&x=1"), ("access_token", HOSTILE_KEY, ""),
+                   ("apikey", HOSTILE_KEY, ""), ("password", "pw-Other-1", ""), ("secret", "s-Other-2", ""),
+                   ("api%5Fkey", "k-Other-3", ""), ("API_KEY", "K-OTHER-4", ""),
+                   ("k", HOSTILE_KEY, "")]  # no token-like name: scrubbed as the server's own key
+
+
+@pytest.mark.parametrize("name, value, rest", KEYS_IN_QUERIES, ids=[k[0] for k in KEYS_IN_QUERIES])
+def test_a_key_in_the_query_string_is_never_logged(hostile, name, value, rest):
+    """Refused or not, the target goes to uvicorn's access log: token-like values and the server's key are ***."""
+    for headers in ({}, AUTH):
+        response = httpx.post(f"{hostile.url}/v1/embeddings?x=0&{name}={value}{rest}", json={"input": "x"},
+                              headers=headers, timeout=30)
+        assert response.status_code == (200 if headers else 401) and value not in response.text
+    deadline = time.monotonic() + 10
+    while f"&{name}=***{rest} " not in hostile.log_text():  # the access line is written after the answer
+        assert time.monotonic() < deadline, hostile.log_text()[-2000:]
+        time.sleep(0.05)
+    assert value not in hostile.log_text()
+
+
+TWO_AUTHORIZATIONS = [(f"Bearer {HOSTILE_KEY}", "Bearer wrong"), ("Bearer wrong", f"Bearer {HOSTILE_KEY}"),
+                      (f"Bearer {HOSTILE_KEY}", f"Bearer {HOSTILE_KEY}")]
+
+
+@pytest.mark.parametrize("first, second", TWO_AUTHORIZATIONS, ids=["right-wrong", "wrong-right", "right-right"])
+def test_two_authorization_headers_are_refused(hostile, first, second):
+    response = httpx.post(f"{hostile.url}/v1/embeddings", json={"input": "x"}, timeout=30,
+                          headers=[("Authorization", first), ("Authorization", second)])
+    assert response.status_code == 400, response.text
+    assert "Authorization" in response.json()["detail"] and "once" in response.json()["detail"]
+    assert HOSTILE_KEY not in response.text
+
+
+def test_a_busy_port_is_one_error_line_before_the_model_loads(golden_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run([sys.executable, "-m", "jinav3.integrations.cli", "serve", "--model", str(golden_dir),
+                               "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr  # as every option value found unusable before any work
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("jinav3: error: "), done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr and "in use" in done.stderr and "--port" in done.stderr
+    assert "Errno" not in done.stderr and "loaded" not in done.stderr + done.stdout
+
+
+class SlowWindows:
+    """The real encoder; each call for token states (one late-chunking window) takes 50 ms more and is counted."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.windows = 0
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def token_states(self, ids, *args, **kwargs):
+        time.sleep(0.05)
+        self.windows += 1
+        return self._encoder.token_states(ids, *args, **kwargs)
+
+
+def test_late_chunking_interleaves_with_queries_and_stops_when_its_client_leaves(encoder):
+    """A long document runs a slice of windows per pass (at most --max-batch-tokens of them, 2048 here: four
+    windows of 512), so a query waits for a slice, not the document; once its client leaves, nothing more of it
+    runs than the slice in progress."""
+    from jinav3.late_chunking import windows
+
+    slow = SlowWindows(encoder)
+    document = " ".join(f"Sentence {i} is about tea." for i in range(2000))
+    total = len(windows(len(encoder.tokenizer(encoder.instruction("text-matching") + document)["input_ids"]), 512, 64))
+    assert total > 30
+    body = json.dumps({"input": [document], "late_chunking": True, "window": 512, "overlap": 64}).encode()
+    with running(create_app(slow)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        port = int(url.rsplit(":", 1)[1])
+        leaving = socket.create_connection(("127.0.0.1", port), timeout=30)
+        leaving.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 30
+        while slow.windows < 2:
+            assert time.monotonic() < deadline, "the late-chunking request never started"
+            time.sleep(0.01)
+        query = http.post("/v1/embeddings", json={"input": ["tea"], "task": "retrieval.query"})
+        at_answer = slow.windows
+        assert query.status_code == 200 and at_answer <= 12, (at_answer, total)  # a slice or two, not the document
+        np.testing.assert_allclose([d["embedding"] for d in query.json()["data"]],
+                                   encoder.encode(["tea"], task="retrieval.query"), **ATOL)
+        leaving.close()
+        while counter(http.get("/metrics").text, "jinav3_dropped_requests") < 1:
+            assert time.monotonic() < deadline, "the departed client's document was not dropped"
+            time.sleep(0.01)
+        at_drop = slow.windows
+        assert http.post("/v1/embeddings", json={"input": ["after"]}).status_code == 200  # the worker moved on
+        assert slow.windows <= at_drop + 4 and slow.windows < total, (at_drop, slow.windows, total)

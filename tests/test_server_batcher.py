@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from jinav3.integrations.server.batcher import SHORT_RECENTLY_S, Batcher  # noqa: E402 - after importorskip
-from jinav3.integrations.server.validation import TEXTS  # noqa: E402 - after importorskip
+from jinav3.integrations.server.validation import LATE, TEXTS  # noqa: E402 - after importorskip
 
 
 class RecordingEncoder:
@@ -92,3 +92,66 @@ def test_slicing_ends_once_short_requests_stop():
     passes = run_jobs(Clock(), 200, 50, [("query", 1, 10), SHORT_RECENTLY_S + 1.0, ("bulk", 40, 10)])
     assert passes[0] == ["query0"] + [f"bulk{i}" for i in range(19)]  # the full pass: 10 + 190 tokens
     assert [len(p) for p in passes[1:]] == [20, 1]
+
+
+# ============================================================================================ late chunking
+class WindowEncoder(RecordingEncoder):
+    """Also runs late-chunking windows: token states of ones (each token's state is its id), recorded as
+    ("window", first id); the first call of either kind waits for ``go``."""
+
+    hidden_size = 2
+
+    def token_states(self, ids, task=None):
+        self.passes.append([f"window{ids[0]}"])
+        if len(self.passes) == 1:
+            self.holding.set()
+            assert self.go.wait(10)
+        return np.array([[float(i), 1.0] for i in ids], np.float32)
+
+
+def late_document(length: int, window: int, overlap: int, spans: list[tuple[int, int]]):
+    from jinav3.integrations.server.tokens import LateDocument
+    from jinav3.late_chunking import TokenizedDocument, windows
+
+    return LateDocument(TokenizedDocument(list(range(length)), spans), windows(length, window, overlap))
+
+
+def test_a_late_chunking_document_runs_window_by_window_and_queries_go_between():
+    encoder = WindowEncoder()
+    clock = Clock()
+    batcher = Batcher(encoder, 200, clock=clock, latency_batch_tokens=50)
+    document = late_document(400, 100, 20, [(0, 150), (150, 400)])  # windows at 0, 80, ..., 320: five of 100 tokens
+
+    async def main():
+        late = batcher.submit(LATE, "retrieval.passage", [document], [400], None, False)
+        await asyncio.get_running_loop().run_in_executor(None, encoder.holding.wait, 10)
+        query = batcher.submit(TEXTS, "retrieval.query", ["query"], [8], None, True)
+        encoder.go.set()
+        return await asyncio.wait_for(late.future, 10), await asyncio.wait_for(query.future, 10)
+
+    late, _ = asyncio.run(main())
+    batcher.close(10)
+    # the first slice ran at the full budget (two windows of 100), then the query, then one window a pass
+    assert encoder.passes == [["window0"], ["window80"], ["query"], ["window160"], ["window240"], ["window320"]]
+    # pooled as the library pools: each span's mean of its tokens' states (a token's state is [its id, 1])
+    expected = np.array([[np.mean(range(0, 150)), 1.0], [np.mean(range(150, 400)), 1.0]], np.float32)
+    np.testing.assert_allclose(late.vectors, expected, rtol=1e-6)
+
+
+def test_a_cancelled_late_chunking_document_runs_no_more_windows():
+    encoder = WindowEncoder()
+    batcher = Batcher(encoder, 100, clock=Clock(), latency_batch_tokens=50)
+    document = late_document(400, 100, 20, [(0, 400)])
+
+    async def main():
+        late = batcher.submit(LATE, None, [document], [400], None, True)
+        await asyncio.get_running_loop().run_in_executor(None, encoder.holding.wait, 10)
+        batcher.cancel(late)  # the client left while the first window ran
+        encoder.go.set()
+        after = batcher.submit(TEXTS, None, ["after"], [5], None, True)
+        await asyncio.wait_for(after.future, 10)
+        return late
+
+    late = asyncio.run(main())
+    batcher.close(10)
+    assert encoder.passes == [["window0"], ["after"]] and late.future.cancelled()
