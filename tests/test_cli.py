@@ -123,8 +123,8 @@ def test_index_twice_then_search_equals_brute_force(kind, tmp_path, capsys, gold
 def test_interrupted_index_resumes(tmp_path, capsys, golden_dir, encoder, monkeypatch):
     step = cli.IndexProgress._step
 
-    def interrupt_after_two_batches(self, texts, chunks):
-        step(self, texts, chunks)
+    def interrupt_after_two_batches(self, *args, **kwargs):
+        step(self, *args, **kwargs)
         if self.documents >= 100:
             raise KeyboardInterrupt
 
