@@ -108,6 +108,7 @@ class MilvusStore(VectorStore):
     max_points_per_request = 256
     max_id_bytes = MAX_KEY_BYTES
     max_top_k = 16_384
+    tracks_extents = True  # False for a collection made before the ``extent`` field (see _describe)
 
     def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, uri: str = "./milvus.db",
                  token: str | None = None, client: MilvusClient | None = None, dimensions: int | None = None,
@@ -166,6 +167,8 @@ class MilvusStore(VectorStore):
         for name in self.client.list_indexes(self.collection, field_name="vector") or []:
             metric = self.client.describe_index(self.collection, name).get("metric_type")
         stored = (info.get("properties") or {}).get(SIGNATURE_PROPERTY)
+        # made by a jinav3 that did not record extents: stale points are deleted by condition there
+        self.tracks_extents = "extent" in fields
         return (True, None if size is None else int(size), None if metric is None else str(metric).lower(),
                 None if stored is None else Signature.from_json(stored))
 
@@ -191,6 +194,7 @@ class MilvusStore(VectorStore):
         schema.add_field("chunk", DataType.INT64)
         schema.add_field("start", DataType.INT64)
         schema.add_field("end", DataType.INT64)
+        schema.add_field("extent", DataType.INT64)  # integrations/pruning.py
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type=self.index_type, metric_type="COSINE", params=self.index_params)
         self.client.create_collection(self.collection, schema=schema, index_params=index,
@@ -225,10 +229,13 @@ class MilvusStore(VectorStore):
                                            f"{MAX_TEXT_BYTES} per chunk (use smaller chunks, e.g. chunker='tokens')")
 
     def _upsert(self, points: list[Point]) -> None:
-        self.client.upsert(self.collection, data=[{
-            "id": p.key, "vector": p.vector.tolist(), "text": p.text, "metadata": p.metadata, "doc_id": p.doc_id,
-            "chunk": int(p.chunk), "start": -1 if p.start is None else int(p.start),
-            "end": -1 if p.end is None else int(p.end)} for p in points])
+        rows = [{"id": p.key, "vector": p.vector.tolist(), "text": p.text, "metadata": p.metadata, "doc_id": p.doc_id,
+                 "chunk": int(p.chunk), "start": -1 if p.start is None else int(p.start),
+                 "end": -1 if p.end is None else int(p.end)} for p in points]
+        if self.tracks_extents:
+            for row, p in zip(rows, points, strict=True):
+                row["extent"] = int(p.extent or 0)
+        self.client.upsert(self.collection, data=rows)
 
     def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
         params = self.search_params
@@ -254,6 +261,15 @@ class MilvusStore(VectorStore):
     def _delete(self, ids: list[str]) -> None:
         listed = _string_list(ids)
         self.client.delete(self.collection, filter=f"doc_id in {listed} or id in {listed}")
+
+    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+        # by primary key: no scan of the collection
+        rows = self.client.query(self.collection, filter=f"id in {_string_list(keys)}", output_fields=["id", "extent"],
+                                 **self._read_kwargs())
+        return {str(row["id"]): int(row["extent"]) for row in rows}
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        self.client.delete(self.collection, filter=f"id in {_string_list(keys)}")
 
     def _prune(self, doc_ids: list[str], keep_chunks: int | None) -> None:
         of_docs = f"doc_id in {_string_list(doc_ids)}"

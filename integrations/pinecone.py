@@ -53,7 +53,7 @@ MAX_METADATA_BYTES = 40_960
 MAX_REQUEST_BYTES = 2_000_000
 MAX_VECTORS_PER_REQUEST = 1000
 MAX_ID_BYTES = 512
-RESERVED_KEYS = ("_text", "_doc_id", "_chunk", "_start", "_end")
+RESERVED_KEYS = ("_text", "_doc_id", "_chunk", "_start", "_end", "_extent")
 TAG_PREFIX = "jinav3_"
 _TAG_SAFE = re.compile(r"[A-Za-z0-9_.@ -]")
 _TAG_MAX = 120
@@ -119,6 +119,7 @@ class PineconeStore(VectorStore):
     kind = "Pinecone"
     native_filter_hint = "a Pinecone metadata filter dict ($eq, $in, $and, ...)"
     max_points_per_request = MAX_VECTORS_PER_REQUEST
+    tracks_extents = True
     max_request_bytes = MAX_REQUEST_BYTES
     max_id_bytes = MAX_ID_BYTES
     max_top_k = 10_000
@@ -214,6 +215,8 @@ class PineconeStore(VectorStore):
     def _point_metadata(self, p: Point) -> dict[str, Any]:
         md = {k: v for k, v in p.metadata.items() if v is not None}
         md.update(_text=p.text, _doc_id=p.doc_id, _chunk=p.chunk)
+        if p.extent is not None:
+            md["_extent"] = p.extent
         if p.chunk != WHOLE:
             md.update(_start=p.start, _end=p.end)
         return md
@@ -231,7 +234,7 @@ class PineconeStore(VectorStore):
                 raise invalid(f"{where}.metadata", f"{key!r}: Pinecone metadata values must be a string, number, "
                                                    f"boolean or list of strings, got {json.dumps(value)[:60]}")
         probe = {k: v for k, v in record.metadata.items() if v is not None}
-        probe.update(_doc_id=record.id, _chunk=WHOLE)
+        probe.update(_doc_id=record.id, _chunk=WHOLE, _extent=999_999)
         if late_chunking:  # the chunks' texts are checked once chunked; here the rest must leave room
             probe.update(_chunk=999_999, _start=10**9, _end=10**9, _text="")
         else:
@@ -243,7 +246,7 @@ class PineconeStore(VectorStore):
                                                "shorten it, or add long texts with late_chunking=True")
 
     def _check_chunk(self, point: Point, where: str) -> None:
-        size = json_size(self._point_metadata(point))
+        size = json_size({**self._point_metadata(point), "_extent": 999_999})
         if size > MAX_METADATA_BYTES:
             raise invalid(f"{where}.text", f"chunk {point.key!r}: its metadata with its text is {size} bytes; "
                                            f"Pinecone allows {MAX_METADATA_BYTES} (use smaller chunks)")
@@ -259,6 +262,7 @@ class PineconeStore(VectorStore):
         md = dict(metadata or {})
         text = md.pop("_text", "")
         doc_id, chunk = md.pop("_doc_id", None), md.pop("_chunk", None)
+        md.pop("_extent", None)
         start, end = md.pop("_start", None), md.pop("_end", None)
         return make_hit(vid, score, text, md, doc_id, None if chunk is None else int(chunk),
                         None if start is None else int(start), None if end is None else int(end), values)
@@ -286,6 +290,17 @@ class PineconeStore(VectorStore):
     def _delete(self, ids: list[str]) -> None:
         self._delete_quietly(ids=ids)
         self._delete_quietly(filter={"_doc_id": {"$in": ids}})
+
+    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+        found = self._data_plane().fetch(ids=keys, namespace=self.namespace).vectors
+        extents: dict[str, int | None] = {}
+        for vid, v in found.items():
+            extent = (v.metadata or {}).get("_extent")
+            extents[vid] = None if extent is None else int(extent)
+        return extents
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        self._delete_quietly(ids=keys)
 
     def _prune(self, doc_ids: list[str], keep_chunks: int | None) -> None:
         of_docs = {"_doc_id": {"$in": doc_ids}}

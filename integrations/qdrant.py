@@ -59,6 +59,7 @@ class QdrantStore(VectorStore):
     kind = "Qdrant"
     native_filter_hint = "a qdrant_client.models.Filter"
     max_points_per_request = 256
+    tracks_extents = True
 
     def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, path: str | None = None,
                  location: str | None = None, url: str | None = None, api_key: str | None = None,
@@ -131,6 +132,8 @@ class QdrantStore(VectorStore):
     @staticmethod
     def _payload(p: Point) -> dict[str, Any]:
         payload = {"id": p.key, "doc_id": p.doc_id, "chunk": p.chunk, "text": p.text, "metadata": p.metadata}
+        if p.extent is not None:
+            payload["extent"] = p.extent
         if p.chunk != WHOLE:
             payload.update(start=p.start, end=p.end)
         return payload
@@ -162,6 +165,21 @@ class QdrantStore(VectorStore):
             models.HasIdCondition(has_id=[uuid_for(k) for k in ids]),
         ]))
         self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+        # by point id: a lookup in local mode and on servers alike, never a scan
+        records = self.client.retrieve(self.collection, ids=[uuid_for(k) for k in keys],
+                                       with_payload=["id", "extent"], with_vectors=False)
+        found = {}
+        for r in records:
+            payload = r.payload or {}
+            extent = payload.get("extent")
+            found[str(payload.get("id"))] = None if extent is None else int(extent)
+        return found
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        self.client.delete(self.collection, points_selector=models.PointIdsList(points=[uuid_for(k) for k in keys]),
+                           wait=True)
 
     def _prune(self, doc_ids: list[str], keep_chunks: int | None) -> None:
         of_docs = models.FieldCondition(key="doc_id", match=models.MatchAny(any=doc_ids))

@@ -77,6 +77,7 @@ class Point:
     metadata: dict[str, Any]
     start: int | None = None
     end: int | None = None
+    extent: int | None = None  # chunks its document may still hold (integrations/pruning.py); set when written
 
 
 # Characters no id may hold: C0 controls other than tab, newline and carriage return, and DEL. NUL

@@ -25,6 +25,7 @@ from ..protocol import TextEncoder
 from ..tasks import check_task, index_task, search_task
 from ..validation import chunker_arguments, int_in_range, positive_int, progress_bar
 from .filters import check_portable_filter
+from .pruning import Holding, Holdings, holding_from, new_extent, probe_keys, stale_keys
 from .records import (
     CHUNK_SUFFIX_ROOM,
     WHOLE,
@@ -115,6 +116,9 @@ class VectorStore(ABC):
     max_top_k: int | None = None
     default_batch_size = 64
     native_filter_hint = "a native filter"
+    # Points carry an extent and stale points are found by key (integrations/pruning.py): the store
+    # implements _read_extents and _delete_keys. Without, stale points are deleted by condition (_prune).
+    tracks_extents = False
 
     def __init__(self, encoder: TextEncoder, *, dimensions: int | None = None, passage_task: str | None = None,
                  query_task: str | None = None, model_name: str | None = None, batch_size: int | None = None,
@@ -161,6 +165,8 @@ class VectorStore(ABC):
 
     def _open(self, create: bool = True) -> None:
         exists, size, metric, stored = self._retry(self._describe, "describe")
+        # A collection this object creates holds only what it writes: no lookups for stale points there.
+        self._holdings = Holdings(fresh=not exists and self.tracks_extents)
         if not exists:
             if not create:
                 raise StoreError(f"{self.where} does not exist (create=False)")
@@ -208,6 +214,16 @@ class VectorStore(ABC):
     @abstractmethod
     def _count(self) -> int:
         ...
+
+    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+        """Of the points with these keys, those that exist: key -> the ``extent`` stored with it (None when
+        it has none). Only called when ``tracks_extents``."""
+        raise NotImplementedError
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        """Delete the points with exactly these keys (missing ones are ignored). Only called when
+        ``tracks_extents``."""
+        raise NotImplementedError
 
     @abstractmethod
     def _translate_filter(self, conditions: list[tuple[str, list[Any]]]) -> Any:
@@ -365,6 +381,7 @@ class VectorStore(ABC):
         for i in range(0, len(keys), self.max_points_per_request):
             part = keys[i:i + self.max_points_per_request]
             self._retry(functools.partial(self._delete, part), "delete")
+            self._holdings.deleted(part)
 
     def count(self) -> int:
         """Number of points (a late-chunked record counts once per chunk)."""
@@ -475,38 +492,93 @@ class VectorStore(ABC):
                      chunks: Mapping[str, int | None] | None = None) -> None:
         """Write one batch's points (those of the documents ``doc_ids``) in requests within the store's
         limits, then remove the stale points of its documents. ``report`` learns which records landed
-        whole, and which of those may still have stale points; a failure after retries raises BatchFailure."""
+        whole, and which of those may still have stale points; a failure after retries raises BatchFailure.
+        ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them."""
         keys_of: dict[str, list[str]] = {doc: [] for doc in doc_ids}
         for p in points:
             keys_of[p.doc_id].append(p.key)
+        counted = chunk_counts(points, doc_ids)
+        n_chunks = {doc: (chunks[doc] if chunks is not None and doc in chunks else counted[doc]) for doc in doc_ids}
         stored: set[str] = set()
         report.attempted = True
+        held: dict[str, Holding] | None = None
         try:
+            held = self._holdings_before_write(doc_ids) if self.tracks_extents else None
+            if held is not None:
+                for p in points:
+                    p.extent = new_extent(n_chunks[p.doc_id], held[p.doc_id])
             for request in self._requests(points):
                 self._retry(functools.partial(self._upsert, request), f"upsert of {len(request)} points")
                 stored.update(p.key for p in request)
         except Exception as e:
+            self._unsure(doc_ids, n_chunks, held)
             raise BatchFailure(f"writing {label}", e) from e
         finally:  # a record counts as written only when every one of its points is
             report.written += [doc for doc in doc_ids if all(k in stored for k in keys_of[doc])]
         try:
-            self._prune_stale(points, doc_ids, chunks)
+            if held is None:
+                self._prune_by_condition(n_chunks)
+            else:
+                self._prune_by_key(points, n_chunks, held, {p.doc_id for p in points if p.chunk == 0})
         except Exception as e:
+            self._unsure(doc_ids, n_chunks, held)
             report.unpruned += list(doc_ids)
             raise BatchFailure(f"removing stale points of {label}", e) from e
 
-    def _prune_stale(self, points: list[Point], doc_ids: list[str],
-                     chunks: Mapping[str, int | None] | None = None) -> None:
-        """Delete every point of the batch's documents that this write did not make.
+    def _holdings_before_write(self, doc_ids: list[str]) -> dict[str, Holding]:
+        """Per document, what it may hold in the store before this write (integrations/pruning.py): known
+        without a request in a collection this object made, else read from two points per document."""
+        held: dict[str, Holding] = {}
+        unknown = []
+        for doc in doc_ids:
+            known = self._holdings.get(doc)
+            if known is None:
+                unknown.append(doc)
+            else:
+                held[doc] = known
+        keys = probe_keys(unknown)
+        found: dict[str, int | None] = {}
+        for i in range(0, len(keys), self.max_points_per_request):
+            part = keys[i:i + self.max_points_per_request]
+            found.update(self._retry(functools.partial(self._read_extents, part), "lookup of earlier points"))
+        held.update((doc, holding_from(found, doc)) for doc in unknown)
+        return held
 
-        New points are numbered 0..n-1 (or are one whole record), so the stale ones are found by the
-        parent id every point carries, whatever is left from earlier writes: chunks numbered n and up
-        and the whole record (when chunked), every chunk (when whole). The new points are written
+    def _prune_by_key(self, points: list[Point], n_chunks: Mapping[str, int | None], held: Mapping[str, Holding],
+                      first_chunks: set[str]) -> None:
+        """Delete exactly the keys the documents' earlier versions may have left (by condition for those
+        written without extents). ``first_chunks``: the documents whose chunk 0 this write holds."""
+        legacy = {doc: n for doc, n in n_chunks.items() if held[doc].legacy}
+        if legacy:
+            self._prune_by_condition(legacy)
+        keys = [k for doc, n in n_chunks.items() if not held[doc].legacy
+                for k in stale_keys(doc, n, held[doc], doc in first_chunks)]
+        for i in range(0, len(keys), self.max_points_per_request):
+            part = keys[i:i + self.max_points_per_request]
+            self._retry(functools.partial(self._delete_keys, part), "removal of stale points")
+        # With the stale points gone, the extent can come down to the new shape: written again, so that the
+        # next write of an unchanged document has nothing to delete. Only documents that had stale points.
+        settled = [p for p in points if p.extent is not None and p.extent != (n_chunks[p.doc_id] or 0)]
+        for p in settled:
+            p.extent = n_chunks[p.doc_id] or 0
+        for request in self._requests(settled):
+            self._retry(functools.partial(self._upsert, request), f"upsert of {len(request)} points")
+        for doc, n in n_chunks.items():
+            self._holdings.wrote(doc, n, whole_left=held[doc].whole and doc not in first_chunks)
+
+    def _unsure(self, doc_ids: list[str], n_chunks: Mapping[str, int | None],
+                held: Mapping[str, Holding] | None) -> None:
+        for doc in doc_ids:
+            self._holdings.unsure(doc, new_extent(n_chunks[doc], held[doc]) if held else n_chunks[doc] or 0)
+
+    def _prune_by_condition(self, n_chunks: Mapping[str, int | None]) -> None:
+        """Delete every point of these documents that the new write did not make, by condition on the parent
+        id every point carries (a scan in the embedded stores): for documents written without extents.
+
+        New points are numbered 0..n-1 (or are one whole record), so the stale ones are chunks numbered n
+        and up and the whole record (when chunked), every chunk (when whole). The new points are written
         first, so a crash at any moment leaves at worst stale points that the next add() removes.
-        ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them.
         """
-        counted = chunk_counts(points, doc_ids)
-        n_chunks = {doc: (chunks[doc] if chunks is not None and doc in chunks else counted[doc]) for doc in doc_ids}
         groups: dict[int | None, list[str]] = {}
         for doc, n in n_chunks.items():
             groups.setdefault(n, []).append(doc)

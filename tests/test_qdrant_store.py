@@ -139,7 +139,7 @@ def test_point_layout(encoder):
     namespace = uuid.UUID("6f2d1c0e-5a4b-5c3d-9e8f-0a1b2c3d4e5f")
     assert point.id == uuid_for("a1::chunk:1") == str(uuid.uuid5(namespace, "a1::chunk:1"))
     assert point.payload == {"id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "text": "Two.",
-                             "metadata": {"lang": "en"}, "start": 5, "end": 9}
+                             "metadata": {"lang": "en"}, "start": 5, "end": 9, "extent": 2}
     np.testing.assert_allclose(point.vector, encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
 
 
@@ -152,3 +152,26 @@ def test_a_converted_copy_of_the_model_opens_the_same_collection(encoder, native
     assert again.signature == store.signature and again.count() == 2
     np.testing.assert_allclose([h.score for h in again.search("skin care", top_k=2)],
                                [h.score for h in store.search("skin care", top_k=2)], atol=1e-5)
+
+
+def test_points_written_without_extents_are_pruned_by_condition(encoder, monkeypatch):
+    """Points from a jinav3 that recorded no extent (issue 29): their stale chunks are found by the parent
+    id, as before, and the rewritten document gets extents."""
+    client = QdrantClient(location=":memory:")
+    old = QdrantStore(encoder, "docs", client=client, dimensions=32)
+    old.tracks_extents = False  # writes as the earlier layout did
+    old.add([{"id": "d", "text": "One. Two. Three. Four."}, {"id": "e", "text": "Five."}], late_chunking=True)
+    assert "extent" not in client.retrieve("docs", [uuid_for("d::chunk:0")])[0].payload
+    pruned: list[list[str]] = []
+    original = QdrantStore._prune
+
+    def prune(self, docs, keep):
+        pruned.append(docs)
+        return original(self, docs, keep)
+    monkeypatch.setattr(QdrantStore, "_prune", prune)
+    store = QdrantStore(encoder, "docs", client=client, dimensions=32)
+    store.add([{"id": "d", "text": "One. Two."}, {"id": "e", "text": "Five."}], late_chunking=True)
+    assert sorted(doc for docs in pruned for doc in docs) == ["d", "e"]  # by condition, as before
+    assert sorted(h.id for h in store.get([store.chunk_id("d", i) for i in range(4)] + ["e::chunk:0"])) == [
+        "d::chunk:0", "d::chunk:1", "e::chunk:0"]
+    assert client.retrieve("docs", [uuid_for("d::chunk:1")])[0].payload["extent"] == 2

@@ -695,6 +695,56 @@ class HostileInputContract:
         expect([doc])
 
 
+    def test_stale_points_are_found_by_key_after_reopening_and_after_a_cut_short_prune(self, backend, encoder, name,
+                                                                                       monkeypatch):
+        """Issue 29: a collection this object made is never searched for stale points; a reopened one looks
+        them up by key (two points per document, no delete by condition), also after a prune that failed."""
+        first = backend.make(encoder, name)
+        assert first.tracks_extents
+        calls: dict[str, int] = {"_read_extents": 0, "_prune": 0, "_delete_keys": 0}
+
+        def spy(method):
+            original = getattr(type(first), method)
+
+            def counted(self, *args):
+                calls[method] += 1
+                return original(self, *args)
+            return counted
+        for method in calls:
+            monkeypatch.setattr(type(first), method, spy(method))
+        first.add([{"id": "doc", "text": sentences(6)}, *corpus(5)], late_chunking=True, batch_size=2)
+        first.add(corpus(5))  # the same records again, whole: their chunks known without asking the store
+        assert calls == {"_read_extents": 0, "_prune": 0, "_delete_keys": 1}
+        backend.settle(first, 6 + 5)
+
+        again = backend.make(encoder, name)
+        again.add([{"id": "doc", "text": sentences(2)}], late_chunking=True)  # fewer chunks
+        assert calls["_read_extents"] == 1 and calls["_prune"] == 0
+        backend.settle(again, 2 + 5)
+        assert self.stored_keys(again, ["doc"]) == {again.chunk_id("doc", 0), again.chunk_id("doc", 1)}
+        assert calls["_delete_keys"] == 2
+        again.add(corpus(5))  # unchanged: nothing stale, nothing deleted
+        assert calls == {"_read_extents": 2, "_prune": 0, "_delete_keys": 2}
+
+        def refuse(self, keys):
+            raise ValueError("delete refused")
+        monkeypatch.setattr(type(again), "_delete_keys", refuse)
+        with pytest.raises(PartialWriteError) as e:
+            backend.make(encoder, name, retries=0).add([{"id": "doc", "text": sentences(1)}])  # chunked -> whole
+        assert e.value.unpruned_ids == ["doc"]
+        monkeypatch.undo()
+        backend.settle(again, 1 + 2 + 5)
+        assert self.stored_keys(again, ["doc"]) == {"doc", again.chunk_id("doc", 0), again.chunk_id("doc", 1)}
+        rerun = backend.make(encoder, name)
+        rerun.add([{"id": "doc", "text": sentences(1)}])  # the re-run finds the old chunks from the new point
+        backend.settle(rerun, 1 + 5)
+        assert self.stored_keys(rerun, ["doc"]) == {"doc"}
+        rerun = backend.make(encoder, name)
+        rerun.add([{"id": "doc", "text": sentences(3)}], late_chunking=True)  # whole -> chunked, reopened
+        backend.settle(rerun, 3 + 5)
+        assert self.stored_keys(rerun, ["doc"]) == {rerun.chunk_id("doc", i) for i in range(3)}
+
+
 class StoreContract(HostileInputContract):
     """Tests every store passes. Subclasses provide the ``backend`` fixture."""
 
