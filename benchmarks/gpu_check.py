@@ -392,8 +392,9 @@ def install_wheels(folder: Path, dry_run: bool) -> dict:
         raise FileNotFoundError(f"no wheels in {folder}: run `bash benchmarks/gpu_check.sh --prepare` (with network)")
     target = Path(tempfile.mkdtemp(prefix="jinav3-site-")) if dry_run else Path("/tmp/site")
     chosen = wheels if dry_run else [w for w in wheels if not installed(distribution(w))]
-    command = [*PIP, "--isolated", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-               "--upgrade", "--target", str(target), *(FOR_PYTHON_3_12 if dry_run else []), *map(str, chosen)]
+    install = [*PIP, "--isolated", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
+               "--upgrade", "--target", str(target), *(FOR_PYTHON_3_12 if dry_run else [])]
+    command = [*install, *map(str, chosen)]
     if chosen:
         subprocess.run(command, check=True)
     report = {"target": str(target), "installed": [distribution(w) for w in chosen],
@@ -406,8 +407,14 @@ def install_wheels(folder: Path, dry_run: bool) -> dict:
         report["resolves_from_wheels_alone"] = True
         report["modules"] = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info"))
     else:
-        sys.path.insert(0, str(target))
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+        probe = [sys.executable, "-c", "import fastapi, uvicorn, pydantic, prometheus_client, httpx"]
+        if subprocess.run(probe).returncode != 0 and len(chosen) < len(wheels):
+            # a package the machine has is too old for the others: take the whole set from .whl/ after all
+            subprocess.run([*install, *map(str, wheels)], check=True)
+            report["installed"], report["machine_had"] = [distribution(w) for w in wheels], []
+            report["note"] = "the machine's own copies did not import with the rest: all wheels installed"
+        sys.path.insert(0, str(target))
     log(f"wheels: installed {report['installed']} into {target}; the machine's own: {report['machine_had']}")
     return report
 

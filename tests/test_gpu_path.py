@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,14 @@ def test_bf16_encoder_through_the_varlen_path_matches_golden(signature):
     assert cosines(passages, golden("encode_retrieval.passage.npy")).min() > 0.999
     assert cosines(queries, golden("encode_retrieval.query.npy")[:3]).min() > 0.999
     assert cosines(late, golden("late_chunking_normalized.npy")).min() > 0.999
+
+
+def test_wheel_names_and_the_install_selection(tmp_path, monkeypatch):
+    """gpu_check installs only the wheels whose distribution the machine lacks (nothing it has is shadowed)."""
+    from benchmarks import gpu_check
+
+    assert gpu_check.distribution(Path("pydantic_core-2.50.5-cp312-cp312-manylinux_2_17_x86_64.whl")) == "pydantic-core"
+    assert gpu_check.distribution(Path("prometheus_client-0.26.0-py3-none-any.whl")) == "prometheus-client"
+    assert gpu_check.installed("numpy") and not gpu_check.installed("surely-not-a-distribution")
+    with pytest.raises(FileNotFoundError, match="--prepare"):
+        gpu_check.install_wheels(tmp_path, dry_run=False)
