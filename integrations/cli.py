@@ -525,13 +525,19 @@ class IndexProgress:
 
     def truncation_warning(self, located: list[tuple[str, dict[str, Any]]]) -> str | None:
         """One warning for every document cut at the model's length, naming the first by file:line."""
-        if not self.truncated:
+        if not self.truncated or self.room is None:
             return None
         where = next((w for w, record in located if record["text"] == self.first_truncated), "?")
-        many = self.truncated > 1
-        return (f"{self.truncated} document{'s' if many else ''} past the model's length {'were' if many else 'was'} "
-                f"truncated: only the first {self.room:,} tokens of {'each' if many else 'it'} were embedded "
-                f"(first: {where}); --late-chunking embeds all of a long document")
+        return truncation_warning(self.truncated, self.room, where)
+
+
+def truncation_warning(count: int, room: int, first: str) -> str:
+    """THE warning of ``jinav3 index`` (both paths) about ``count`` documents the model cut at its length,
+    embedding ``room`` tokens of each; ``first`` names the first by file:line."""
+    many = count > 1
+    return (f"{count} document{'s' if many else ''} past the model's length {'were' if many else 'was'} truncated: "
+            f"only the first {room:,} tokens of {'each' if many else 'it'} were embedded (first: {first}); "
+            "--late-chunking embeds all of a long document")
 
 
 # ============================================================================================ commands

@@ -225,14 +225,16 @@ def check_rows(batch: pa.Table, plan: Plan) -> pa.Table:
 _POINT_SCHEMA_FIELDS = [("key", pa.string()), ("doc_id", pa.string()), ("chunk", pa.int64()), ("text", pa.string()),
                         ("metadata", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                         ("n_chunks", pa.int64()), ("tokens", pa.int64()), ("worker", pa.string()),
-                        ("seconds", pa.float64())]
+                        ("seconds", pa.float64()), ("truncated", pa.string()), ("position", pa.int64())]
 
 
 def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, int], worker: str,
-                 seconds: float) -> pa.Table:
+                 seconds: float, truncated: Mapping[str, tuple[int, str]] | None = None) -> pa.Table:
     """Points as an Arrow table for Ray's object store: the vector as a fixed-size float32 list (exact),
     the metadata as JSON text, each point's document's chunk count (``n_chunks``, -1 when whole) so a write
-    holding only some of a document's points prunes right, and per document its tokens (on its first point)."""
+    holding only some of a document's points prunes right, and per document its tokens and, when the model cut
+    it at its length, its (position, ``file:line``) in ``truncated`` (on its first point)."""
+    truncated = truncated or {}
     counts = chunk_counts(points, list(dict.fromkeys(p.doc_id for p in points)))
     firsts = [p.chunk in (WHOLE, 0) for p in points]
     vectors = np.stack([p.vector for p in points]).astype(np.float32, copy=False) if points \
@@ -247,6 +249,9 @@ def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, 
         "tokens": [tokens.get(p.doc_id, 0) if first else 0 for p, first in zip(points, firsts, strict=True)],
         "worker": [worker] * len(points),
         "seconds": [seconds if i == 0 else 0.0 for i in range(len(points))],
+        "truncated": [truncated[p.doc_id][1] if first and p.doc_id in truncated else "" for p, first in
+                      zip(points, firsts, strict=True)],
+        "position": [truncated[p.doc_id][0] if p.doc_id in truncated else -1 for p in points],
     }
     arrays = [pa.array(columns[name], kind) for name, kind in _POINT_SCHEMA_FIELDS]
     vector = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1])
@@ -306,12 +311,12 @@ class EmbedBatches:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         records: list[Record] = []
-        seen: set[str] = set()
+        located: dict[str, tuple[int, str]] = {}  # id -> (position, where), for the truncation warning
         for row in batch.to_pylist():
-            record, _, _, position = self.plan.record_of(row, self.rules)
+            record, _, where, position = self.plan.record_of(row, self.rules)
             # an identical repeat in one batch is written once, as add() writes it
-            if record is not None and not self.plan.dropped(record, position) and record.id not in seen:
-                seen.add(record.id)
+            if record is not None and not self.plan.dropped(record, position) and record.id not in located:
+                located[record.id] = (position, where)
                 records.append(record)
         if not records:
             return points_table([], self.dimensions, {}, self.worker, 0.0)
@@ -320,17 +325,20 @@ class EmbedBatches:
                               late_chunking=self.plan.late_chunking, chunker=self.plan.chunker,
                               chunk_size=self.plan.chunk_size, check_chunk=self.rules._check_chunk_point)
         seconds = time.perf_counter() - started
-        return points_table(points, self.dimensions, self._tokens(records), self.worker, seconds)
+        tokens, cut = self._tokens(records)
+        return points_table(points, self.dimensions, tokens, self.worker, seconds,
+                            {records[i].id: located[records[i].id] for i in cut})
 
-    def _tokens(self, records: list[Record]) -> dict[str, int]:
-        """Each record's tokens the model embeds (counted as ``jinav3 index`` counts them)."""
+    def _tokens(self, records: list[Record]) -> tuple[dict[str, int], list[int]]:
+        """Each record's tokens the model embeds (counted as ``jinav3 index`` counts them), and the positions
+        in ``records`` of those it cut at its length."""
         from .cli import embedded_tokens
 
         if getattr(self.encoder, "tokenizer", None) is None:
-            return {}
-        counts, _ = embedded_tokens(self.encoder, [r.text for r in records], self.plan.task,
-                                    whole=not self.plan.late_chunking)
-        return {r.id: n for r, n in zip(records, counts, strict=True)}
+            return {}, []
+        counts, cut = embedded_tokens(self.encoder, [r.text for r in records], self.plan.task,
+                                      whole=not self.plan.late_chunking)
+        return {r.id: n for r, n in zip(records, counts, strict=True)}, cut
 
 
 # ============================================================================================ writing
@@ -340,6 +348,16 @@ class WorkerStats:
     chunks: int = 0
     tokens: int = 0
     seconds: float = 0.0  # time spent embedding
+    truncated: int = 0  # documents cut at the model's length (embedded whole)
+    room: int = 0  # the tokens of each of them that were embedded
+    first_truncated: tuple[int, str] | None = None  # (position, file:line) of the first one
+
+    def add(self, other: WorkerStats) -> None:
+        for name in ("documents", "chunks", "tokens", "seconds", "truncated"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.room = max(self.room, other.room)
+        firsts = [f for f in (self.first_truncated, other.first_truncated) if f is not None]
+        self.first_truncated = min(firsts) if firsts else None
 
     @property
     def tokens_per_second(self) -> float:
@@ -347,14 +365,15 @@ class WorkerStats:
 
 
 def _write_stats(table: pa.Table, into: dict[str, WorkerStats]) -> None:
-    columns = table.select(["chunk", "tokens", "worker", "seconds"]).to_pydict()
-    for chunk, tokens, worker, seconds in zip(columns["chunk"], columns["tokens"], columns["worker"],
-                                              columns["seconds"], strict=True):
+    columns = table.select(["chunk", "tokens", "worker", "seconds", "truncated", "position"]).to_pydict()
+    for chunk, tokens, worker, seconds, truncated, position in zip(
+            columns["chunk"], columns["tokens"], columns["worker"], columns["seconds"], columns["truncated"],
+            columns["position"], strict=True):
         stats = into.setdefault(worker, WorkerStats())
-        stats.chunks += 1
-        stats.documents += chunk in (WHOLE, 0)
-        stats.tokens += tokens
-        stats.seconds += seconds
+        cut = bool(truncated)  # on a document's first point only, its tokens then all the model embedded
+        stats.add(WorkerStats(documents=chunk in (WHOLE, 0), chunks=1, tokens=tokens, seconds=seconds,
+                              truncated=cut, room=tokens if cut else 0,
+                              first_truncated=(position, truncated) if cut else None))
 
 
 class StoreDatasink(Datasink[dict]):
@@ -393,15 +412,15 @@ class StoreDatasink(Datasink[dict]):
                     _write_stats(table, stats)
         finally:
             store.close()
-        return {worker: vars(s) for worker, s in stats.items()}
+        return {worker: dataclasses.asdict(s) for worker, s in stats.items()}
 
     def on_write_complete(self, write_result: WriteResult[dict]) -> None:
         total: dict[str, WorkerStats] = {}
         for returned in write_result.write_returns:
             for worker, values in (returned or {}).items():
-                stats = total.setdefault(worker, WorkerStats())
-                for name in ("documents", "chunks", "tokens", "seconds"):
-                    setattr(stats, name, getattr(stats, name) + values[name])
+                first = values.get("first_truncated")
+                values = {**values, "first_truncated": tuple(first) if first else None}
+                total.setdefault(worker, WorkerStats()).add(WorkerStats(**values))
         self.result = total
 
     def on_write_failed(self, error: Exception) -> None:
@@ -423,6 +442,8 @@ class IndexReport:
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
     where: str = ""
+    truncated: int = 0  # documents cut at the model's length (see ``truncation``)
+    truncation: str | None = None  # the warning about them, naming the first by file:line
 
     @property
     def tokens_per_second(self) -> float:
@@ -534,7 +555,7 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     """
     from jinav3.checkpoint import DEFAULT_MODEL
 
-    from .cli import connection, open_store, place
+    from .cli import connection, open_store, place, truncation_warning
 
     started = time.perf_counter()
     workers = positive_int(workers, "workers")
@@ -603,9 +624,17 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     finally:
         ray.kill(job_actors)  # after success Ray Data has let the embedding actors go; this drops their handles
     stats = sink.result
-    return IndexReport(documents=sum(s.documents for s in stats.values()), chunks=sum(s.chunks for s in stats.values()),
-                       tokens=sum(s.tokens for s in stats.values()), seconds=time.perf_counter() - started,
-                       workers=stats, skipped=skipped, problems=problems[:EXAMPLES], where=place(uri, collection))
+    total = WorkerStats()
+    for worker_stats in stats.values():
+        total.add(worker_stats)
+    truncation = None
+    if total.truncated and total.first_truncated is not None:
+        truncation = truncation_warning(total.truncated, total.room, total.first_truncated[1])
+        (warn or log.warning)(truncation)
+    return IndexReport(documents=total.documents, chunks=total.chunks, tokens=total.tokens,
+                       seconds=time.perf_counter() - started, workers=stats, skipped=skipped,
+                       problems=problems[:EXAMPLES], where=place(uri, collection), truncated=total.truncated,
+                       truncation=truncation)
 
 
 def _store_class(uri: StoreURI) -> type[VectorStore]:

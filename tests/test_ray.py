@@ -7,7 +7,9 @@ A Qdrant server runs the same equality check when $JINAV3_QDRANT_URL is set."""
 from __future__ import annotations
 
 import gc
+import io
 import json
+import logging
 import os
 import time
 import uuid
@@ -251,15 +253,24 @@ def test_bad_rows_are_reported_and_strict_stops_before_any_write(cluster, double
     assert len(double.vectors(index, "jinav3")) == 19
 
 
-def test_cli_bad_rows_the_same_with_and_without_ray(cluster, double, golden_dir, tmp_path, capsys, monkeypatch):
+def test_cli_bad_rows_the_same_with_and_without_ray(cluster, double, golden_dir, encoder, tmp_path, capsys,
+                                                    monkeypatch):
     """Issue 28: one row check for both paths. The same rows skipped and named by the same file:line warnings, the
-    same --strict error and exit status 1 with nothing created; --quiet prints nothing of Ray's."""
+    same --strict error and exit status 1 with nothing created; --quiet prints nothing of Ray's; a document past
+    the model's length counted as embedded (truncated) and named by the same warning."""
     bad, good = bad_rows_corpus(tmp_path / "corpus")
+    long = "7 " * (encoder.max_length // 2 + 300)  # past the model's length, within Pinecone's metadata limit
+    (tmp_path / "corpus" / "d.jsonl").write_text(json.dumps({"id": "long", "text": long}) + "\n", encoding="utf-8")
+    good.append("long")
     common = [str(tmp_path / "corpus"), "--model", str(golden_dir), "--device", "cpu", "--quiet"]
     suffix = uuid.uuid4().hex[:8]
     monkeypatch.setattr(ray.data.DataContext.get_current(), "enable_progress_bars", True)  # --quiet must hide them
+    ray_console = io.StringIO()  # Ray Data's console handler keeps the stderr of its start: capsys misses it
+    for handler in logging.getLogger("ray.data").handlers:
+        if type(handler).__name__ == "PlainRayHandler":  # not pytest's own capturing handlers
+            monkeypatch.setattr(handler, "stream", ray_console)
 
-    runs = {}
+    runs, summaries = {}, {}
     for path in ("plain", "ray"):
         flags = ["--ray", "--workers", "1"] if path == "ray" else []
         code = main(["index", *common, "--store", f"pinecone:{path}-{suffix}", *flags])
@@ -268,8 +279,13 @@ def test_cli_bad_rows_the_same_with_and_without_ray(cluster, double, golden_dir,
         assert out.startswith(f"Indexed {len(good)} documents ({len(good)} chunks, "), out
         assert all(line.startswith("jinav3: warning: ") for line in err.splitlines()), err  # nothing of Ray's
         runs[path] = err
+        summaries[path] = out.split(" in ")[0]  # "Indexed N documents (N chunks, T tokens)"
     assert skipped_rows(runs["ray"]) == skipped_rows(runs["plain"]) == bad
     assert runs["ray"] == runs["plain"]  # the same words, in the same order
+    assert ray_console.getvalue() == ""  # without --quiet's settings: ~90 lines of progress and execution plans
+    assert runs["plain"].splitlines()[-1].startswith("jinav3: warning: 1 document past the model's length was "
+                                                     "truncated") and "(first: " in runs["plain"]
+    assert summaries["ray"] == summaries["plain"]  # the same tokens: those embedded
     assert len(double.vectors(f"ray-{suffix}", "jinav3")) == len(good)
     assert ray.data.DataContext.get_current().enable_progress_bars  # --quiet's settings put back
 
