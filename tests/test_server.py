@@ -522,6 +522,20 @@ def test_serve_command_flags(monkeypatch, tmp_path):
     assert read_api_key(argparse.Namespace(api_key_env=None, api_key_file=str(keyfile))) == "from-file"
 
 
+def test_body_timeout_flag_and_limit(encoder, capsys):
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["serve"]).body_timeout == 30.0
+    assert parser.parse_args(["serve", "--body-timeout", "1.5"]).body_timeout == 1.5
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", "--body-timeout", bad])
+        assert "--body-timeout: must be a positive number of seconds" in capsys.readouterr().err
+    for bad in (0, -2.0, float("nan"), True, "30"):
+        with pytest.raises(ValueError, match="body_timeout_s: must be a positive number of seconds"):
+            create_app(encoder, body_timeout_s=bad)
+
+
 def test_missing_server_extra_gives_the_install_hint():
     code = ("import sys\n"
             "sys.modules['fastapi'] = None  # as if not installed\n"
