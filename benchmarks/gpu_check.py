@@ -589,9 +589,9 @@ def packing_signature_new() -> bool:
         from torch.nn.attention.varlen import varlen_attn
     except Exception:
         return True
-    from jinav3.packing import varlen_signature
+    from jinav3.packing import varlen_takes_scale
 
-    return varlen_signature(varlen_attn)
+    return varlen_takes_scale(varlen_attn)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ FlashAttention-2 kernel (fp16/bf16 only, (T, heads, d) inputs with unit stride i
 lengths that end at T, integer maxima no smaller than the longest sequence, d a multiple of 8 up to
 256), and the same result, computed as plain SDPA per sequence in float32.
 
-Two signatures, as torch changed it (``jinav3.packing.varlen_signature`` tells them apart):
+Two signatures, as torch changed it (``jinav3.packing.varlen_takes_scale`` tells them apart):
 
     torch 2.10   varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False,
                              return_aux=None)                     scale fixed at 1/sqrt(d)

@@ -63,12 +63,12 @@ class Encoder:
             raise invalid("checkpoint", f"must be a jinav3 Checkpoint (see Encoder.from_pretrained), got "
                                         f"{type(checkpoint).__name__}")
         self.checkpoint = checkpoint
-        # transformers decorates PreTrainedModel.to with functools.wraps, which typeshed types as an unbound
-        # callable: mypy takes the device for `self`. It moves the model and returns it, like nn.Module.to.
         model = checkpoint.model
         # Before the move: the adapters' pristine weights are copied from the host weights straight to
         # the device, where task switches read them (core/lora.py), instead of read back after the move.
         self.lora = MergedTaskLoRA(model, checkpoint.adapters, device=device)
+        # transformers decorates PreTrainedModel.to with functools.wraps, which typeshed types as an unbound
+        # callable: mypy takes the device for `self`. It moves the model and returns it, like nn.Module.to.
         self.model: JinaEmbeddingsV3Model = model.to(device)  # type: ignore[arg-type]  # @wraps'd .to (above)
         self.tokenizer = checkpoint.tokenizer
         self.device = device

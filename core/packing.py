@@ -18,7 +18,7 @@ Kernels, first that applies:
   * CUDA + fp16/bf16 on sm80 or newer: flash-attn's ``flash_attn_varlen_func`` when installed, else
     torch's ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10; FlashAttention-2 inside torch).
     Its signature changed: torch 2.10 takes ``is_causal`` and no ``scale``, torch 2.12 a keyword-only
-    ``scale`` and ``window_size``; :func:`varlen_signature` reads which one this torch has.
+    ``scale`` and ``window_size``; :func:`varlen_takes_scale` reads which one this torch has.
   * anything else (CPU, fp32): SDPA per sequence on slices of the packed row ("sdpa_loop"). Exact;
     on the CPU attention is a small share of the work for passages and the loop's overhead is small
     next to it. Flex attention with a document mask needs a new block mask for every batch and
@@ -65,7 +65,7 @@ def _flash_attn_varlen():
     return flash_attn_varlen_func
 
 
-def varlen_signature(varlen_attn: Callable[..., Any]) -> bool:
+def varlen_takes_scale(varlen_attn: Callable[..., Any]) -> bool:
     """Whether this ``varlen_attn`` takes ``scale=``, read from its signature: torch 2.10 has
     ``(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, return_aux=None)`` (scale fixed at
     1/sqrt(d)); torch 2.12 ``(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
@@ -85,7 +85,7 @@ def _torch_varlen() -> tuple[Callable[..., Any] | None, bool]:
         from torch.nn.attention.varlen import varlen_attn
     except Exception:
         return None, False
-    return varlen_attn, varlen_signature(varlen_attn)
+    return varlen_attn, varlen_takes_scale(varlen_attn)
 
 
 # device type -> a stand-in for torch's varlen_attn (benchmarks/varlen_standin.py): the dry run of the
@@ -104,7 +104,7 @@ def use_varlen_stand_in(varlen_attn: Callable[..., Any] | None, device_type: str
 
 def _varlen_kernel(device_type: str) -> tuple[Callable[..., Any] | None, bool]:
     stand_in = _STAND_INS.get(device_type)
-    return (stand_in, varlen_signature(stand_in)) if stand_in is not None else _torch_varlen()
+    return (stand_in, varlen_takes_scale(stand_in)) if stand_in is not None else _torch_varlen()
 
 
 @lru_cache(maxsize=16)

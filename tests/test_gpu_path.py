@@ -193,9 +193,9 @@ def test_benchmark_compile_flag_reaches_the_encoder(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------ 6. torch's varlen_attn
 def test_varlen_signature_tells_torch_2_10_from_2_12():
-    assert packing.varlen_signature(varlen_standin.varlen_attn_2_10) is False
-    assert packing.varlen_signature(varlen_standin.varlen_attn_2_12) is True
-    assert packing.varlen_signature(len) is False  # no signature: the oldest form
+    assert packing.varlen_takes_scale(varlen_standin.varlen_attn_2_10) is False
+    assert packing.varlen_takes_scale(varlen_standin.varlen_attn_2_12) is True
+    assert packing.varlen_takes_scale(len) is False  # no signature: the oldest form
 
 
 @pytest.mark.parametrize("signature", ["2.10", "2.12"])
