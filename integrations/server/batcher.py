@@ -20,10 +20,11 @@ what arrived while the last batch ran is batched, as in text-embeddings-inferenc
     vectors ``encode`` would give them.
   * late chunking (the inputs of one request are one document) and token-id inputs run alone, and
     sliced the same way: a late-chunking document is planned into the library's windows
-    (tokens.LateDocument) and the worker runs a few windows per pass (at least one; while short
-    requests arrive, as many as fit ``latency_batch_tokens``), pooling their token states as it
-    goes; token-id inputs go a few sequences per pass. So a query waits for one window, not for a
-    whole document, and a document whose client left stops after the window in progress.
+    (tokens.LateDocument), and each pass runs as many of its windows as fit the job's share (the
+    long-request share above: ``latency_batch_tokens`` while short requests arrive, else
+    ``max_batch_tokens``), at least one, pooling their token states as it goes; token-id inputs go
+    as many sequences per pass. So a query waits for one slice of windows, not for the whole
+    document, and a document whose client left stops after the slice in progress.
 
 A job whose client left is dropped before its next piece runs. ``close()`` drains what is queued,
 then stops the thread. Results go back to the event loop with ``loop.call_soon_threadsafe``.
@@ -221,8 +222,9 @@ class Batcher:
 
     def _take_alone(self, job: Job, share: int) -> _Batch:
         """A job that runs alone (late chunking, token ids): its next units within ``share`` tokens, at least one."""
-        end = job.next + 1
-        while end < len(job.tokens) and sum(job.tokens[job.next:end + 1]) <= share:
+        end, taken = job.next + 1, job.tokens[job.next]
+        while end < len(job.tokens) and taken + job.tokens[end] <= share:
+            taken += job.tokens[end]
             end += 1
         return _Batch(job.kind, job.task, [self._hand_out(job, end)])
 
