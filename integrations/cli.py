@@ -200,7 +200,7 @@ def with_credentials(store: StoreURI, variable: str | None) -> StoreURI:
 def store_of(args: argparse.Namespace) -> StoreURI:
     store = parse_store(args.store)
     if getattr(args, "server", None) and store.mode == "local" and not getattr(args, "server_api_key_env", None):
-        return with_credentials(store, None)  # --api-key-env is then the server's key (server_key)
+        return with_credentials(store, None)  # --api-key-env is then the server's key (server_key_variable)
     return with_credentials(store, args.api_key_env)
 
 
@@ -431,10 +431,6 @@ def load_encoder(args):
 def one_line(text: str, limit: int = 600) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def count_tokens(encoder: Encoder, texts: list[str]) -> int:
-    return sum(token_counts(encoder, texts))
 
 
 def token_counts(encoder: Encoder, texts: list[str]) -> list[int]:

@@ -21,7 +21,7 @@ ids stay the same from run to run. Every row goes through :func:`check_row`, the
 string), a NaN or Infinity in a field (JSON has neither; Python's parser accepts them, a store would fail
 on them), what every store refuses (a lone surrogate, an id holding ``::chunk:`` or a control character,
 an integer beyond 64 bits: ``records.normalize_record``), the target store's own limits (``rules``),
-a row nested too deeply to parse, a CSV field past :data:`CSV_FIELD_LIMIT` characters, and a repeated
+a row nested too deeply to parse, a CSV row past :data:`CSV_FIELD_LIMIT` characters, and a repeated
 id are reported as ``file:line`` through ``warn`` and skipped, or, with ``strict=True``, raise
 :class:`CorpusError` (naming the first and counting the rest) before anything is returned. A file that
 cannot be read (bad JSON, not UTF-8) raises :class:`CorpusError` naming ``file:line``.
@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TABLE_SUFFIXES + TEXT_SUFFIXES
-# csv's default field limit (128 KiB) is below a long document; past this one a field is surely broken
-# (an unclosed quote swallowing the rest of the file): the row is skipped as a bad row.
+# csv's default field limit (128 KiB) is below a long document; a row past this one is surely broken
+# (an unclosed quote swallowing the rest of the file): it is skipped as a bad row.
 CSV_FIELD_LIMIT = 64 * 2**20
 _CSV_PARSER_LIMIT = 2**31 - 1  # csv's own limit, out of the way: _csv_rows measures rows itself (a C long)
 
@@ -173,7 +173,7 @@ def read_located(
     return located
 
 
-Checked = tuple["_records.Record | None", "str | None"]  # (record, None) or (None, problem)
+Checked = tuple[_records.Record | None, str | None]  # (record, None) or (None, problem)
 
 
 def check_row(row: Any, where: str, default_id: str | None, *, id_field: str = "id", text_field: str = "text",
@@ -205,9 +205,9 @@ def check_item(item: Record, where: str, rules: VectorStore | None = None,
 
 def row_record(row: Any, where: str, default_id: str | None, id_field: str = "id",
                text_field: str = "text") -> tuple[Record | None, str | None]:
-    """THE check of one corpus row (repeated ids aside): ``({"id", "text", "metadata"}, None)``, or
-    ``(None, problem)`` naming ``where``. A row without an id gets ``default_id`` (None: no id, left to
-    the store, which derives one from the text). ``read_corpus`` and the Ray indexing path both use it."""
+    """The corpus's own rules for one row, :func:`check_row`'s first half: ``({"id", "text", "metadata"},
+    None)``, or ``(None, problem)`` naming ``where``. A row without an id gets ``default_id`` (None: no id,
+    left to the store, which derives one from the text)."""
     if isinstance(row, BadRow):
         return None, f"{where}: {row.problem}"
     if not isinstance(row, dict):
