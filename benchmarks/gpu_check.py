@@ -169,6 +169,13 @@ def section_env(plan: Plan, args) -> dict:
         except Exception:
             report["versions"][name] = None
     if device.type == "cuda":
+        import shutil
+        import subprocess
+
+        if shutil.which("nvidia-smi"):
+            query = "--query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit"
+            report["nvidia_smi"] = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True,
+                                                  text=True, timeout=20).stdout.strip()
         report["gpu"] = {"name": torch.cuda.get_device_name(device),
                          "capability": list(torch.cuda.get_device_capability(device)),
                          "memory_gib": torch.cuda.get_device_properties(device).total_memory / 2**30}
@@ -516,9 +523,31 @@ def _headlines(out: Path) -> list[str]:
                      f"tok/s ({compiled['speedup']:.2f}x), compile {compiled['compile_s']:.1f}s, min cos "
                      f"{compiled['min_cosine_vs_eager']:.6f}, graphs compiled while timed "
                      f"{compiled['graphs_compiled_in_timed_rounds']}")
+    lines += _goals(env, real, switch, compiled)
     server = _read(out, "server") or {}
     for name, goal in (server.get("goals") or {}).items():
         lines.append(f"server {name}: {goal['ratio']:.2f} (goal {goal['goal']}) {'met' if goal['met'] else 'NOT met'}")
+    return lines
+
+
+def _goals(env: dict, real: dict, switch: dict, compiled: dict) -> list[str]:
+    """Issue 26's goals for the run (bf16, real size), from what the sections measured."""
+    ways, long = real.get("ways") or {}, real.get("long_documents") or {}
+    h200 = "H200" in str((env.get("gpu") or {}).get("name", ""))
+    passages = max([w["tokens_per_s"] for n, w in ways.items() if n.startswith("jinav3-packed")]
+                   + [compiled.get("compiled_tokens_per_s", 0.0)], default=0.0)
+    goals = [("passages, best jinav3 packed (eager or compiled), tok/s", passages, 700_000 if h200 else 650_000, ">="),
+             ("8,192-token documents, jinav3 packed, tok/s", long.get("jinav3-packed", {}).get("tokens_per_s"),
+              250_000, ">="),
+             ("first query after passages / warm query", (switch.get("ratios") or {}).get(
+                 "switch_corrected_over_warm_query"), 1.0, "<"),
+             ("GiB with one 8,192-token document in flight (weights + pass)",
+              long.get("jinav3-packed", {}).get("own_peak_gib"), 3.0, "<")]
+    lines = []
+    for name, value, goal, sign in goals:
+        if value:
+            met = value >= goal if sign == ">=" else value < goal
+            lines.append(f"goal {name}: {value:,.2f} ({sign} {goal:,}) {'met' if met else 'NOT met'}")
     return lines
 
 

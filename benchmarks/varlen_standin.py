@@ -13,6 +13,9 @@ Two signatures, as torch changed it (``jinav3.packing.varlen_takes_scale`` tells
     torch 2.12   varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
                              scale=None, window_size=(-1, -1), enable_gqa=False, seqused_k=None,
                              block_table=None, num_splits=None)
+
+(Sources read between the two, likely 2.11, have 2.12's form without the last four keywords: keyword-only
+``scale`` too.)
 """
 
 from __future__ import annotations
