@@ -72,6 +72,13 @@ section() {  # section <name> <limit seconds> [command...]: time-boxed, logged, 
   say "== $name: exit $rc"
 }
 
+# A clean clone has no .whl/ (git-ignored): the dry run prepares it (needs the network); the device has
+# no network, so there it must have travelled (carry .whl)
+if [ "$MODE" = dry ] && wanted server && [ -z "$(ls "$WHEELS"/*.whl 2>/dev/null)" ]; then
+  say "no wheels in $WHEELS: preparing them (bash benchmarks/gpu_check.sh --prepare)"
+  "$PY" -m benchmarks.gpu_check wheels --wheels "$WHEELS" > "$LOGS/wheels.log" 2>&1 || tail -n 5 "$LOGS/wheels.log"
+fi
+
 # The real-size checkpoint is built in the background while env and parity run (they use small models).
 BUILD_PID=""
 if wanted real || wanted profile || wanted switch || wanted compiled || wanted server; then
