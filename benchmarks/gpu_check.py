@@ -413,6 +413,10 @@ def install_wheels(folder: Path, dry_run: bool) -> dict:
                         "--target", str(check), *FOR_PYTHON_3_12, *pins()], check=True)
         report["resolves_from_wheels_alone"] = True
         report["modules"] = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info"))
+        import shutil
+
+        for folder_made in (target, check):  # built for another Python: nothing here can use them
+            shutil.rmtree(folder_made, ignore_errors=True)
     else:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
         probe = [sys.executable, "-c", "import fastapi, uvicorn, pydantic, prometheus_client, httpx"]
