@@ -45,6 +45,7 @@ MAX_TEXT_BYTES = 65_535
 MAX_METADATA_BYTES = 65_536
 MAX_KEY_BYTES = 1024
 _FIELDS = ["id", "text", "metadata", "doc_id", "chunk", "start", "end"]
+WIDE_EF = 4096  # HNSW search breadth when a filter matches more points than one exact pass reads
 
 
 # Characters a Milvus string literal cannot carry: Milvus Lite refuses every escape of them.
@@ -237,10 +238,10 @@ class MilvusStore(VectorStore):
                 row["extent"] = int(p.extent or 0)
         self.client.upsert(self.collection, data=rows)
 
-    def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
+    def _query(self, vector: np.ndarray, limit: int, native_filter: Any, ef: int | None = None) -> list[Hit]:
         params = self.search_params
         if params is None:
-            params = {"ef": max(128, limit)} if self.index_type == "HNSW" else {}
+            params = {"ef": max(128, limit, ef or 0)} if self.index_type == "HNSW" else {}
         result = self.client.search(self.collection, data=[vector.tolist()], limit=limit, filter=native_filter or "",
                                     output_fields=_FIELDS, search_params={"metric_type": "COSINE", "params": params},
                                     **self._read_kwargs())
@@ -250,6 +251,27 @@ class MilvusStore(VectorStore):
             entity.setdefault("id", hit.get("id"))
             hits.append(self._hit(entity, hit.get("distance")))
         return hits
+
+    def _count_matching(self, native_filter: Any) -> int | None:
+        rows = self.client.query(self.collection, filter=native_filter, output_fields=["count(*)"],
+                                 **self._read_kwargs())
+        return int(rows[0]["count(*)"])
+
+    def _query_exact(self, vector: np.ndarray, limit: int, native_filter: Any, matching: int) -> list[Hit]:
+        """Every matching point scored here (cosine, as the index scores), when a query can return them all
+        (Milvus's limit: 16,384 rows); past that the filter is not selective, and a wider HNSW search finds
+        them."""
+        if matching > self.max_top_k:
+            return self._query(vector, limit, native_filter, ef=WIDE_EF)
+        rows = self.client.query(self.collection, filter=native_filter, output_fields=[*_FIELDS, "vector"],
+                                 limit=matching, **self._read_kwargs())
+        if not rows:
+            return []
+        stored = np.asarray([row["vector"] for row in rows], dtype=np.float32)  # (matching, d)
+        norms = np.linalg.norm(stored, axis=1) * float(np.linalg.norm(vector))
+        scores = stored @ vector.astype(np.float32) / np.where(norms > 0, norms, 1.0)
+        best = np.argsort(-scores, kind="stable")[:limit]
+        return [self._hit(dict(rows[i]), float(scores[i])) for i in best]
 
     def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
         # not client.get(ids=...): pymilvus splices the ids into the expression unescaped

@@ -37,6 +37,11 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("QdrantStore needs qdrant-client: " + install_hint("qdrant")) from e
 
 SIGNATURE_KEY = "jinav3"  # key of the signature in the collection's metadata
+LOCAL_MODE_COMFORT = 20_000
+"""Points past which Qdrant's local mode (every point in memory, every search a full scan) gets slow:
+qdrant-client's own threshold. QdrantStore says so once (``size_advice``) instead of the client's warning
+at every open."""
+warnings.filterwarnings("ignore", message="Local mode is not recommended", category=UserWarning)
 
 
 class QdrantStore(VectorStore):
@@ -96,6 +101,22 @@ class QdrantStore(VectorStore):
     def where(self) -> str:
         return f"Qdrant collection {self.collection!r}"
 
+    @property
+    def _local(self) -> bool:
+        """Local mode (a folder or ``:memory:``): qdrant-client runs the collection in this process."""
+        return type(getattr(self.client, "_client", None)).__name__ in ("QdrantLocal", "AsyncQdrantLocal")
+
+    def size_advice(self) -> str | None:
+        """One line for a local-mode collection past its comfortable size (None otherwise)."""
+        if not self._local:
+            return None
+        points = self.count()
+        if points <= LOCAL_MODE_COMFORT:
+            return None
+        return (f"{self.where} holds {points:,} points in Qdrant local mode, which keeps every point in memory and "
+                f"compares each search with all of them (comfortable up to {LOCAL_MODE_COMFORT:,}); for collections "
+                "this size use a Qdrant server (url=..., or --store qdrant+http://HOST:6333) or Milvus")
+
     def close(self) -> None:
         if self._owns_client and getattr(self, "client", None) is not None:
             self.client.close()
@@ -152,6 +173,17 @@ class QdrantStore(VectorStore):
     def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
         result = self.client.query_points(self.collection, query=vector.tolist(), limit=limit,
                                           query_filter=native_filter, with_payload=True)
+        return [self._hit(p, p.score) for p in result.points]
+
+    def _count_matching(self, native_filter: Any) -> int | None:
+        if self._local:  # local mode compares the query with every point: its searches are exact
+            return None
+        return self.client.count(self.collection, count_filter=native_filter, exact=True).count
+
+    def _query_exact(self, vector: np.ndarray, limit: int, native_filter: Any, matching: int) -> list[Hit]:
+        result = self.client.query_points(self.collection, query=vector.tolist(), limit=limit,
+                                          query_filter=native_filter, with_payload=True,
+                                          search_params=models.SearchParams(exact=True))
         return [self._hit(p, p.score) for p in result.points]
 
     def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:

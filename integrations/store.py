@@ -265,6 +265,10 @@ class VectorStore(ABC):
         """Bytes one point adds to a write request (only used when ``max_request_bytes`` is set)."""
         return 0
 
+    def size_advice(self) -> str | None:
+        """One line of advice when the collection has outgrown this kind of store (None: it has not)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract: most stores have nothing to release
         """Release the client (a no-op unless the store opened it)."""
 
@@ -353,10 +357,10 @@ class VectorStore(ABC):
         native = self._filter(filter)
         vector = self._embed_query(query, task)
         if not group_by_document:
-            return self._retry(lambda: self._query(vector, top_k, native), "search")
+            return self._nearest(vector, top_k, native)
         limit = top_k * 4 if self.max_top_k is None else min(top_k * 4, self.max_top_k)
         while True:
-            hits = self._retry(functools.partial(self._query, vector, limit, native), "search")
+            hits = self._nearest(vector, limit, native)
             groups = _group_hits(hits)
             cap = self.max_top_k if self.max_top_k is not None else 1_000_000
             if len(groups) >= top_k or len(hits) < limit or limit >= cap:
@@ -416,6 +420,26 @@ class VectorStore(ABC):
         return report
 
     # ------------------------------------------------------------------------------ internals
+    def _nearest(self, vector: np.ndarray, limit: int, native: Any) -> list[Hit]:
+        """The ``limit`` nearest points that pass the filter: min(limit, matching points) of them. An
+        approximate index can come back short under a selective filter (HNSW's search breadth runs out of
+        matching neighbours); then, when more points match than it found, the store searches exactly."""
+        hits = self._retry(functools.partial(self._query, vector, limit, native), "search")
+        if native is None or len(hits) >= limit:
+            return hits
+        matching = self._retry(functools.partial(self._count_matching, native), "count of matching points")
+        if matching is None or matching <= len(hits):
+            return hits
+        return self._retry(functools.partial(self._query_exact, vector, limit, native, matching), "exact search")
+
+    def _count_matching(self, native_filter: Any) -> int | None:
+        """How many points pass the filter (None: the store's searches are exact, nothing to check)."""
+        return None
+
+    def _query_exact(self, vector: np.ndarray, limit: int, native_filter: Any, matching: int) -> list[Hit]:
+        """Like ``_query`` but exact (no approximate index); ``matching``: how many points pass the filter."""
+        raise NotImplementedError
+
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return call_with_retry(fn, what=f"{self.where}: {what}", retries=self.retries, backoff=self.backoff,
                                max_backoff=self.max_backoff, transient=self._is_transient)
