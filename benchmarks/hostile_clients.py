@@ -109,16 +109,19 @@ def late_chunking(url: str, args: argparse.Namespace) -> dict:
             pass
         left.set()
 
+    started = time.perf_counter()
     threading.Thread(target=client, daemon=True).start()
     time.sleep(1.0)  # body sent, document being planned or run
-    during = []
+    during, sent_at = [], []
     while not left.is_set() and len(during) < 4 * args.queries:
+        sent_at.append(time.perf_counter() - started)
         during.append(query_ms(url)[0])
     left.wait()
     after = [query_ms(url)[0] for _ in range(args.queries)]
     return {"document_bytes": args.document_bytes, "client_left_after_s": args.late_client_s,
             "query_ms_idle": _summary(idle), "query_ms_while_it_runs": _summary(during),
-            "query_ms_after_client_left": _summary(after), "queries_while_it_runs": [round(ms) for ms in during]}
+            "query_ms_after_client_left": _summary(after),
+            "queries_while_it_runs": [f"{at:.1f}s: {ms:.0f} ms" for at, ms in zip(sent_at, during, strict=True)]}
 
 
 def one_window_ms() -> float:
