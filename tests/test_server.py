@@ -838,3 +838,12 @@ def test_late_chunking_interleaves_with_queries_and_stops_when_its_client_leaves
         at_drop = slow.windows
         assert http.post("/v1/embeddings", json={"input": ["after"]}).status_code == 200  # the worker moved on
         assert slow.windows <= at_drop + 4 and slow.windows < total, (at_drop, slow.windows, total)
+
+
+def test_hostile_clients_benchmark_runs_on_the_tiny_model(tmp_path):
+    from benchmarks import hostile_clients
+
+    report = hostile_clients.main(["--stalled", "2", "--document-bytes", "50000", "--late-client-s", "2",
+                                   "--queries", "2", "--json", str(tmp_path / "hostile.json")])
+    assert report["stalled_uploads"]["statuses"] == [200] and report["one_window_ms"] > 0
+    assert report["late_chunking"]["query_ms_after_client_left"]["n"] == 2 and (tmp_path / "hostile.json").exists()
