@@ -579,6 +579,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             total = target.count()
         except Exception:  # the summary must not fail the run
             total = None
+        advice = target.size_advice(total) if total is not None else None
     except KeyboardInterrupt:
         progress.close()
         print(f"jinav3: interrupted after embedding {progress.documents} of {len(records)} documents; run the same "
@@ -592,6 +593,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     truncation = progress.truncation_warning(located)
     if truncation:
         print(f"jinav3: warning: {truncation}", file=sys.stderr)
+    if advice:
+        print(f"jinav3: note: {advice}", file=sys.stderr)
     held = f"; it now holds {total} entries" if total is not None else ""
     print(f"Indexed {progress.documents} documents ({progress.chunks} chunks, {progress.tokens:,} tokens) in "
           f"{seconds:.1f} s ({_rate(progress.documents, seconds)} documents/s, {_rate(progress.tokens, seconds)} "

@@ -169,7 +169,7 @@ class MilvusStore(VectorStore):
             metric = self.client.describe_index(self.collection, name).get("metric_type")
         stored = (info.get("properties") or {}).get(SIGNATURE_PROPERTY)
         # made by a jinav3 that did not record extents: stale points are deleted by condition there
-        self.tracks_extents = "extent" in fields
+        self._extent_field = self.tracks_extents = "extent" in fields
         return (True, None if size is None else int(size), None if metric is None else str(metric).lower(),
                 None if stored is None else Signature.from_json(stored))
 
@@ -233,7 +233,7 @@ class MilvusStore(VectorStore):
         rows = [{"id": p.key, "vector": p.vector.tolist(), "text": p.text, "metadata": p.metadata, "doc_id": p.doc_id,
                  "chunk": int(p.chunk), "start": -1 if p.start is None else int(p.start),
                  "end": -1 if p.end is None else int(p.end)} for p in points]
-        if self.tracks_extents:
+        if getattr(self, "_extent_field", True):  # a field of every collection made since (not nullable)
             for row, p in zip(rows, points, strict=True):
                 row["extent"] = int(p.extent or 0)
         self.client.upsert(self.collection, data=rows)

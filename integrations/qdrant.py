@@ -19,7 +19,9 @@ and, for chunks, ``start`` / ``end``. Portable filters become ``metadata.<key>``
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,22 @@ LOCAL_MODE_COMFORT = 20_000
 qdrant-client's own threshold. QdrantStore says so once (``size_advice``) instead of the client's warning
 at every open."""
 warnings.filterwarnings("ignore", message="Local mode is not recommended", category=UserWarning)
+INDEX_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER,
+               "float": models.PayloadSchemaType.FLOAT, "bool": models.PayloadSchemaType.BOOL}
+
+
+def _checked_index_fields(fields: Any) -> dict[str, str]:
+    """``index_fields``: metadata key -> payload index type, checked before anything is opened."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, Mapping):
+        raise invalid("index_fields", f"must map metadata keys to one of {sorted(INDEX_TYPES)}, got {fields!r}")
+    for key, kind in fields.items():
+        if not isinstance(key, str) or not key or "." in key:
+            raise invalid("index_fields", f"keys must be top-level metadata keys (non-empty, no '.'), got {key!r}")
+        if kind not in INDEX_TYPES:
+            raise invalid("index_fields", f"{key!r}: the index type must be one of {sorted(INDEX_TYPES)}, got {kind!r}")
+    return dict(fields)
 
 
 class QdrantStore(VectorStore):
@@ -59,6 +77,9 @@ class QdrantStore(VectorStore):
         retries / backoff / max_backoff: retries of transient errors, first wait and cap in seconds.
         overlap_writes: write a batch in one worker thread while the next one is embedded (default True).
         client_kwargs: extra ``QdrantClient(...)`` arguments (timeout, prefer_grpc, ...).
+        index_fields: payload indexes on metadata keys that filters use, ``{"lang": "keyword", "year":
+            "integer"}`` (types: keyword, integer, float, bool); made on open, on a Qdrant server (local mode
+            has none and scans).
     """
 
     kind = "Qdrant"
@@ -69,8 +90,10 @@ class QdrantStore(VectorStore):
     def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, path: str | None = None,
                  location: str | None = None, url: str | None = None, api_key: str | None = None,
                  client: QdrantClient | None = None, dimensions: int | None = None, create: bool = True,
-                 client_kwargs: dict[str, Any] | None = None, **options: Any) -> None:
+                 client_kwargs: dict[str, Any] | None = None, index_fields: Mapping[str, str] | None = None,
+                 **options: Any) -> None:
         super().__init__(encoder, dimensions=dimensions, **options)
+        self.index_fields = _checked_index_fields(index_fields)
         if not isinstance(collection, str) or not collection.strip():
             raise invalid("collection", f"must be a non-empty string, got {collection!r}")
         self.collection = collection
@@ -93,6 +116,7 @@ class QdrantStore(VectorStore):
             self.client, self._owns_client = QdrantClient(**kwargs), True
         try:
             self._open(create)
+            self._index_metadata_fields()
         except BaseException:
             self.close()
             raise
@@ -106,12 +130,9 @@ class QdrantStore(VectorStore):
         """Local mode (a folder or ``:memory:``): qdrant-client runs the collection in this process."""
         return type(getattr(self.client, "_client", None)).__name__ in ("QdrantLocal", "AsyncQdrantLocal")
 
-    def size_advice(self) -> str | None:
-        """One line for a local-mode collection past its comfortable size (None otherwise)."""
-        if not self._local:
-            return None
-        points = self.count()
-        if points <= LOCAL_MODE_COMFORT:
+    def size_advice(self, points: int) -> str | None:
+        """One line for a local-mode collection of ``points`` points past its comfortable size (None otherwise)."""
+        if not self._local or points <= LOCAL_MODE_COMFORT:
             return None
         return (f"{self.where} holds {points:,} points in Qdrant local mode, which keeps every point in memory and "
                 f"compares each search with all of them (comfortable up to {LOCAL_MODE_COMFORT:,}); for collections "
@@ -148,6 +169,16 @@ class QdrantStore(VectorStore):
             for field, schema in (("doc_id", models.PayloadSchemaType.KEYWORD),
                                   ("chunk", models.PayloadSchemaType.INTEGER)):
                 self.client.create_payload_index(self.collection, field, field_schema=schema)
+
+    def _index_metadata_fields(self) -> None:
+        """Payload indexes on the metadata fields filters use (``index_fields``): a Qdrant server then plans a
+        filtered search from the index (exact for selective filters) instead of checking points one by one.
+        Local mode has no payload indexes (it scans): asking there is harmless and silent."""
+        with warnings.catch_warnings():  # local mode warns that payload indexes have no effect there
+            warnings.simplefilter("ignore")
+            for key, kind in self.index_fields.items():
+                self._retry(functools.partial(self.client.create_payload_index, self.collection, f"metadata.{key}",
+                                              field_schema=INDEX_TYPES[kind]), f"payload index on metadata.{key}")
 
     # ------------------------------------------------------------------------------ points
     @staticmethod

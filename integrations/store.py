@@ -265,8 +265,9 @@ class VectorStore(ABC):
         """Bytes one point adds to a write request (only used when ``max_request_bytes`` is set)."""
         return 0
 
-    def size_advice(self) -> str | None:
-        """One line of advice when the collection has outgrown this kind of store (None: it has not)."""
+    def size_advice(self, points: int) -> str | None:
+        """One line of advice when a collection of ``points`` points has outgrown this kind of store (None:
+        it has not). ``jinav3 index`` prints it once after a run."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract: most stores have nothing to release

@@ -725,3 +725,23 @@ def test_console_script_when_installed(tmp_path):
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("versions\n  jinav3 ")
+
+
+def test_index_says_once_when_qdrant_local_mode_is_outgrown(tmp_path, capsys, golden_dir, monkeypatch):
+    """Issue 29: past Qdrant local mode's comfortable size (20,000 points; 250 here) one note suggests a
+    server or Milvus; below it, and on Milvus Lite, nothing."""
+    from jinav3.integrations import qdrant
+
+    monkeypatch.setattr(qdrant, "LOCAL_MODE_COMFORT", 250)
+    for kind in ("qdrant", "milvus"):
+        code, out, err = run(capsys, "index", PASSAGES, "--store", store_uri(kind, tmp_path), *model_args(golden_dir))
+        assert code == 0, err
+        notes = [line for line in err.splitlines() if line.startswith("jinav3: note:")]
+        if kind == "qdrant":
+            assert len(notes) == 1 and "300 points in Qdrant local mode" in notes[0] and "Milvus" in notes[0], err
+            assert "qdrant+http://" in notes[0]
+        else:
+            assert notes == [], err
+    code, out, err = run(capsys, "index", PASSAGES, "--store", store_uri("qdrant", tmp_path), *model_args(golden_dir),
+                         "--collection", "other")  # its own collection: 300 points, still past 250
+    assert err.count("jinav3: note:") == 1 and "Local mode is not recommended" not in err

@@ -175,3 +175,36 @@ def test_points_written_without_extents_are_pruned_by_condition(encoder, monkeyp
     assert sorted(h.id for h in store.get([store.chunk_id("d", i) for i in range(4)] + ["e::chunk:0"])) == [
         "d::chunk:0", "d::chunk:1", "e::chunk:0"]
     assert client.retrieve("docs", [uuid_for("d::chunk:1")])[0].payload["extent"] == 2
+
+
+@pytest.mark.parametrize("fields, shown", [({"lang": "text"}, "index type must be one of"),
+                                           ({"a.b": "keyword"}, "top-level metadata keys"),
+                                           (["lang"], "must map metadata keys")])
+def test_index_fields_are_checked_before_anything_opens(encoder, tmp_path, fields, shown):
+    with pytest.raises(InvalidArgumentError, match=f"^index_fields: .*{shown}"):
+        QdrantStore(encoder, "docs", path=str(tmp_path / "q"), index_fields=fields)
+    assert not (tmp_path / "q").exists()
+
+
+def test_index_fields_make_payload_indexes_on_metadata_keys(encoder, monkeypatch):
+    """Issue 29: payload indexes on the metadata keys filters use (a server plans filtered searches with
+    them; on a server the schema is read back, in local mode the requests are checked)."""
+    client = QdrantClient(url=QDRANT_URL) if QDRANT_URL else QdrantClient(location=":memory:")
+    asked: list[tuple[str, object]] = []
+    original = client.create_payload_index
+
+    def create_payload_index(collection, field, field_schema=None, **kwargs):
+        asked.append((field, field_schema))
+        return original(collection, field, field_schema=field_schema, **kwargs)
+    monkeypatch.setattr(client, "create_payload_index", create_payload_index)
+    name = f"indexed_{uuid.uuid4().hex[:8]}"
+    store = QdrantStore(encoder, name, client=client, dimensions=32,
+                        index_fields={"lang": "keyword", "year": "integer"})
+    assert ("metadata.lang", models.PayloadSchemaType.KEYWORD) in asked
+    assert ("metadata.year", models.PayloadSchemaType.INTEGER) in asked
+    store.add([{"id": "a", "text": "Hallo Welt.", "metadata": {"lang": "de", "year": 2024}}])
+    assert [h.id for h in store.search("Welt", filter={"lang": "de", "year": 2024})] == ["a"]
+    if QDRANT_URL:
+        schema = client.get_collection(name).payload_schema
+        assert {"metadata.lang", "metadata.year"} <= set(schema)
+        client.delete_collection(name)
