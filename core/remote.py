@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import hashlib
 import logging
 import os
 import random
@@ -50,7 +49,7 @@ from . import validation
 from .errors import RemoteError, install_hint, invalid
 from .identity import same_model
 from .late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
-from .secrets import redact, scrub, uri_secrets
+from .secrets import Secret, redact, scrub, uri_secrets
 from .tasks import DEFAULT_INSTRUCTIONS, DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, TASKS, tasks_for
 from .validation import (
     boolean,
@@ -174,7 +173,8 @@ class RemoteEncoder:
         self._identity = model_identity
         self._key_given = api_key is not None
         self._api_key_env = api_key_env
-        self.__key = api_key if api_key is not None else self._key_from_environment()
+        # a Secret: repr, vars, copies and pickles never show it; an unpickled copy reads it from _key_names()
+        self._api_key = Secret(api_key, self._key_names()) if api_key is not None else self._key_from_environment()
         self._setup()
 
     @classmethod
@@ -183,19 +183,20 @@ class RemoteEncoder:
         ``$JINAAI_API_KEY``. Its vectors are the real model's; stores record ``jinaai/jina-embeddings-v3``,
         so a collection filled through it is searched with ``Encoder.from_pretrained`` of that id and back."""
         encoder = cls(JINA_API_URL, api_key, **kwargs)
-        if encoder.__key is None:
+        if not encoder.has_api_key:
             raise invalid("api_key", "the Jina API needs a key: pass api_key=, or set $JINA_API_KEY (get one at "
                                      "https://jina.ai/embeddings)")
         return encoder
 
-    def _key_from_environment(self) -> str | None:
-        names = (self._api_key_env,) if self._api_key_env else SERVER_KEY_ENV + (JINA_KEY_ENV if self.hosted else ())
-        for name in names:
-            if os.environ.get(name):
-                return os.environ[name]
-        if self._api_key_env:
+    def _key_names(self) -> tuple[str, ...]:
+        """The environment variables the key is read from (when none is given, and by an unpickled copy)."""
+        return (self._api_key_env,) if self._api_key_env else SERVER_KEY_ENV + (JINA_KEY_ENV if self.hosted else ())
+
+    def _key_from_environment(self) -> Secret:
+        key = Secret.from_env(self._key_names())
+        if self._api_key_env and not key:
             raise invalid("api_key_env", f"${self._api_key_env} is not set or empty")
-        return None
+        return key
 
     def _setup(self) -> None:
         self._lock = threading.RLock()  # info, the connection pool, the token count
@@ -207,38 +208,33 @@ class RemoteEncoder:
     # ----------------------------------------------------------------------------- secrets
     @property
     def has_api_key(self) -> bool:
-        return self.__key is not None
+        return bool(self._api_key)
 
     @property
     def key_fingerprint(self) -> str | None:
         """sha256 of the key, 16 hex digits: tells keys apart (cache keys) without revealing one."""
-        return None if self.__key is None else hashlib.sha256(self.__key.encode()).hexdigest()[:16]
+        return self._api_key.fingerprint
 
     def _secrets(self) -> list[str]:
-        return ([self.__key] if self.__key else []) + uri_secrets(self.base_url)
+        key = self._api_key.reveal()
+        return ([key] if key else []) + uri_secrets(self.base_url)
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets())
 
     def __repr__(self) -> str:
         model = f", model={self._info.identity!r}" if self._info is not None else ""
-        return f"RemoteEncoder({redact(self.base_url)!r}{model}, api_key={'***' if self.__key else None})"
+        return f"RemoteEncoder({redact(self.base_url)!r}{model}, api_key={'***' if self._api_key else None})"
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the settings, never the key, the connections or the lock: an unpickled copy reads its key
-        again from the environment (``api_key_env``, else the default variables)."""
-        state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_lock", "_client", "_client_pid", f"_{RemoteEncoder.__name__}__key")}
-        return state
+        """Copy or pickle the settings, never the connections or the lock. The key is a Secret: a copy shares
+        it, a pickle holds only where to read it again (``api_key_env``, else the default variables)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_client", "_client_pid")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._setup()
         self.tokens_used = state.get("tokens_used", 0)
-        try:
-            self.__key = self._key_from_environment()
-        except Exception:  # noqa: BLE001 - a variable gone in this process: requests then get a clear 401
-            self.__key = None
 
     # ----------------------------------------------------------------------------- the server
     @property
@@ -635,8 +631,8 @@ class RemoteEncoder:
     def _client_options(self) -> dict[str, Any]:
         httpx = _httpx()
         headers = {"Accept": "application/json", "User-Agent": f"jinav3-remote/{_version()}", **self.headers}
-        if self.__key:
-            headers["Authorization"] = f"Bearer {self.__key}"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         return {"base_url": self.base_url, "headers": headers,
                 "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 "limits": httpx.Limits(max_connections=max(self.max_concurrency, 4))}

@@ -1,4 +1,5 @@
-"""Secrets in text: find them in URIs, redact them for printing, scrub them from messages.
+"""Secrets: a type that holds one without showing it, and finding them in URIs, redacting them for printing,
+scrubbing them from messages.
 
 One implementation for the command line (store URIs, API keys) and for ``jinav3.RemoteEncoder``
 (a server URL's user info, its API key), so what counts as a secret is decided in one place.
@@ -7,8 +8,11 @@ Standard library only.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 # What in a URI is secret: the user info (the PASSWORD of user:PASSWORD@, all of TOKEN@) and the value of
@@ -63,3 +67,61 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+class Secret:
+    """A credential held so that nothing prints, copies out or pickles its value (as Haystack's ``Secret`` and
+    pydantic's ``SecretStr``): ``repr``/``str`` show ``Secret('***')``, the instance has no ``__dict__`` for
+    ``vars`` to list, ``copy``/``deepcopy`` return the same object, and a pickle carries only the names of the
+    environment variables it may be read from again (an unpickled Secret reads them in its new process).
+
+    ``reveal()`` is the one way to the value: call it where the value is sent (an Authorization header).
+    """
+
+    __slots__ = ("_value", "env")
+    _value: str | None
+    env: tuple[str, ...]
+
+    def __init__(self, value: str | None, env: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "env", tuple(env))  # where an unpickled copy looks for the value
+
+    @classmethod
+    def from_env(cls, env: Iterable[str]) -> Secret:
+        """The first set, non-empty variable of ``env`` (a Secret of None when none is set)."""
+        names = tuple(env)
+        return cls(next((os.environ[n] for n in names if os.environ.get(n)), None), names)
+
+    def reveal(self) -> str | None:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """sha256 of the value, 16 hex digits: tells secrets apart (cache keys) without revealing one."""
+        return None if self._value is None else hashlib.sha256(self._value.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value is not None else "Secret(None)"
+
+    __str__ = __repr__
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Secret is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret.from_env, (self.env,))  # never the value: the new process reads its own environment
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and (self._value, self.env) == (other._value, other.env)
+
+    def __hash__(self) -> int:
+        return hash((self.fingerprint, self.env))
