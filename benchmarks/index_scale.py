@@ -53,8 +53,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help="model folder or hub id (default: the tiny golden model)")
     p.add_argument("--peer-docs", type=int, default=10_000,
                    help="size at which the delete-by-condition peer runs too (0: never; default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="records per batch, as jinav3 index (default: %(default)s)")
-    p.add_argument("--milvus-uri", help="a running Milvus server (default: start one from $JINAV3_MILVUS_SERVER_PYTHON)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="records per batch, as jinav3 index (default: %(default)s)")
+    p.add_argument("--milvus-uri",
+                   help="a running Milvus server (default: start one from $JINAV3_MILVUS_SERVER_PYTHON)")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args(argv)
 
@@ -195,7 +197,8 @@ def report(row: dict) -> str:
             f"s/1k by fifth [{fifths}] last/first {row['last_over_first_fifth']:.2f}  "
             f"reindex {row['reindex']['wall_s']:7.1f} s ({row['reindex_over_first']:.2f}x)  "
             f"search p50/p90 ms: {s['unfiltered']['p50_ms']:.1f}/{s['unfiltered']['p90_ms']:.1f}, "
-            f"1% {s['1%']['p50_ms']:.1f}/{s['1%']['p90_ms']:.1f}, 0.1% {s['0.1%']['p50_ms']:.1f}/{s['0.1%']['p90_ms']:.1f}  "
+            f"1% {s['1%']['p50_ms']:.1f}/{s['1%']['p90_ms']:.1f}, "
+            f"0.1% {s['0.1%']['p50_ms']:.1f}/{s['0.1%']['p90_ms']:.1f}  "
             f"rss {row['peak_rss_mib']:.0f} MiB  disk {row['disk_mib'] or 0:.0f} MiB")
 
 

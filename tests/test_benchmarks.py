@@ -55,3 +55,25 @@ def test_benchmark_peers_bf16_and_cleanup(tmp_path):
     assert report["goals"]["jinav3_bf16_vs_fp32"]["ratio"] > 0
     assert report["matmul_peak"]["float32"]["peak_tflops"] > 0
     assert not work.exists()  # --clean: the checkpoints and the export are gone
+
+
+def test_index_scale_runs_on_the_embedded_stores(tmp_path, capsys):
+    """benchmarks.index_scale end to end at a small size (Qdrant local, Milvus Lite), its peer included."""
+    from benchmarks import index_scale
+
+    out = tmp_path / "scale.json"
+    rows = index_scale.main(["--docs", "500", "--stores", "qdrant,milvus-lite", "--peer-docs", "500",
+                             "--json", str(out)])
+    assert [(r["store"], r["way"]) for r in rows] == [
+        ("qdrant", "by key"), ("qdrant", "delete-by-condition (peer)"),
+        ("milvus-lite", "by key"), ("milvus-lite", "delete-by-condition (peer)")]
+    for row in rows:
+        assert row["docs"] == 500 and len(row["ms_per_doc_by_fifth"]) == 5 and row["first"]["wall_s"] > 0
+        assert set(row["search"]) == {"unfiltered", "1%", "0.1%"}
+        if row["way"] == "by key":  # a fresh collection: no lookups; the re-run: lookups, no prune by condition
+            assert "_read_extents" not in row["first"]["calls"] and "_prune" not in row["first"]["calls"]
+            assert row["reindex"]["calls"]["_read_extents"] > 0 and "_prune" not in row["reindex"]["calls"]
+        else:
+            assert row["first"]["calls"]["_prune"] > 0
+    assert json.loads(out.read_text()) == rows
+    assert "Goals (issue 29)" in capsys.readouterr().out
