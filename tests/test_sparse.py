@@ -11,7 +11,7 @@ import pytest
 from helpers import GOLDEN
 
 from jinav3.errors import InvalidArgumentError, ModelNotFoundError
-from jinav3.sparse import B, K1, SparseEncoder
+from jinav3.sparse import K1, B, SparseEncoder
 
 
 @pytest.fixture(scope="module")
