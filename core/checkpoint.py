@@ -16,20 +16,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import torch
-from peft import LoraConfig
 from safetensors.torch import load_file, save_file
-from transformers import JinaEmbeddingsV3Model, XLMRobertaTokenizer
-from transformers.initialization import no_init_weights
 
 from . import convert
 from .errors import CheckpointFormatError, ModelNotFoundError
-from .identity import CONVERTED_FROM_KEY
+from .identity import CONVERTED_FROM_KEY, DEFAULT_MODEL  # noqa: F401  (DEFAULT_MODEL: cli.py and ray.py read it here)
 from .lora import PEFT_PREFIX
 from .tasks import DEFAULT_INSTRUCTIONS, TASKS, adapter_name
 
-DEFAULT_MODEL = "jinaai/jina-embeddings-v3"
+if TYPE_CHECKING:  # imported where a model loads: transformers and peft take seconds to import
+    from peft import LoraConfig
+    from transformers import JinaEmbeddingsV3Model, XLMRobertaTokenizer
+
+# adapter name -> (its LoRA config, its peft state): a LoraConfig (native layout) or the original's settings
+_Adapters = dict[str, tuple[Union["LoraConfig", convert.OriginalLoRA], dict[str, torch.Tensor]]]
+
 # Skip what we never read: ONNX exports, pickled weights, other frameworks.
 _IGNORE = ["onnx/*", "*.onnx", "*.onnx_data", "*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ot"]
 
@@ -40,7 +44,7 @@ class Checkpoint:
 
     model: JinaEmbeddingsV3Model
     tokenizer: XLMRobertaTokenizer
-    adapters: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]]  # adapter name -> (config, peft state)
+    adapters: _Adapters  # adapter name -> (config, peft state)
     instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS))
     source: str = ""
     layout: str = ""
@@ -104,6 +108,8 @@ def layout_of(config: dict) -> str:
 def load(folder: Path, dtype: torch.dtype, attn_implementation: str = "sdpa") -> Checkpoint:
     config = read_config(folder)
     layout = layout_of(config)
+    from transformers import XLMRobertaTokenizer
+
     # never AutoTokenizer: the original asks for remote code
     tokenizer = XLMRobertaTokenizer.from_pretrained(str(folder))
     if layout == "original":
@@ -116,13 +122,12 @@ def load(folder: Path, dtype: torch.dtype, attn_implementation: str = "sdpa") ->
                       converted_from=config.get(CONVERTED_FROM_KEY))
 
 
-# adapter name -> (peft config, peft state), as Checkpoint.adapters holds them
-_Adapters = dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]]
-
-
 def _load_original(
     folder: Path, config: dict, dtype: torch.dtype, attn: str
 ) -> tuple[JinaEmbeddingsV3Model, _Adapters]:
+    from transformers import JinaEmbeddingsV3Model
+    from transformers.initialization import no_init_weights
+
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointFormatError(f"{folder}: the original layout needs model.safetensors")
@@ -166,6 +171,9 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _load_native_loud(folder: Path, dtype: torch.dtype, attn: str) -> tuple[JinaEmbeddingsV3Model, _Adapters]:
+    from peft import LoraConfig
+    from transformers import JinaEmbeddingsV3Model
+
     model = JinaEmbeddingsV3Model.from_pretrained(str(folder), dtype=dtype, attn_implementation=attn)
     adapters: _Adapters = {}
     for task in TASKS:

@@ -20,10 +20,14 @@ each projection's delta equals the matching rows of the fused delta exactly.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig
-from transformers import JinaEmbeddingsV3Config
+
+if TYPE_CHECKING:  # imported where used: peft alone takes seconds to import, and loading needs neither
+    from peft import LoraConfig
+    from transformers import JinaEmbeddingsV3Config
 
 from .errors import CheckpointFormatError
 from .tasks import DEFAULT_INSTRUCTIONS, TASKS, adapter_name
@@ -52,6 +56,9 @@ def is_original_config(config: dict) -> bool:
 
 
 def native_config(original: dict) -> JinaEmbeddingsV3Config:
+    from transformers import JinaEmbeddingsV3Config
+
+
     """The native config for an original config dict. The rotary base must be carried over by hand:
     the native config reads it from ``rope_parameters`` and ignores ``rotary_emb_base``."""
     tasks = original.get("lora_adaptations")
@@ -82,18 +89,39 @@ def native_config(original: dict) -> JinaEmbeddingsV3Config:
     return native
 
 
-def lora_config(original: dict) -> LoraConfig:
+@dataclass(frozen=True)
+class OriginalLoRA:
+    """The original checkpoint's LoRA settings under peft's ``LoraConfig`` names, without importing peft
+    (seconds at start-up): ``lora.lora_scaling`` reads them as it reads a LoraConfig, and ``save_pretrained``
+    writes the peft config a native folder holds."""
+
+    r: int
+    lora_alpha: float
+    use_rslora: bool = False
+    use_dora: bool = False
+    rank_pattern: tuple = ()
+    alpha_pattern: tuple = ()
+
+    def peft(self) -> LoraConfig:
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.lora_alpha,  # type: ignore[arg-type]  # a float on purpose: see lora_config
+            lora_dropout=0.0,
+            target_modules=LORA_TARGETS,
+            bias="none",
+            inference_mode=True,
+        )
+
+    def save_pretrained(self, folder: str) -> None:
+        self.peft().save_pretrained(folder)
+
+
+def lora_config(original: dict) -> OriginalLoRA:
     # peft annotates lora_alpha as int but only divides by it (scaling = alpha / r); the original config
     # may hold a fractional alpha, so it stays a float as it always was.
-    alpha = float(original.get("lora_alpha", 1))
-    return LoraConfig(
-        r=int(original.get("lora_rank", 4)),
-        lora_alpha=alpha,  # type: ignore[arg-type]  # a float on purpose: see above (peft's hint says int)
-        lora_dropout=0.0,
-        target_modules=LORA_TARGETS,
-        bias="none",
-        inference_mode=True,
-    )
+    return OriginalLoRA(r=int(original.get("lora_rank", 4)), lora_alpha=float(original.get("lora_alpha", 1)))
 
 
 def _native_name(path: str) -> str:

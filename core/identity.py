@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, BinaryIO
 if TYPE_CHECKING:
     from hashlib import _Hash
 
+DEFAULT_MODEL = "jinaai/jina-embeddings-v3"  # the model loaded when none is named (here: torch-free to import)
+
 # config.json key naming the model a native folder was converted from: a converted copy keeps the
 # model's name (vector stores record it in their signature), whatever folder it now lives in.
 CONVERTED_FROM_KEY = "jinav3_converted_from"

@@ -26,12 +26,19 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 import torch
-from peft import LoraConfig
 from torch import nn
 
 from .errors import CheckpointFormatError, invalid
+
+if TYPE_CHECKING:  # peft takes seconds to import; only its config's fields are read here
+    from peft import LoraConfig
+
+    from .convert import OriginalLoRA
+
+    AdapterConfig = Union[LoraConfig, OriginalLoRA]
 
 PEFT_PREFIX = "base_model.model."
 
@@ -53,7 +60,7 @@ class _Factors:
     b: torch.Tensor  # (out, r) for linear, (dim, r) for embedding
 
 
-def lora_scaling(config: LoraConfig) -> float:
+def lora_scaling(config: AdapterConfig) -> float:
     if config.rank_pattern or config.alpha_pattern or getattr(config, "use_dora", False):
         raise CheckpointFormatError("adapter_config.json: rank_pattern, alpha_pattern and DoRA are not supported")
     return config.lora_alpha / (math.sqrt(config.r) if config.use_rslora else config.r)
@@ -97,7 +104,7 @@ class MergedTaskLoRA:
     model afterwards: the pristine copy then goes straight from the host weights to the device (no
     copy back from the device), and the factors are put there once. None: the weights' device now."""
 
-    def __init__(self, model: nn.Module, adapters: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]]],
+    def __init__(self, model: nn.Module, adapters: dict[str, tuple[AdapterConfig, dict[str, torch.Tensor]]],
                  device: torch.device | str | None = None):
         # Merging writes the task into the model's weights and hooks its embeddings: a second owner
         # would snapshot already-merged weights as "pristine" and add every hook twice.

@@ -177,8 +177,6 @@ def _sdpa_loop(
     return out
 
 
-# stays eager inside a compiled layer (see compile_layers): no recompiles per length
-@torch.compiler.disable
 def varlen_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -239,7 +237,9 @@ def register() -> str:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(ATTENTION_NAME, varlen_attention_forward)
+    # stays eager inside a compiled layer (see compile_layers): no recompiles per length. Wrapped here, not
+    # with a decorator, because torch.compiler.disable imports torch._dynamo (a second at import time).
+    AttentionInterface.register(ATTENTION_NAME, torch.compiler.disable(varlen_attention_forward))
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
     return ATTENTION_NAME
 

@@ -14,8 +14,8 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, overload
 
-from jinav3.checkpoint import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters)
 from jinav3.errors import invalid
+from jinav3.identity import DEFAULT_MODEL  # noqa: F401  (re-exported for the framework adapters; torch-free)
 from jinav3.tasks import check_task
 from jinav3.validation import positive_int
 
