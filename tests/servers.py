@@ -21,6 +21,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@contextmanager
+def serve_app(app: object, **config: object) -> Iterator[str]:
+    """An ASGI ``app`` on uvicorn in a background thread, on a free port of 127.0.0.1; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,  # type: ignore[arg-type]
+                                           log_level=str(config.pop("log_level", "warning")), **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

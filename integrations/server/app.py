@@ -13,7 +13,6 @@ the tokenizer's thread (tokens.py), the model on the worker's (batcher.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import re
@@ -34,20 +33,21 @@ from jinav3.errors import invalid
 from jinav3.tasks import DEFAULT_TASK, TASKS
 from jinav3.validation import positive_int
 
-from .batcher import Batcher, Job, JobResult
-from .errors import ApiError, error_body
+from .admission import admitted, run_plan, serialise
+from .batcher import Batcher
+from .errors import TEI_PATHS, ApiError, body_for
 from .formats import embeddings_body
 from .guard import Guard
 from .logs import redact_access_log
 from .metrics import Metrics
+from .tei import add_tei_routes, tei_info
 from .tokens import Tokens
 from .validation import ServedModel, plan_embeddings, plan_tokenize
 
 log = logging.getLogger("jinav3.server")
 
 JINA_MODEL_NAME = "jina-embeddings-v3"
-ROUTES = {"/v1/embeddings", "/embeddings", "/tokenize", "/health", "/info", "/metrics", "/v1/models"}
-_INLINE_FLOATS = 1 << 16  # larger answers are serialised off the event loop
+ROUTES = {"/v1/embeddings", "/embeddings", "/tokenize", "/health", "/info", "/metrics", "/v1/models", *TEI_PATHS}
 # Tokens per pass on the CPU: enough for 64 queries in one pass (a pass of one query costs 7 ms on the
 # medium benchmark model, 64 of them together 3.5 ms each) and for bulk throughput (9.7k tok/s at 256 tokens
 # per pass, 11.4-11.8k from 512 on, with oneDNN linears). Accelerators take the Encoder's own budget.
@@ -108,6 +108,7 @@ def create_app(encoder: Any, *, api_key: str | None = None, served_model_names: 
     app.state.host = host
     app.state.metrics = metrics
     _routes(app, host, limits, metrics)
+    add_tei_routes(app, host, limits.max_client_batch_size)
     _error_handlers(app)
     app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_request_bytes=limits.max_request_bytes,
                        body_timeout_s=limits.body_timeout_s, api_key=api_key)
@@ -228,26 +229,17 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
         """Embed text in the Jina Embeddings API's or OpenAI's dialect (see schemas.py)."""
         serving = host.require_ready()
         raw = await request.body()  # under the body's deadline (guard.py), and before admission: a stalled
-        with _admitted(host):       # upload holds no slot, so it cannot lock others out with 429s
+        with admitted(host):        # upload holds no slot, so it cannot lock others out with 429s
             plan = plan_embeddings(raw, serving.served, limits.max_client_batch_size)
-            started = time.perf_counter()
-            prepared = await serving.tokens.prepare_plan(plan)
-            tokenize_ms = (time.perf_counter() - started) * 1e3
-            job = serving.batcher.submit(plan.kind, plan.task, prepared.items, prepared.tokens, plan.dimensions,
-                                         plan.normalize, plan.options)
-            result = await _wait(request, job, serving.batcher)
-            if result is None:
+            ran = await run_plan(request, serving, plan)
+            if ran is None:
                 return Response(status_code=499)  # the client left; nobody reads this
-        tokens = sum(prepared.tokens)
-        body = embeddings_body(result.vectors, plan.formats, plan.keyed, plan.model, tokens)
-        if prepared.spans is not None:  # chunker (jinav3's extension): where each chunk is in the document
-            for entry, (start, end) in zip(body["data"], prepared.spans, strict=True):  # one vector per chunk
+        body = embeddings_body(ran.result.vectors, plan.formats, plan.keyed, plan.model, ran.tokens)
+        if ran.prepared.spans is not None:  # chunker (jinav3's extension): where each chunk is in the document
+            for entry, (start, end) in zip(body["data"], ran.prepared.spans, strict=True):  # one vector per chunk
                 entry["start"], entry["end"] = start, end
-        content = await _serialise(body, result.vectors.size)
-        return Response(content, media_type="application/json", headers={
-            "x-tokenization-time": f"{tokenize_ms:.3f}", "x-queue-time": f"{result.queue_s * 1e3:.3f}",
-            "x-inference-time": f"{result.inference_s * 1e3:.3f}", "x-compute-tokens": str(tokens),
-            "x-truncated-inputs": str(prepared.truncated)})
+        content = await serialise(body, ran.result.vectors.size)
+        return Response(content, media_type="application/json", headers=ran.headers())
 
     @app.post("/tokenize")
     async def tokenize(request: Request) -> list[list[dict]]:
@@ -276,60 +268,13 @@ def _routes(app: FastAPI, host: ModelHost, limits: Limits, metrics: Metrics) -> 
         return Response(metrics.render(), media_type=metrics.content_type)
 
 
-class _admitted:
-    """Admission: at most ``max_concurrent_requests`` embedding requests at once; past that, 429 at once. A request
-    enters once its body has arrived: only work the model will do takes a slot."""
-
-    def __init__(self, host: ModelHost):
-        self.host = host
-
-    def __enter__(self) -> None:
-        if self.host.in_flight >= self.host.limits.max_concurrent_requests:
-            raise ApiError(429, f"the server is at its limit of {self.host.limits.max_concurrent_requests} concurrent "
-                                "requests (--max-concurrent-requests); retry shortly", code="overloaded",
-                           headers={"Retry-After": "1"})
-        self.host.in_flight += 1  # the event loop is one thread: no lock needed
-        self.host.metrics.in_flight.set(self.host.in_flight)
-
-    def __exit__(self, *exc: object) -> None:
-        self.host.in_flight -= 1
-        self.host.metrics.in_flight.set(self.host.in_flight)
-
-
-async def _wait(request: Request, job: Job, batcher: Batcher) -> JobResult | None:
-    """The job's result, or None if the client disconnects first (its queued work is then dropped)."""
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({job.future, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if job.future.done():
-            return job.future.result()
-        return None
-    finally:
-        gone.cancel()
-        if not job.future.done():  # the client left, or this handler was cancelled
-            batcher.cancel(job)
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client disconnects (the body is read: the next ASGI message can only be that)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _serialise(body: dict, floats: int) -> bytes:
-    def render() -> bytes:
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    return render() if floats <= _INLINE_FLOATS else await asyncio.to_thread(render)
-
-
 def _info(host: ModelHost, serving: Serving, limits: Limits) -> dict:
     encoder, served = serving.encoder, serving.served
     return {
         "model_id": served.names[0], "model_names": list(served.names),
         "model_label": str(getattr(encoder, "label", "")), "model_identity": str(getattr(encoder, "name", "")),
         "model_sha": host.revision(encoder), "model_dtype": str(getattr(encoder, "dtype", "")).removeprefix("torch."),
-        "model_device": str(getattr(encoder, "device", "")), "model_type": "embedding",
+        "model_device": str(getattr(encoder, "device", "")),
         "tasks": list(TASKS), "default_task": DEFAULT_TASK,
         "dimensions": {"min": 1, "max": served.hidden_size},
         "max_input_length": int(encoder.max_length),
@@ -346,28 +291,30 @@ def _info(host: ModelHost, serving: Serving, limits: Limits) -> dict:
         "max_concurrent_requests": limits.max_concurrent_requests, "max_request_bytes": limits.max_request_bytes,
         "body_timeout_s": limits.body_timeout_s,
         "auto_truncate": False, "version": jinav3.__version__,
+        **tei_info(served),  # text-embeddings-inference's names, for its clients and dashboards
     }
 
 
 # ============================================================================================ errors
 def _error_handlers(app: FastAPI) -> None:
-    def answer(status: int, message: str, param: str | None = None, code: str | None = None,
+    def answer(request: Request, status: int, message: str, param: str | None = None, code: str | None = None,
                headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
+        return JSONResponse(body_for(request.url.path, status, message, param, code), status_code=status,
+                            headers=headers)
 
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return answer(error.status, error.message, error.param, error.code, error.headers)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return answer(request, error.status, error.message, error.param, error.code, error.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path}: {error.detail}"
         if error.status_code == 404:
             message += f"; routes: {', '.join(sorted(ROUTES))}"
-        return answer(error.status_code, message, code="not_found" if error.status_code == 404 else None,
+        return answer(request, error.status_code, message, code="not_found" if error.status_code == 404 else None,
                       headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return answer(500, f"internal error: {type(error).__name__}", code="internal_error")
+        return answer(request, 500, f"internal error: {type(error).__name__}", code="internal_error")

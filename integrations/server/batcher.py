@@ -78,14 +78,18 @@ class Job:
     started: float | None = None
     inference_s: float = 0.0
     cancelled: bool = False
-    options: dict = field(default_factory=dict)  # jinav3's extensions: max_length, window, overlap, chunker
+    # jinav3's extensions: max_length, window, overlap, chunker; all_tokens (token ids: every state, not the mean)
+    options: dict = field(default_factory=dict)
     pooler: SpanSums | None = None               # late chunking: the span sums, window by window
 
     @property
     def document(self) -> LateDocument:
         return self.items[0]
 
-    def vectors(self) -> np.ndarray:
+    def vectors(self) -> Any:
+        """(n, dimensions) float32; with all_tokens a list of (tokens, hidden) arrays, one per input."""
+        if self.options.get("all_tokens"):
+            return list(self.rows)
         if self.pooler is not None:
             return self.document.vectors(self.pooler.means(), self.dimensions, self.normalize)
         return np.stack(self.rows) if self.rows else np.zeros((0, 0), np.float32)
@@ -93,7 +97,7 @@ class Job:
 
 @dataclass(frozen=True)
 class JobResult:
-    vectors: np.ndarray
+    vectors: Any         # np.ndarray (n, dimensions), or with all_tokens a list of (tokens, hidden) arrays
     queue_s: float       # enqueued -> its first batch started
     inference_s: float   # the forward passes it took part in
 
@@ -273,7 +277,7 @@ class Batcher:
                 first = started if job.started is None else job.started  # set above for every live job
                 _settle(job, JobResult(job.vectors(), first - job.enqueued, job.inference_s))
 
-    def _forward(self, batch: _Batch) -> list[np.ndarray | None]:
+    def _forward(self, batch: _Batch) -> list[Any]:
         """Vectors per piece, in piece order (None for late chunking: its windows' states are pooled)."""
         self._note_task(batch.task)
         if batch.kind == TEXTS:
@@ -295,9 +299,12 @@ class Batcher:
         for ids in job.items[a:b]:  # the Encoder has no batched entry point for given ids: one call each
             states = self.encoder.token_states(ids, task=job.task)
             self._count_forward("token_ids")
-            rows.append(cut_and_normalize(states.mean(axis=0, dtype=np.float32)[None], job.dimensions,
-                                          job.normalize)[0])
-        return [np.stack(rows)]
+            if job.options.get("all_tokens"):
+                rows.append(states)
+            else:
+                rows.append(cut_and_normalize(states.mean(axis=0, dtype=np.float32)[None], job.dimensions,
+                                              job.normalize)[0])
+        return [rows]
 
     def _pool_windows(self, job: Job, a: int, b: int) -> None:
         """Windows [a, b) of a late-chunking document: each one forward pass (a window fits the model's length), its

@@ -7,6 +7,9 @@ openai client reads ``body.get("error", body)["message"]``. So every error carri
      "type": "invalid_request_error", "param": "dimensions", "code": "invalid_value"}}
 
 422 bodies also list ``errors: [{field, message, type}]`` as the Jina API's validation errors do.
+
+text-embeddings-inference's routes (``TEI_PATHS``: /embed, /embed_all, /) answer TEI's shape instead,
+``{"error": "...", "error_type": "Validation"}``, which huggingface_hub's client reads (``tei_error_body``).
 """
 
 from __future__ import annotations
@@ -58,13 +61,29 @@ def error_body(status: int, message: str, param: str | None = None, code: str | 
     return body
 
 
-def error_bytes(error: ApiError) -> bytes:
-    return json.dumps(error_body(error.status, error.message, error.param, error.code)).encode()
+# text-embeddings-inference's routes and its ErrorType values (serde's spelling) per status. 401 is not one of
+# TEI's types (its auth layer answers an empty 401): "Unauthorized" says what it is.
+TEI_PATHS = frozenset({"/embed", "/embed_all", "/"})
+_TEI_TYPES = {401: "Unauthorized", 429: "Overloaded", 500: "Backend", 503: "Unhealthy"}
 
 
-async def send_error(send: Any, error: ApiError) -> None:
-    """Answer ``error`` straight from ASGI middleware (before any route runs)."""
-    body = error_bytes(error)
+def tei_error_body(status: int, message: str, code: str | None = None) -> dict:
+    error_type = "Empty" if code == "empty" else _TEI_TYPES.get(status, "Validation")
+    return {"error": message, "error_type": error_type}
+
+
+def body_for(path: str, status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    """The error body a client of ``path`` reads: TEI's on TEI's routes, else the Jina/OpenAI one."""
+    return tei_error_body(status, message, code) if path in TEI_PATHS else error_body(status, message, param, code)
+
+
+def error_bytes(error: ApiError, path: str = "") -> bytes:
+    return json.dumps(body_for(path, error.status, error.message, error.param, error.code)).encode()
+
+
+async def send_error(send: Any, error: ApiError, path: str = "") -> None:
+    """Answer ``error`` straight from ASGI middleware (before any route runs), in the shape ``path``'s clients read."""
+    body = error_bytes(error, path)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

@@ -53,7 +53,7 @@ class Guard:
         try:
             refusal = self._refusal(scope, path)
             if refusal is not None:
-                await send_error(timed_send, refusal)
+                await send_error(timed_send, refusal, path)
                 return
             await self.app(scope, self._body_rules(scope, receive), timed_send)
         finally:

@@ -40,6 +40,7 @@ class Prepared:
     tokens: list[int]   # per item; for late chunking one count, the whole document's
     truncated: int      # how many inputs were cut to the model's length
     spans: list[tuple[int, int]] | None = None  # CHUNKS: each chunk's (start, end) in the document
+    kind: str | None = None  # the kind the scheduler runs, where not the plan's (texts sent as ids: /embed_all)
 
 
 @dataclass(frozen=True)
@@ -110,23 +111,54 @@ class Tokens:
                                      note="(the model's maximum)")
             except InvalidArgumentError as error:
                 raise ApiError.from_library(error, "max_length") from None
+        prefix = "" if plan.kind == IDS else self._encoder.instruction(plan.task)
+        sequences: list  # texts, or full id sequences
         if plan.kind == IDS:
             sequences = [self._with_specials(ids, plan.task) for ids in plan.items]
             counts = [len(s) for s in sequences]
         else:
-            prefix = self._encoder.instruction(plan.task)
             sequences = plan.items
             counts = self._count([prefix + text for text in plan.items])
         over = [i for i, n in enumerate(counts) if n > limit]
         if over and not plan.truncate:
-            i = over[0]
+            i, field = over[0], plan.field
             more = f" ({len(over) - 1} more inputs are too long as well)" if len(over) > 1 else ""
-            raise ApiError(422, f"input[{i}]: {counts[i]} tokens (task instruction and <s>, </s> included) are more "
+            raise ApiError(422, f"{field}[{i}]: {counts[i]} tokens (task instruction and <s>, </s> included) are more "
                                 f"than the model's maximum of {self.max_length}{more}; shorten it, or send "
-                                "truncate=true to cut it", param=f"input[{i}]", code="input_too_long")
-        if plan.kind == IDS:  # cut as the tokenizer truncates text: keep </s>
-            sequences = [s if len(s) <= limit else s[: limit - 1] + [self.eos] for s in sequences]
+                                "truncate=true to cut it", param=f"{field}[{i}]", code="input_too_long")
+        left = plan.truncation_direction == "left"
+        if plan.kind != IDS and over and left:
+            sequences = [self._tail(prefix, text, limit) if n > limit else text
+                         for text, n in zip(sequences, counts, strict=True)]
+        if plan.kind != IDS and plan.options.get("all_tokens"):  # every token's state: the ids the Encoder runs
+            encoded = self._tokenizer([prefix + text for text in sequences], add_special_tokens=True, truncation=True,
+                                      max_length=limit, return_attention_mask=False)["input_ids"]
+            return Prepared(encoded, [len(ids) for ids in encoded], len(over), kind=IDS)
+        if plan.kind == IDS:
+            sequences = [s if len(s) <= limit else self._cut_ids(s, limit, left, plan.task) for s in sequences]
         return Prepared(sequences, [min(n, limit) for n in counts], len(over))
+
+    def _tail(self, prefix: str, text: str, limit: int) -> str:
+        """The longest tail of ``text`` that fits ``limit`` tokens behind the instruction, within <s>, </s>:
+        text-embeddings-inference's truncation_direction=left, with the task instruction kept."""
+        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        drop = self._count([prefix + text])[0] - limit
+        while 0 < drop < len(offsets):
+            tail = text[offsets[drop][0]:]
+            over = self._count([prefix + tail])[0] - limit  # a cut can merge or split a token at its edge
+            if over <= 0:
+                return tail
+            drop += over
+        return text if drop <= 0 else ""
+
+    def _cut_ids(self, ids: list[int], limit: int, left: bool, task: str | None) -> list[int]:
+        """An id sequence (<s>, instruction, text, </s>) cut to ``limit``: its text's end (right, as the tokenizer
+        truncates), or with ``left`` its text's start, keeping <s>, the instruction and </s>."""
+        head = 1 + len(self._instruction(task))
+        keep = limit - head - 1
+        if not left or keep <= 0:
+            return ids[: limit - 1] + [self.eos]
+        return ids[:head] + ids[len(ids) - 1 - keep:]
 
     def _plan_late(self, plan: EmbedPlan) -> LateDocument:
         """The library's planning (lc.plan_pieces / lc.plan_documents, lc.windows) with this thread's tokenizer:

@@ -7,6 +7,7 @@ requests batched with it. Messages name the field and what is allowed, like the 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ _EXPECTED = {
     "inputs": "a string or a list of strings", "add_special_tokens": "true or false",
     "chunker": "'sentences', 'tokens', or a list of [start, end] character spans", "chunk_size": "an integer",
     "window": "an integer", "overlap": "an integer", "max_length": "an integer",
+    "normalize": "true or false", "truncation_direction": "'right' or 'left'", "prompt_name": "a string or null",
 }
 
 
@@ -58,8 +60,11 @@ class EmbedPlan:
     formats: tuple[str, ...]     # output encodings
     keyed: bool                  # embedding_type was a list: each embedding is {format: value}
     model: str                   # the name to answer with
-    # jinav3's extensions (schemas.JinaV3Fields), those sent: chunker, chunk_size, window, overlap, max_length
+    # jinav3's extensions (schemas.JinaV3Fields), those sent: chunker, chunk_size, window, overlap, max_length;
+    # all_tokens (text-embeddings-inference's /embed_all): every token's state, not their mean
     options: dict = dataclasses.field(default_factory=dict)
+    truncation_direction: str = "right"  # with truncate: which end of an over-long input is cut (TEI's field)
+    field: str = "input"                 # what the request calls its inputs, for messages
 
 
 def parse_json(model_class: type[ModelT], raw: bytes) -> ModelT:
@@ -74,8 +79,8 @@ def _type_error(error: ValidationError) -> ApiError:
     first = error.errors(include_url=False)[0]
     kind, loc = first["type"], first["loc"]
     if kind == "json_invalid":
-        return ApiError(400, f"body: malformed JSON ({first['msg'].removeprefix('Invalid JSON: ')})",
-                        code="invalid_json")
+        problem = _surrogate_side(first["input"], first["msg"].removeprefix("Invalid JSON: "))
+        return ApiError(400, f"body: malformed JSON ({problem})", code="invalid_json")
     if not loc:
         return ApiError.invalid("body", "must be a JSON object")
     field = str(loc[0])
@@ -84,17 +89,38 @@ def _type_error(error: ValidationError) -> ApiError:
     return ApiError.invalid(field, f"must be {_EXPECTED.get(field, 'of another type')}, got {_shown(first['input'])}")
 
 
+_ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})")
+_AT = re.compile(r"at line (\d+) column (\d+)$")
+
+
+def _surrogate_side(raw: Any, problem: str) -> str:
+    """The JSON parser's ``problem``, with a lone surrogate escape named for its side: jiter (pydantic's parser)
+    calls a lone trailing one ``\\udc00``-``\\udfff`` "leading", and a lone leading one "unexpected end of hex
+    escape". Other problems pass unchanged."""
+    at = _AT.search(problem)
+    if at is None or "hex escape" not in problem or not isinstance(raw, (bytes, str)):
+        return problem
+    line, column = int(at[1]), int(at[2])
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    lines = data.split(b"\n")
+    seen = lines[line - 1][:column] if line <= len(lines) else b""  # up to the column reported (1-based)
+    surrogates = [m for m in _ESCAPE.finditer(seen) if 0xD800 <= int(m[1], 16) < 0xE000]
+    if not surrogates:
+        return problem
+    escape = surrogates[-1]
+    side = "leading (high)" if int(escape[1], 16) < 0xDC00 else "trailing (low)"
+    return (f"lone {side} surrogate {escape[0].decode()} at line {line} column {column}; a leading surrogate escape "
+            "must be followed by a trailing one, and text must be valid Unicode")
+
+
 def plan_embeddings(raw: bytes, served: ServedModel, max_inputs: int) -> EmbedPlan:
     request = parse_json(EmbeddingsRequest, raw)
     model = _check_model(request.model, served.names)
     task = _check_task(request.task)
-    dimensions = _check_dimensions(request.dimensions, served.hidden_size)
+    dimensions = check_dimensions(request.dimensions, served.hidden_size)
     formats, keyed = _output_formats(request)
-    kind, items = _parse_input(request.input, served.vocab_size)
-    if len(items) > max_inputs:
-        raise ApiError(413, f"input: {len(items)} inputs, more than this server takes per request "
-                            f"(--max-client-batch-size {max_inputs}); split the request", param="input",
-                       code="too_many_inputs")
+    kind, items = parse_input(request.input, served.vocab_size)
+    check_count(len(items), max_inputs)
     if request.late_chunking:
         kind = _check_late_chunking(kind, items)
     options = _jinav3_options(request, kind, items)
@@ -102,6 +128,13 @@ def plan_embeddings(raw: bytes, served: ServedModel, max_inputs: int) -> EmbedPl
         kind = CHUNKS
     return EmbedPlan(kind, items, task, dimensions, True if request.normalized is None else request.normalized,
                      bool(request.truncate) or "max_length" in options, formats, keyed, model, options)
+
+
+def check_count(n: int, max_inputs: int, field: str = "input") -> None:
+    if n > max_inputs:
+        raise ApiError(413, f"{field}: {n} inputs, more than this server takes per request "
+                            f"(--max-client-batch-size {max_inputs}); split the request", param=field,
+                       code="too_many_inputs")
 
 
 def _jinav3_options(request: EmbeddingsRequest, kind: str, items: list) -> dict:
@@ -155,7 +188,7 @@ def _check_task(task: str | None) -> str | None:
     return task
 
 
-def _check_dimensions(dimensions: int | None, hidden_size: int) -> int | None:
+def check_dimensions(dimensions: int | None, hidden_size: int) -> int | None:
     try:
         return None if dimensions is None else int_in_range(dimensions, "dimensions", 1, hidden_size,
                             note="(the model's full size)")
@@ -190,30 +223,30 @@ def _formats(value: tuple[tuple[str, ...], bool]) -> str:
 
 
 # ----------------------------------------------------------------------------- input
-def _parse_input(value: Any, vocab_size: int) -> tuple[str, list]:
-    """(TEXTS, [str]) or (IDS, [[int]]) from every form ``input`` may take."""
+def parse_input(value: Any, vocab_size: int, field: str = "input") -> tuple[str, list]:
+    """(TEXTS, [str]) or (IDS, [[int]]) from every form ``input`` (TEI: ``inputs``, ``field``) may take."""
     if isinstance(value, str):
-        return TEXTS, [_check_text(value, "input")]
+        return TEXTS, [_check_text(value, field)]
     if isinstance(value, dict):
-        return TEXTS, [_text_of(value, "input")]
+        return TEXTS, [_text_of(value, field)]
     if not isinstance(value, list):
-        raise ApiError.invalid("input", "must be a string, a {\"text\": ...} object, a list of them, or token ids "
-                                        f"(a list of int, or a list of lists of int); got {_shown(value)}")
+        raise ApiError.invalid(field, "must be a string, a {\"text\": ...} object, a list of them, or token ids "
+                                      f"(a list of int, or a list of lists of int); got {_shown(value)}")
     if not value:
-        raise ApiError.invalid("input", "is an empty list; send at least one text")
+        raise ApiError.invalid(field, "is an empty list; send at least one text")
     if all(_is_int(v) for v in value):
-        return IDS, [_check_ids(value, "input", vocab_size)]
+        return IDS, [_check_ids(value, field, vocab_size)]
     if all(isinstance(v, list) for v in value):
-        return IDS, [_check_ids(v, f"input[{i}]", vocab_size) for i, v in enumerate(value)]
+        return IDS, [_check_ids(v, f"{field}[{i}]", vocab_size) for i, v in enumerate(value)]
     texts = []
     for i, item in enumerate(value):
         if isinstance(item, str):
-            texts.append(_check_text(item, f"input[{i}]"))
+            texts.append(_check_text(item, f"{field}[{i}]"))
         elif isinstance(item, dict):
-            texts.append(_text_of(item, f"input[{i}]"))
+            texts.append(_text_of(item, f"{field}[{i}]"))
         else:
-            raise ApiError.invalid(f"input[{i}]", "must be a string or a {\"text\": ...} object (token ids cannot "
-                                                  f"be mixed with text); got {_shown(item)}")
+            raise ApiError.invalid(f"{field}[{i}]", "must be a string or a {\"text\": ...} object (token ids "
+                                                    f"cannot be mixed with text); got {_shown(item)}")
     return TEXTS, texts
 
 
