@@ -1,4 +1,6 @@
-"""``jinav3 serve``: the flags (text-embeddings-inference's names), the API key, uvicorn, signals.
+"""``jinav3 serve``: the flags (text-embeddings-inference's names, and its own spellings as aliases: --model-id,
+--hostname, --payload-limit), each also read from ``JINAV3_<FLAG>`` (environment.py), the API key, uvicorn,
+signals.
 
 Importable without the server extra, so the command line can list ``serve`` (and say how to
 install it) on a machine that lacks fastapi and uvicorn.
@@ -22,6 +24,7 @@ from typing import Any
 from jinav3.errors import install_hint
 
 from ..cli import _positive  # the command line's one positive-integer option type
+from . import environment
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -40,14 +43,16 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="ID|DIR",
-                   help=f"hub id or local folder (default: ${MODEL_ENV}, else jinaai/jina-embeddings-v3)")
+    p.add_argument("--model", "--model-id", metavar="ID|DIR",
+                   help="hub id or local folder (default: jinaai/jina-embeddings-v3)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, else float32), float32, bfloat16, float16")
-    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s; 0.0.0.0 for all)")
+    p.add_argument("--host", "--hostname", default=DEFAULT_HOST,
+                   help="address to bind (default: %(default)s; 0.0.0.0 for all)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    p.add_argument("--served-model-name", action="append", default=[], metavar="NAME",
-                   help="a name clients may send as `model` (repeatable; the first is answered with); "
+    p.add_argument("--served-model-name", action=environment.ReplaceDefault, default=[], metavar="NAME",
+                   help="a name clients may send as `model` (repeatable, or comma-separated in the variable; the "
+                        "first is answered with); "
                         "jina-embeddings-v3 and the model's own names are always accepted")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key clients must "
@@ -65,19 +70,20 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="inputs per request, 413 beyond (default: %(default)s)")
     p.add_argument("--max-concurrent-requests", type=_positive, default=512, metavar="N",
                    help="requests admitted at once, 429 beyond (default: %(default)s)")
-    p.add_argument("--max-request-bytes", type=_positive, default=8 * 2**20, metavar="N",
+    p.add_argument("--max-request-bytes", "--payload-limit", type=_positive, default=8 * 2**20, metavar="N",
                    help="request body limit, 413 beyond (default: %(default)s, 8 MiB)")
     p.add_argument("--body-timeout", type=_seconds, default=30.0, metavar="SECONDS",
                    help="the whole request body must arrive within this many seconds, 408 beyond; a request "
                         "holds no --max-concurrent-requests slot until it has (default: %(default)g)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="(default: %(default)s)")
+    environment.read_environment(p)  # last: every flag above also reads JINAV3_<FLAG>
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the model failed to load. The address is
     bound first, so a busy port is one error line before the model loads (and nothing can take it meanwhile)."""
-    from jinav3.integrations.cli import CLIError, check_model_options, model_choice
+    from jinav3.integrations.cli import CLIError, UsageError, check_model_options, model_choice
 
     try:
         import uvicorn  # noqa: F401
@@ -85,6 +91,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .app import create_app
     except ImportError as error:
         raise CLIError(f"jinav3 serve needs the server extra: {install_hint('server')} ({error})") from error
+    problems = environment.check(args)
+    if problems:
+        raise UsageError("; ".join(problems))
     api_key = read_api_key(args)
     check_model_options(args)
     model, _ = model_choice(args.model)
@@ -144,9 +153,20 @@ def bind(host: str, port: int) -> list[socket.socket]:
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
-    """The key from --api-key-env or --api-key-file; refused (never echoed) when missing or empty."""
+    """The key from --api-key-env or --api-key-file; refused (never echoed) when missing or empty. One given on the
+    command line wins over the other's variable (JINAV3_API_KEY_ENV, JINAV3_API_KEY_FILE); both from variables
+    is an error."""
     from jinav3.integrations.cli import UsageError, check_key_variable
 
+    named, filed = getattr(args, "api_key_env", None), getattr(args, "api_key_file", None)
+    if named and filed:
+        sources = environment.from_environment(named), environment.from_environment(filed)
+        if all(sources):
+            raise UsageError(f"${sources[0]} and ${sources[1]} are both set; set one of them")
+        if sources[0]:
+            args.api_key_env = None
+        else:
+            args.api_key_file = None
     if getattr(args, "api_key_env", None):
         name = args.api_key_env
         check_key_variable(name, "--api-key-env")
