@@ -21,6 +21,7 @@ import threading
 import warnings
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -29,13 +30,15 @@ import torch
 from . import checkpoint as ckpt
 from . import identity, onednn, packing, pipeline, validation
 from . import late_chunking as lc
-from .batching import token_budget_batches, windowed_batches
-from .devices import default_token_budget, emulated_bf16_warning, pick_device, pick_dtype, to_device
+from .batching import padded, token_budget_batches, windowed_batches
+from .devices import emulated_bf16_warning, pick_device, pick_dtype, to_device
 from .errors import invalid
 from .lora import MergedTaskLoRA
+from .options import SpeedOptions
 from .pooling import cut_and_normalize, mean_pool
+from .progress import progress_bar
 from .tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, adapter_name, tasks_for
-from .validation import boolean, int_in_range, positive_int, progress_bar
+from .validation import boolean, int_in_range
 
 if TYPE_CHECKING:
     from transformers import JinaEmbeddingsV3Model
@@ -54,11 +57,12 @@ class Encoder:
 
     def __init__(self, checkpoint: ckpt.Checkpoint, device: torch.device, *, max_tokens_per_batch: int | None = None,
                  packed: bool | None = None, overlap_tokenization: bool = True, torch_compile: bool = False,
-                 onednn_linears: bool | None = None, name: str | None = None, label: str | None = None):
-        """Usually reached through ``from_pretrained``. The speed options are fixed here (``with_options``
-        gives an Encoder with others on the same weights). ``name``: the model's identity
-        (``jinav3.identity.model_identity``), recorded by vector stores; ``label``: a readable name for
-        messages. Both default to those of ``checkpoint.source``."""
+                 onednn_linears: bool | None = None, name: str | None = None, label: str | None = None,
+                 options: SpeedOptions | None = None):
+        """Usually reached through ``from_pretrained``. The speed options are fixed here, as keywords or as
+        ``options`` (a ``SpeedOptions``, which then wins; ``with_options`` gives an Encoder with others on the same
+        weights). ``name``: the model's identity (``jinav3.identity.model_identity``), recorded by vector stores;
+        ``label``: a readable name for messages. Both default to those of ``checkpoint.source``."""
         if not isinstance(checkpoint, ckpt.Checkpoint):
             raise invalid("checkpoint", f"must be a jinav3 Checkpoint (see Encoder.from_pretrained), got "
                                         f"{type(checkpoint).__name__}")
@@ -73,10 +77,12 @@ class Encoder:
         self.tokenizer = checkpoint.tokenizer
         self.device = device
         self.dtype = next(self.model.parameters()).dtype
-        self._set_speed_options(packed, max_tokens_per_batch, overlap_tokenization)
-        self._torch_compile = boolean(torch_compile, "torch_compile")
-        self._route_linears(onednn_linears)
-        if self._torch_compile:
+        if options is None:
+            options = SpeedOptions(packed, max_tokens_per_batch, overlap_tokenization, torch_compile, onednn_linears)
+        self.options = options.resolve(device, self.dtype)
+        # fp32 linear layers through oneDNN where MKL (torch's default) is slow: AMD CPUs (core/onednn.py)
+        onednn.route_linears(self.model, bool(self.options.onednn_linears))
+        if self.options.torch_compile:
             packing.compile_layers(self.model)
         self.name = name or identity.model_identity(checkpoint.source)
         self.label = label or identity.model_label(checkpoint.source)
@@ -84,46 +90,30 @@ class Encoder:
         # A fast tokenizer must not be called from two threads at once: each call sets its truncation.
         self._tokenizer_lock = threading.Lock()
 
-    def _set_speed_options(self, packed: bool | None, max_tokens_per_batch: int | None,
-                           overlap_tokenization: bool) -> None:
-        # Packed (padding-free) batches where they measured faster: the CPU, and CUDA with a varlen kernel.
-        self._packed = packing.packing_supported(self.device, self.dtype) if packed is None \
-            else boolean(packed, "packed")
-        self._max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True) \
-            or default_token_budget(self.device)
-        # Tokenise in a background thread while batches run (core/pipeline.py); False: in line.
-        self._overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
-
-    def _route_linears(self, onednn_linears: bool | None) -> None:
-        # fp32 linear layers through oneDNN where MKL (torch's default) is slow: AMD CPUs (core/onednn.py)
-        enabled = onednn.decide(onednn_linears, self.device, self.dtype, self._torch_compile)
-        onednn.route_linears(self.model, enabled)
-        self._onednn_linears = enabled
-
     @property
     def onednn_linears(self) -> bool:
         """The fp32 linear layers run through oneDNN rather than torch's default (MKL)."""
-        return self._onednn_linears
+        return bool(self.options.onednn_linears)
 
     @property
     def packed(self) -> bool:
         """Batches run padding-free (one packed row, varlen attention) rather than padded."""
-        return self._packed
+        return bool(self.options.packed)
 
     @property
     def max_tokens_per_batch(self) -> int:
         """Tokens per forward pass (the token budget)."""
-        return self._max_tokens_per_batch
+        return int(self.options.max_tokens_per_batch or 0)  # resolved: never None
 
     @property
     def overlap_tokenization(self) -> bool:
         """Long lists are tokenised in a background thread while batches run."""
-        return self._overlap_tokenization
+        return self.options.overlap_tokenization
 
     @property
     def torch_compile(self) -> bool:
         """The encoder layers run ``torch.compile``d."""
-        return self._torch_compile
+        return self.options.torch_compile
 
     def with_options(self, *, packed: bool | None = None, max_tokens_per_batch: int | None = None,
                      overlap_tokenization: bool | None = None) -> "Encoder":
@@ -131,9 +121,9 @@ class Encoder:
         given are kept), e.g. to compare padded and packed batches without loading the model twice.
         Both share one lock, so their forward passes never overlap."""
         other = copy.copy(self)  # shares the model, its MergedTaskLoRA and the locks
-        other._set_speed_options(self.packed if packed is None else packed,
-                                 self.max_tokens_per_batch if max_tokens_per_batch is None else max_tokens_per_batch,
-                                 self.overlap_tokenization if overlap_tokenization is None else overlap_tokenization)
+        changes: dict[str, Any] = {"packed": packed, "max_tokens_per_batch": max_tokens_per_batch,
+                   "overlap_tokenization": overlap_tokenization}
+        other.options = replace(self.options, **{k: v for k, v in changes.items() if v is not None})
         return other
 
     # ----------------------------------------------------------------------------- loading, saving
@@ -169,22 +159,17 @@ class Encoder:
         arithmetic, another kernel; core/onednn.py). None picks it where it measured faster: fp32 on
         AMD processors, where MKL runs at less than half oneDNN's rate (not with torch_compile).
         """
-        torch_compile = boolean(torch_compile, "torch_compile")
-        max_tokens_per_batch = positive_int(max_tokens_per_batch, "max_tokens_per_batch", allow_none=True)
-        packed = None if packed is None else boolean(packed, "packed")
-        overlap_tokenization = boolean(overlap_tokenization, "overlap_tokenization")
+        options = SpeedOptions(packed, max_tokens_per_batch, overlap_tokenization, torch_compile, onednn_linears)
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
-        onednn_linears = onednn.decide(onednn_linears, torch_device, torch_dtype, torch_compile)  # before loading
+        options = options.resolve(torch_device, torch_dtype)  # before loading: refuses what cannot run here
         slow = emulated_bf16_warning(torch_device, torch_dtype)
         if slow:
             warnings.warn(slow, RuntimeWarning, stacklevel=2)
         folder = ckpt.resolve(model, revision=revision, cache_dir=cache_dir,
                               local_files_only=boolean(local_files_only, "local_files_only"))
         loaded = ckpt.load(folder, torch_dtype, attn_implementation)
-        return cls(loaded, torch_device, max_tokens_per_batch=max_tokens_per_batch, packed=packed,
-                   overlap_tokenization=overlap_tokenization, torch_compile=torch_compile,
-                   onednn_linears=onednn_linears, name=identity.model_identity(model, folder),
+        return cls(loaded, torch_device, options=options, name=identity.model_identity(model, folder),
                    label=identity.model_label(model))
 
     def save_pretrained(self, folder: str | os.PathLike) -> str:
@@ -250,24 +235,20 @@ class Encoder:
         tokens (default: max_length, else the model maximum) overlapping windows (``overlap``,
         default 256) take over, so any length works.
         """
-        single = isinstance(texts, str)
-        items = validation.texts(texts)
-        tasks = tasks_for(task, len(items))
-        dimensions = self.check_dimensions(dimensions)
-        normalize = boolean(normalize, "normalize")
-        max_length = self._check_max_length(max_length)
-        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
-        if boolean(late_chunking, "late_chunking"):
+        args = validation.encode_arguments(texts, task, dimensions, normalize, max_length, late_chunking, batch_size,
+                                           window, overlap, hidden_size=self.hidden_size,
+                                           model_max_length=self.max_length)
+        items, tasks, dimensions, normalize = args.texts, args.tasks, args.dimensions, args.normalize
+        max_length = self.max_length if args.max_length is None else args.max_length
+        if args.late_chunking:
             window = max_length if window is None else window
             vectors = self._encode_late_chunking(items, tasks, dimensions, normalize, window, overlap)
-            return vectors[0] if single else vectors
-        if window is not None or overlap is not None:
-            raise invalid("window", "window and overlap only apply with late_chunking=True")
+            return vectors[0] if args.single else vectors
         if not items:
             return np.zeros((0, self.output_size(dimensions)), dtype=np.float32)
-        means = self._text_means(items, tasks, max_length, batch_size, show_progress)
+        means = self._text_means(items, tasks, max_length, args.batch_size, show_progress)
         vectors = cut_and_normalize(means, dimensions, normalize)
-        return vectors[0] if single else vectors
+        return vectors[0] if args.single else vectors
 
     def encode_queries(self, texts: Texts, **kwargs: Any) -> np.ndarray:
         """``encode`` with ``task="retrieval.query"``: what to embed search queries with."""
@@ -368,13 +349,8 @@ class Encoder:
         window: int | None,
         overlap: int | None,
     ) -> np.ndarray:
-        if len(set(tasks)) > 1:
-            raise invalid("task", "late_chunking=True embeds one document: give one task, not one per text")
-        if not items:
+        if not items:  # (one task and no blank piece: checked by validation.encode_arguments)
             return np.zeros((0, self.output_size(dimensions)), dtype=np.float32)
-        for i, text in enumerate(items):
-            if not text.strip():
-                raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
         window, overlap = self._check_window(window, overlap)
         document = lc.plan_pieces(items, self.instruction(tasks[0]), self._tokenize_with_offsets)
         return cut_and_normalize(self._span_means(tasks[0], [document], window, overlap)[0], dimensions, normalize)
@@ -478,17 +454,8 @@ class Encoder:
         return mean_pool(hidden, mask)
 
     def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(B, S) ids and attention mask on the device, and whether every row has the same length. Then
-        the model gets no mask at all: a mask becomes a (B, 1, S, S) tensor (470 MB for 7 windows of
-        8,194 tokens) that keeps SDPA off its flash kernel, and transformers checks it on the host
-        (a device wait) once per forward."""
-        longest = max(len(row) for row in ids)
-        input_ids = np.full((len(ids), longest), self.tokenizer.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(ids), longest), dtype=np.int64)
-        for r, row in enumerate(ids):
-            input_ids[r, : len(row)] = row
-            mask[r, : len(row)] = 1
-        same_length = all(len(row) == longest for row in ids)
+        """``batching.padded`` on the device: (B, S) ids, attention mask, whether all rows have one length."""
+        input_ids, mask, same_length = padded(ids, self.tokenizer.pad_token_id)
         return (to_device(torch.from_numpy(input_ids), self.device), to_device(torch.from_numpy(mask), self.device),
                 same_length)
 
@@ -523,6 +490,4 @@ class Encoder:
         """The Matryoshka size as an int from 1 to the hidden size; None (all of it) passes through."""
         return int_in_range(dimensions, "dimensions", 1, self.hidden_size, allow_none=True)
 
-    def _check_max_length(self, max_length: int | None) -> int:
-        checked = int_in_range(max_length, "max_length", 2, self.max_length, allow_none=True)
-        return self.max_length if checked is None else checked
+

@@ -8,11 +8,14 @@ the argument's name: ``batch_size: must be a positive integer or None, got 0``.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import numpy as np
 
 from .errors import invalid
+from .progress import progress_bar  # noqa: F401  (moved to core/progress.py; integrations/store.py imports it here)
+from .tasks import tasks_for
 
 
 def is_integer(value: Any) -> bool:
@@ -79,21 +82,6 @@ def valid_unicode(text: str, argument: str) -> str:
     return text
 
 
-def progress_bar(total: int, show: bool, unit: str, desc: str) -> Any:
-    """A tqdm bar when ``show``, else an object with the same ``update`` / ``close`` that does nothing."""
-    if not show:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc)
-
-
-class _NoProgress:
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-
 CHUNKERS = ("sentences", "tokens")
 
 
@@ -129,3 +117,45 @@ def texts(value: Any, argument: str = "texts") -> list[str]:
     if isinstance(value, (bytes, dict)) or not isinstance(value, Sequence):
         raise invalid(argument, f"must be a str or a list of str, got {type(value).__name__}")
     return [text(item, f"{argument}[{i}]") for i, item in enumerate(value)]
+
+
+@dataclass(frozen=True)
+class EncodeArguments:
+    """``encode``'s arguments once checked (``encode_arguments``)."""
+
+    single: bool                # a str was given: the caller returns one vector, not a (1, d) array
+    texts: list[str]
+    tasks: list[str | None]     # one per text
+    dimensions: int | None
+    normalize: bool
+    max_length: int | None      # None: the model's maximum
+    batch_size: int | None
+    late_chunking: bool
+
+
+def encode_arguments(texts_: Any, task: Any, dimensions: Any, normalize: Any, max_length: Any, late_chunking: Any,
+                     batch_size: Any, window: Any, overlap: Any, *, hidden_size: int,
+                     model_max_length: int) -> EncodeArguments:
+    """THE checks of ``encode`` that ``Encoder`` and ``RemoteEncoder`` share, before any work or request:
+    the texts, one task per text, dimensions 1..hidden_size, max_length 2..model_max_length, and late
+    chunking's own rules (one task, no blank piece; window/overlap only with it; their values are checked
+    by ``late_chunking.check_window`` where the window is chosen)."""
+    items = texts(texts_)
+    tasks = tasks_for(task, len(items))
+    checked = EncodeArguments(
+        single=isinstance(texts_, str), texts=items, tasks=tasks,
+        dimensions=int_in_range(dimensions, "dimensions", 1, hidden_size, allow_none=True),
+        normalize=boolean(normalize, "normalize"),
+        max_length=int_in_range(max_length, "max_length", 2, model_max_length, allow_none=True),
+        batch_size=positive_int(batch_size, "batch_size", allow_none=True),
+        late_chunking=boolean(late_chunking, "late_chunking"))
+    if not checked.late_chunking:
+        if window is not None or overlap is not None:
+            raise invalid("window", "window and overlap only apply with late_chunking=True")
+        return checked
+    if len(set(tasks)) > 1:
+        raise invalid("task", "late_chunking=True embeds one document: give one task, not one per text")
+    for i, text_ in enumerate(items):
+        if not text_.strip():
+            raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
+    return checked

@@ -1,16 +1,16 @@
-"""Retries of transient store errors: exponential backoff with jitter, one policy for every store."""
+"""Which store errors are transient; retrying them follows the library's one policy (core/retries.py)."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+from jinav3.retries import RETRY_STATUSES, RetryPolicy
+
 log = logging.getLogger("jinav3.integrations")
 
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
 
 
@@ -26,9 +26,8 @@ def is_transient(exc: BaseException) -> bool:
             return True
         for attr in ("status_code", "status", "http_status"):
             code = getattr(exc, attr, None)
-            if isinstance(code, int) and not isinstance(code, bool) and (
-                code in _TRANSIENT_STATUS or 500 <= code < 600
-            ):
+            # any 5xx: a store's SDK wraps its server's failures in statuses the remote client never sees
+            if isinstance(code, int) and not isinstance(code, bool) and (code in RETRY_STATUSES or 500 <= code < 600):
                 return True
         code = getattr(exc, "code", None)
         if callable(code):
@@ -56,16 +55,5 @@ def call_with_retry(fn: Callable[[], Any], *, what: str, retries: int, backoff: 
                     sleep: Callable[[float], None] = time.sleep) -> Any:
     """Run ``fn``; on a transient error wait ``backoff * 2**attempt`` (jittered, capped) and try again,
     at most ``retries`` more times. Permanent errors and the last transient one are raised."""
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Exception as e:
-            if attempt >= retries or not transient(e):
-                raise
-            delay = min(max_backoff, backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
-            log.warning("%s failed (%s: %s); retry %d of %d in %.2fs", what, type(e).__name__, e, attempt + 1,
-                        retries, delay)
-            if delay > 0:
-                sleep(delay)
-            attempt += 1
+    policy = RetryPolicy(retries, backoff, max_backoff, log)
+    return policy.call(fn, what=what, transient=transient, sleep=sleep)

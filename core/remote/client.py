@@ -1,123 +1,34 @@
-"""``RemoteEncoder``: the jinav3 encoder over HTTP, against ``jinav3 serve`` or the hosted Jina Embeddings API.
-
-    from jinav3 import RemoteEncoder
-    enc = RemoteEncoder("http://127.0.0.1:8080")          # key: api_key=..., else $JINAV3_API_KEY
-    enc = RemoteEncoder.jina_api()                         # api.jina.ai, key from $JINA_API_KEY / $JINAAI_API_KEY
-    enc.encode(["a", "b"], task="retrieval.passage", dimensions=256)   # (2, 256) float32, as Encoder.encode
-
-It speaks the ``TextEncoder`` protocol (core/protocol.py), so every store and framework component takes it
-in place of a local ``Encoder``: no torch model is loaded in the process, only httpx is needed.
-
-* Same arguments, same checks and errors as ``Encoder.encode`` (task, a list of tasks, dimensions,
-  normalize, max_length, late_chunking, batch_size); against ``jinav3 serve`` the same vectors.
-* Client-side batching: a list is cut into requests within the server's limits (``/info`` of jinav3
-  serve; the hosted API's documented limits otherwise), ``max_concurrency`` requests in flight, results
-  back in input order. Retries with exponential backoff and jitter on connection errors, timeouts, 429
-  (honouring ``Retry-After``) and 5xx; any other 4xx fails at once as :class:`~jinav3.errors.RemoteError`
-  naming the server's message.
-* ``late_chunk_documents`` chunks on the client (the library's chunkers; ``chunker="tokens"`` asks the
-  server's ``/tokenize``) and sends one request per document. Against jinav3 serve the chunk spans travel
-  with the document (the server's ``chunker`` extension), so chunks and vectors equal the local
-  ``Encoder.late_chunk_documents``. Against the hosted API the chunks are sent as the pieces of one
-  late-chunking request (its own semantics: the pieces are one context); a document past its 8192-token
-  context is refused, or with ``long_documents="windows"`` embedded in consecutive windows of chunks,
-  each window its own context.
-* The API key never appears in ``repr``, messages, logs or pickles (an unpickled copy reads it again from
-  the environment variable it came from).
-"""
+"""``RemoteEncoder``'s client half: what it asks of the server (encode, late chunking, chunk spans), with the
+same arguments, checks and errors as the local ``Encoder``. The package docstring (``jinav3.remote``) says more."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import email.utils
 import logging
-import os
-import random
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from . import validation
-from .errors import RemoteError, install_hint, invalid
-from .identity import same_model
-from .late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
-from .secrets import Secret, redact, scrub, uri_secrets
-from .tasks import DEFAULT_INSTRUCTIONS, DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, TASKS, tasks_for
-from .validation import (
-    boolean,
-    choice,
-    chunker_arguments,
-    int_in_range,
-    is_integer,
-    positive_int,
-    progress_bar,
-)
-
-if TYPE_CHECKING:
-    import httpx
+from .. import env, validation
+from ..errors import RemoteError, invalid
+from ..late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
+from ..secrets import Secret, redact, scrub, uri_secrets
+from ..tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, tasks_for
+from ..validation import boolean, choice, chunker_arguments, int_in_range, is_integer, positive_int
+from .server_info import HOSTED_MAX_TOKENS, JINA_API_MODEL, JINA_API_URL, ServerInfo, hosted_info, served_info
+from .transport import Transport, _base_url, _Request, _vectors
 
 log = logging.getLogger("jinav3.remote")
 
-JINA_API_URL = "https://api.jina.ai/v1/embeddings"
-JINA_API_MODEL = "jina-embeddings-v3"      # the name the hosted API knows the model by
-JINA_MODEL_IDENTITY = "jinaai/jina-embeddings-v3"  # ... and its identity in store signatures (the hub id)
-SERVER_KEY_ENV = ("JINAV3_API_KEY",)        # read for any server when no key is given
-JINA_KEY_ENV = ("JINA_API_KEY", "JINAAI_API_KEY")  # read for api.jina.ai only: a Jina key goes to Jina alone
-
-# The hosted API's limits as documented (docs.jina.ai, the public OpenAPI document): 8192 tokens per input
-# and per late-chunking request, 1..1024 dimensions. Inputs per request: 512 and 2048 are both reported;
-# 512 is the safe one. Request size: not documented; 4 MiB keeps well within any proxy's default.
-HOSTED_MAX_TOKENS = 8192
-HOSTED_HIDDEN_SIZE = 1024
-HOSTED_MAX_INPUTS = 512
-HOSTED_MAX_REQUEST_BYTES = 4 * 2**20
-
 DEFAULT_REQUEST_INPUTS = 128   # texts per request unless batch_size or the server says otherwise
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LONG_DOCUMENTS = ("error", "windows")
 _LENGTH_REFUSAL = re.compile(r"token|too long|length|context|exceed", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class ServerInfo:
-    """What the client knows of the server: from ``/info`` (jinav3 serve), else the hosted API's limits."""
-
-    identity: str                    # the model's identity, recorded in store signatures
-    label: str                       # a readable name for messages
-    request_model: str | None        # the ``model`` field to send (None: the server's default)
-    hidden_size: int
-    max_length: int                  # tokens per input, <s> and </s> included
-    max_inputs: int                  # inputs per request
-    max_request_bytes: int
-    instructions: dict[str, str]     # task -> instruction prefix (for the tokens chunker's offsets)
-    jinav3: bool                     # jinav3 serve: chunk spans, window/overlap, max_length, /tokenize
-    chunk_spans: bool                # the server takes ``chunker`` with late_chunking (exact late chunking)
-    tokenize: bool                   # the server has /tokenize
-
-    @property
-    def hosted_context(self) -> int | None:
-        """Tokens one late-chunking request may hold (None: any, the server windows longer documents)."""
-        return None if self.jinav3 else HOSTED_MAX_TOKENS
-
-
-@dataclass
-class _Request:
-    """One HTTP request of a call: its body, and where its embeddings go."""
-
-    body: dict[str, Any]
-    rows: list[int]     # output rows, one per returned embedding
-    what: str           # for messages: "texts[0:128]", "documents[3]"
-
-
-class RemoteEncoder:
+class RemoteEncoder(Transport):
     """A ``TextEncoder`` backed by an embeddings server that speaks the Jina Embeddings API.
 
     url: the server's base URL (``http://127.0.0.1:8080``; a full ``.../v1/embeddings`` works too).
@@ -190,7 +101,9 @@ class RemoteEncoder:
 
     def _key_names(self) -> tuple[str, ...]:
         """The environment variables the key is read from (when none is given, and by an unpickled copy)."""
-        return (self._api_key_env,) if self._api_key_env else SERVER_KEY_ENV + (JINA_KEY_ENV if self.hosted else ())
+        if self._api_key_env:
+            return (self._api_key_env,)
+        return (env.SERVER_API_KEY,) + (env.JINA_API_KEYS if self.hosted else ())
 
     def _key_from_environment(self) -> Secret:
         key = Secret.from_env(self._key_names())
@@ -200,8 +113,8 @@ class RemoteEncoder:
 
     def _setup(self) -> None:
         self._lock = threading.RLock()  # info, the connection pool, the token count
-        self._client: httpx.Client | None = None
-        self._client_pid: int | None = None
+        self._client = None  # the connection pool (Transport._http)
+        self._client_pid = None
         self._info: ServerInfo | None = None
         self.tokens_used = 0  # tokens the server reports having embedded for this encoder (usage)
 
@@ -281,28 +194,9 @@ class RemoteEncoder:
             if response.status_code == 200:
                 data = response.json()
                 if isinstance(data, dict) and data.get("model_identity"):
-                    return self._jinav3_info(data)
+                    return served_info(data, self._identity, self.model, redact(self.base_url))
             log.info("%s has no jinav3 /info; using the Jina API's limits", redact(self.base_url))
-        identity = self._identity or JINA_MODEL_IDENTITY
-        return ServerInfo(identity, f"{self.model or JINA_API_MODEL} at {redact(self.base_url)}", self.model,
-                          HOSTED_HIDDEN_SIZE, HOSTED_MAX_TOKENS + 2, HOSTED_MAX_INPUTS, HOSTED_MAX_REQUEST_BYTES,
-                          dict(DEFAULT_INSTRUCTIONS), jinav3=False, chunk_spans=False, tokenize=False)
-
-    def _jinav3_info(self, data: dict[str, Any]) -> ServerInfo:
-        identity = str(data["model_identity"])
-        if self._identity is not None and not same_model(identity, self._identity):
-            raise RemoteError(f"{redact(self.base_url)} serves {identity!r}, not model_identity="
-                              f"{self._identity!r}", status=None, server_message=None)
-        late = data.get("late_chunking") or {}
-        instructions = data.get("task_instructions")
-        return ServerInfo(
-            identity=identity, label=f"{data.get('model_label') or identity} at {redact(self.base_url)}",
-            request_model=self.model, hidden_size=int(data["dimensions"]["max"]),
-            max_length=int(data["max_input_length"]), max_inputs=int(data.get("max_client_batch_size") or 2048),
-            max_request_bytes=int(data.get("max_request_bytes") or HOSTED_MAX_REQUEST_BYTES),
-            instructions=dict(instructions) if isinstance(instructions, dict) else dict(DEFAULT_INSTRUCTIONS),
-            jinav3=True, chunk_spans=bool(isinstance(late, dict) and late.get("chunker")),
-            tokenize=bool(data.get("tokenize", True)))
+        return hosted_info(self._identity, self.model, redact(self.base_url))
 
     # ----------------------------------------------------------------------------- encode
     def encode(self, texts: str | Sequence[str], task: str | None | Sequence[str | None] = DEFAULT_TASK,
@@ -343,22 +237,14 @@ class RemoteEncoder:
                      late_chunking: Any, batch_size: Any, window: Any, overlap: Any
                      ) -> tuple[bool, list[_Request], int, int]:
         """Every check before any request (as Encoder.encode), then the requests: (single, requests, n, d)."""
-        single = isinstance(texts, str)
-        items = validation.texts(texts)
-        tasks = tasks_for(task, len(items))
-        dimensions = self.check_dimensions(dimensions)
-        normalize = boolean(normalize, "normalize")
         info = self.info
-        max_length = int_in_range(max_length, "max_length", 2, info.max_length, allow_none=True)
-        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
-        d = self.output_size(dimensions)
-        base: dict[str, Any] = {"dimensions": dimensions, "normalized": normalize}
-        if boolean(late_chunking, "late_chunking"):
-            if len(set(tasks)) > 1:
-                raise invalid("task", "late_chunking=True embeds one document: give one task, not one per text")
-            for i, text in enumerate(items):
-                if not text.strip():
-                    raise invalid(f"texts[{i}]", "is blank; with late_chunking=True every piece needs text to pool")
+        args = validation.encode_arguments(texts, task, dimensions, normalize, max_length, late_chunking, batch_size,
+                                           window, overlap, hidden_size=info.hidden_size,
+                                           model_max_length=info.max_length)
+        items, tasks, max_length = args.texts, args.tasks, args.max_length
+        single, d = args.single, self.output_size(args.dimensions)
+        base: dict[str, Any] = {"dimensions": args.dimensions, "normalized": args.normalize}
+        if args.late_chunking:
             window = max_length if window is None else window
             base.update(self._window_fields(window, overlap))
             if not items:
@@ -368,8 +254,6 @@ class RemoteEncoder:
                                        f"more than the server takes ({info.max_inputs} inputs per request)")
             body = self._body(items, tasks[0], base, late_chunking=True)
             return single, [_Request(body, list(range(len(items))), "the document's pieces")], len(items), d
-        if window is not None or overlap is not None:
-            raise invalid("window", "window and overlap only apply with late_chunking=True")
         if max_length is not None and max_length < info.max_length:
             if not info.jinav3:
                 raise invalid("max_length", f"{redact(self.base_url)} truncates only at the model's maximum "
@@ -378,7 +262,7 @@ class RemoteEncoder:
         requests = []
         for task_value in dict.fromkeys(tasks):  # one task per request, first-seen order (as the Encoder)
             rows = [i for i, t in enumerate(tasks) if t == task_value]
-            for part in self._split(rows, items, batch_size):
+            for part in self._split(rows, items, args.batch_size):
                 body = self._body([items[i] for i in part], task_value, base, late_chunking=False)
                 requests.append(_Request(body, part, f"texts[{part[0]}..{part[-1]}]"))
         return single, requests, len(items), d
@@ -408,7 +292,7 @@ class RemoteEncoder:
         if not info.jinav3:
             raise invalid("window", f"{redact(self.base_url)} chooses its own late-chunking windows: window and "
                                     "overlap apply with jinav3 serve only")
-        checked_window, checked_overlap = _check_window(window, overlap, info.max_length)
+        checked_window, checked_overlap = check_window(window, overlap, info.max_length)
         return {"window": checked_window, "overlap": checked_overlap}
 
     def _body(self, inputs: list[str], task: str | None, base: dict[str, Any], late_chunking: bool) -> dict[str, Any]:
@@ -470,7 +354,7 @@ class RemoteEncoder:
             if chunker == "tokens":
                 out.append((i, ("tokens", chunk_size)))
             else:
-                chars = _sentence_spans(doc) if spans is None else spans
+                chars = sentence_spans(doc) if spans is None else spans
                 out.append((i, [list(s) for s in chars]))
         return out
 
@@ -490,7 +374,7 @@ class RemoteEncoder:
                 raise RemoteError(f"{redact(self.base_url)} answered late chunking without chunk spans",
                                   status=None, server_message=None)
             if not isinstance(plan, tuple):
-                expected = [t for t in (_trim_span(document, a, b) for a, b in plan) if t is not None]
+                expected = [t for t in (trim_span(document, a, b) for a, b in plan) if t is not None]
                 if [tuple(b) for b in bounds] != expected:
                     raise RemoteError(f"{redact(self.base_url)} chunked documents[{i}] otherwise than asked "
                                       f"({bounds[:3]}... for {expected[:3]}...)", status=None, server_message=None)
@@ -541,12 +425,12 @@ class RemoteEncoder:
             return out
         for i, doc in enumerate(docs):
             if doc.strip():
-                chars = _sentence_spans(doc) if spans is None else spans
-                out[i] = [t for t in (_trim_span(doc, a, b) for a, b in chars) if t is not None]
+                chars = sentence_spans(doc) if spans is None else spans
+                out[i] = [t for t in (trim_span(doc, a, b) for a, b in chars) if t is not None]
         return out
 
     def _token_chunks(self, document: str, task: str | None, chunk_size: int) -> list[tuple[int, int]]:
-        """The tokens chunker's character spans, from the server's tokenizer (as Encoder._plan_chunks: the
+        """The tokens chunker's character spans, from the server's tokenizer (as ``late_chunking.plan_documents``: the
         instruction in front, ``chunk_size`` text tokens per chunk, whitespace trimmed)."""
         instruction = self.instruction(task)
         response = self._send("POST", "/tokenize", {"inputs": instruction + document, "add_special_tokens": True},
@@ -564,219 +448,14 @@ class RemoteEncoder:
         for a in range(first, stop, chunk_size):
             b = min(a + chunk_size, stop)
             start, end = max(offsets[a][0] - len(instruction), 0), offsets[b - 1][1] - len(instruction)
-            trimmed = _trim_span(document, start, end)
+            trimmed = trim_span(document, start, end)
             if trimmed is not None:
                 spans.append(trimmed)
         return spans
 
-    # ----------------------------------------------------------------------------- running requests
-    def _run(self, requests: list[_Request], n: int, d: int, show_progress: bool) -> np.ndarray:
-        out = np.empty((n, d), dtype=np.float32)
-        progress = progress_bar(n, show_progress, unit="text", desc="Encoding")
-        try:
-            def one(request: _Request) -> None:
-                out[request.rows] = _vectors(self._post(request.body, request.what), len(request.rows), d,
-                                             request.what)
-                progress.update(len(request.rows))
-
-            self._map(one, requests)
-        finally:
-            progress.close()
-        return out
-
-    def _map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
-        """``fn`` over ``jobs`` with at most max_concurrency in flight; results in order. The first failure
-        is raised once the jobs already in flight are done (none is started after it)."""
-        if len(jobs) <= 1 or self.max_concurrency == 1:
-            return [fn(job) for job in jobs]
-        failed = threading.Event()
-
-        def guarded(job: Any) -> Any:
-            if failed.is_set():
-                return None
-            try:
-                return fn(job)
-            except BaseException:
-                failed.set()
-                raise
-
-        with ThreadPoolExecutor(min(self.max_concurrency, len(jobs)), thread_name_prefix="jinav3-remote") as pool:
-            futures = [pool.submit(guarded, job) for job in jobs]
-            errors = [f.exception() for f in futures]
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            raise first
-        return [f.result() for f in futures]
-
-    async def _arun(self, requests: list[_Request], n: int, d: int, show_progress: bool) -> np.ndarray:
-        httpx = _httpx()
-        out = np.empty((n, d), dtype=np.float32)
-        if not requests:
-            return out
-        progress = progress_bar(n, show_progress, unit="text", desc="Encoding")
-        gate = asyncio.Semaphore(self.max_concurrency)
-        async with httpx.AsyncClient(**self._client_options()) as client:
-            async def one(request: _Request) -> None:
-                async with gate:
-                    data = await self._apost(client, request.body, request.what)
-                out[request.rows] = _vectors(data, len(request.rows), d, request.what)
-                progress.update(len(request.rows))
-
-            try:
-                await asyncio.gather(*(one(r) for r in requests))
-            finally:
-                progress.close()
-        return out
-
-    def _client_options(self) -> dict[str, Any]:
-        httpx = _httpx()
-        headers = {"Accept": "application/json", "User-Agent": f"jinav3-remote/{_version()}", **self.headers}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
-        return {"base_url": self.base_url, "headers": headers,
-                "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
-                "limits": httpx.Limits(max_connections=max(self.max_concurrency, 4))}
-
-    def _http(self) -> httpx.Client:
-        """The process's connection pool (made again in a forked child: sockets are not shared)."""
-        if self._client is None or self._client_pid != os.getpid():
-            with self._lock:
-                if self._client is None or self._client_pid != os.getpid():
-                    self._client = _httpx().Client(**self._client_options())
-                    self._client_pid = os.getpid()
-        return self._client
-
-    def close(self) -> None:
-        """Close the connection pool (a later request opens a new one)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    def __enter__(self) -> "RemoteEncoder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _post(self, body: dict[str, Any], what: str) -> dict[str, Any]:
-        response = self._send("POST", "/v1/embeddings", body, what)
-        return self._answer(response, what)
-
-    def _send(self, method: str, path: str, body: dict[str, Any] | None, what: str,
-              ok: tuple[int, ...] = (200,)) -> httpx.Response:
-        """One request with retries; a final non-``ok`` status raises RemoteError."""
-        httpx = _httpx()
-        url = self._endpoint(path)
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._http().request(method, url, json=body)
-            except httpx.TransportError as error:  # connect, read, write, pool timeouts; a dropped connection
-                if attempt == self.retries:
-                    raise self._unreachable(error, what, attempt) from None
-                self._wait(attempt, None, f"{type(error).__name__}", what)
-                continue
-            if response.status_code in ok:
-                return response
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                self._wait(attempt, _retry_after(response), f"HTTP {response.status_code}", what)
-                continue
-            raise self._refused(response, what, attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises
-
-    async def _apost(self, client: httpx.AsyncClient, body: dict[str, Any], what: str) -> dict[str, Any]:
-        httpx = _httpx()
-        url = self._endpoint("/v1/embeddings")
-        for attempt in range(self.retries + 1):
-            try:
-                response = await client.post(url, json=body)
-            except httpx.TransportError as error:
-                if attempt == self.retries:
-                    raise self._unreachable(error, what, attempt) from None
-                await asyncio.sleep(self._delay(attempt, None, f"{type(error).__name__}", what))
-                continue
-            if response.status_code == 200:
-                return self._answer(response, what)
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                await asyncio.sleep(self._delay(attempt, _retry_after(response), f"HTTP {response.status_code}", what))
-                continue
-            raise self._refused(response, what, attempt)
-        raise AssertionError("unreachable")
-
-    def _endpoint(self, path: str) -> str:
-        return self.base_url + path
-
-    def _wait(self, attempt: int, retry_after: float | None, why: str, what: str) -> None:
-        time.sleep(self._delay(attempt, retry_after, why, what))
-
-    def _delay(self, attempt: int, retry_after: float | None, why: str, what: str) -> float:
-        """Seconds before retry ``attempt + 1``: the server's Retry-After, else backoff * 2**attempt with
-        jitter (between half and all of it, so clients that failed together spread out); at most max_backoff."""
-        if retry_after is not None:
-            delay = min(retry_after, max(self.max_backoff, self.backoff))
-        else:
-            delay = min(self.backoff * 2 ** attempt, self.max_backoff) * (0.5 + random.random() / 2)
-        log.warning("%s: %s from %s; retry %d of %d in %.2f s", what, why, redact(self.base_url), attempt + 1,
-                    self.retries, delay)
-        return delay
-
-    def _answer(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            raise RemoteError(f"{redact(self.base_url)} answered {what} with something that is not JSON",
-                              status=response.status_code, server_message=None) from None
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise RemoteError(f"{redact(self.base_url)} answered {what} without a data list",
-                              status=response.status_code, server_message=None)
-        usage = data.get("usage") or {}
-        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
-        if isinstance(tokens, int) and not isinstance(tokens, bool):
-            with self._lock:
-                self.tokens_used += tokens
-        return data
-
-    def _refused(self, response: httpx.Response, what: str, attempt: int) -> RemoteError:
-        message = self._scrub(_server_message(response))
-        status = response.status_code
-        hint = ""
-        if status in (401, 403):
-            hint = (" (check the API key: " + ("it was given as api_key" if self._key_given else
-                    "set $" + (self._api_key_env or ("JINA_API_KEY" if self.hosted else SERVER_KEY_ENV[0]))) + ")")
-        tried = f" after {attempt + 1} attempts" if attempt else ""
-        return RemoteError(f"{redact(self.base_url)} refused {what}: HTTP {status}: {message}{hint}{tried}",
-                           status=status, server_message=message)
-
-    def _unreachable(self, error: Exception, what: str, attempt: int) -> RemoteError:
-        detail = self._scrub(f"{type(error).__name__}: {error}")
-        return RemoteError(f"{redact(self.base_url)} could not be reached for {what} after {attempt + 1} attempts "
-                           f"({detail}); is the server running? (timeout={self.timeout}s)", status=None,
-                           server_message=None)
 
 
-# ============================================================================================ helpers
-def _httpx() -> Any:
-    try:
-        import httpx
-    except ImportError as error:
-        raise ImportError(f"RemoteEncoder needs httpx: {install_hint('remote')}") from error
-    return httpx
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _base_url(url: str) -> str:
-    """The server's base URL without a trailing slash, ``/v1/embeddings``, ``/embeddings`` or ``/v1``."""
-    url = url.rstrip("/")
-    for suffix in ("/v1/embeddings", "/embeddings", "/v1"):
-        if url.endswith(suffix):
-            return url[: -len(suffix)]
-    return url
-
-
+# ----------------------------------------------------------------------------- checks
 def _positive_number(value: Any, argument: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
             value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
@@ -785,70 +464,7 @@ def _positive_number(value: Any, argument: str, allow_zero: bool = False) -> flo
     return float(value)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds (a number or an HTTP date), or None."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The server's own words: ``detail`` (Jina), ``error.message`` (OpenAI), else the body's start."""
-    try:
-        body = response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        if isinstance(body.get("detail"), str):
-            return body["detail"]
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(body.get("detail"), list):  # FastAPI's own validation errors
-            return "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in body["detail"])
-    return " ".join(str(body).split())[:500]
-
-
-def _vectors(data: dict[str, Any], n: int | None, d: int, what: str) -> np.ndarray:
-    """(n, d) float32 from an embeddings answer (sorted by ``index``; base64 or float lists)."""
-    entries = sorted(data["data"], key=lambda e: e["index"])
-    if n is not None and len(entries) != n:
-        raise RemoteError(f"the server answered {what} with {len(entries)} embeddings for {n} inputs", status=None,
-                          server_message=None)
-    rows = []
-    for entry in entries:
-        embedding = entry["embedding"]
-        if isinstance(embedding, str):
-            rows.append(np.frombuffer(base64.b64decode(embedding), dtype="<f4"))
-        else:
-            rows.append(np.asarray(embedding, dtype=np.float32))
-    vectors = np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, d), np.float32)
-    if vectors.shape[1] != d:
-        raise RemoteError(f"the server answered {what} with {vectors.shape[1]} dimensions, expected {d}",
-                          status=None, server_message=None)
-    return vectors
-
-
-# ----------------------------------------------------------------------------- checks and chunkers
-# The text, chunker and span checks are the library's own (core/validation.py, core/late_chunking.py).
 def _check_chunker(chunker: Any, chunk_size: Any, docs: list[str]) -> list[tuple[int, int]] | None:
-    chunker_arguments(chunker, chunk_size, len(docs))  # the library's own check (torch-free)
-    return None if isinstance(chunker, str) else _check_char_spans(chunker, len(docs[0]))
-
-
-_check_char_spans = check_char_spans
-_check_window = check_window
-_sentence_spans = sentence_spans
-_trim_span = trim_span
-
-
-__all__ = ["RemoteEncoder", "Chunk", "ServerInfo", "JINA_API_URL", "TASKS"]
+    """The library's own chunker check (torch-free); (start, end) spans are checked against the document."""
+    chunker_arguments(chunker, chunk_size, len(docs))
+    return None if isinstance(chunker, str) else check_char_spans(chunker, len(docs[0]))
