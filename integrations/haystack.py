@@ -21,6 +21,7 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jinav3 import env
 from jinav3.errors import install_hint, invalid
 
 try:
@@ -33,6 +34,7 @@ from jinav3.tasks import index_task, search_task
 from jinav3.validation import boolean, positive_int
 
 from . import _encoder_cache as shared
+from .grouping import late_chunk_groups
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,7 +46,7 @@ __all__ = ["JinaV3DocumentEmbedder", "JinaV3TextEmbedder"]
 
 
 _Embedder = TypeVar("_Embedder", bound="_JinaV3Embedder")
-API_KEY_ENV = ["JINAV3_API_KEY"]  # the server's key; RemoteEncoder reads $JINA_API_KEY itself for api.jina.ai
+API_KEY_ENV = [env.SERVER_API_KEY]  # the server's key; RemoteEncoder reads $JINA_API_KEY itself for api.jina.ai
 
 
 def _default_api_key() -> Secret:
@@ -339,25 +341,10 @@ class JinaV3DocumentEmbedder(_JinaV3Embedder):
 
 
 def _groups_by_source(documents: list[Document], texts: list[str]) -> tuple[list[list[int]], list[int]]:
-    """Row numbers grouped by ``meta["source_id"]`` in document order, and the rows to embed alone:
-    those without a source, and blank ones (a blank piece has no tokens to pool).
+    """Row numbers grouped by ``meta["source_id"]`` (``grouping.late_chunk_groups``). Order within a group:
+    ``split_id`` when every split has one, else ``split_idx_start``, else the order the documents came in."""
+    def position(key: str) -> list[int | None]:
+        return [d.meta.get(key) if isinstance(d.meta.get(key), int) else None for d in documents]
 
-    Order within a group: ``split_id`` when every split has one, else ``split_idx_start``, else the
-    order the documents came in.
-    """
-    groups: dict[Any, list[int]] = {}
-    alone: list[int] = []
-    for row, doc in enumerate(documents):
-        source = doc.meta.get("source_id")
-        if source is None or not texts[row].strip():
-            alone.append(row)
-        else:
-            groups.setdefault(source, []).append(row)
-    ordered = []
-    for rows in groups.values():
-        for key in ("split_id", "split_idx_start"):
-            if all(isinstance(documents[r].meta.get(key), int) for r in rows):
-                rows = sorted(rows, key=lambda r: documents[r].meta[key])  # stable: ties keep input order
-                break
-        ordered.append(rows)
-    return ordered, alone
+    return late_chunk_groups(texts, [d.meta.get("source_id") for d in documents],
+                             [position("split_id"), position("split_idx_start")])

@@ -29,6 +29,7 @@ from jinav3.tasks import index_task, search_task
 from jinav3.validation import boolean, is_integer, positive_int, progress_bar
 
 from . import _encoder_cache as shared
+from .grouping import late_chunk_groups
 
 try:
     from langchain_core.documents import Document
@@ -316,24 +317,9 @@ def _page_contents(documents: Sequence[Document]) -> list[str]:
 def _groups_by_source(
     documents: Sequence[Document], texts: list[str], source_key: str
 ) -> tuple[list[list[int]], list[int]]:
-    """Row numbers grouped by ``metadata[source_key]`` in source order, and the rows to embed alone:
-    those without a source, and blank ones (a blank chunk has no tokens to pool)."""
-    groups: dict[Any, list[int]] = {}
-    alone: list[int] = []
-    for row, document in enumerate(documents):
-        source = document.metadata.get(source_key)
-        if source is None or not texts[row].strip():
-            alone.append(row)
-            continue
-        try:
-            groups.setdefault(source, []).append(row)
-        except TypeError:  # unhashable: a list or dict cannot name a source
-            raise invalid(f"documents[{row}].metadata[{source_key!r}]",
-                          f"must name a source (a str or number), got {type(source).__name__}") from None
-    ordered = []
-    for rows in groups.values():
-        starts = [documents[r].metadata.get(START_INDEX_KEY) for r in rows]
-        if all(is_integer(start) for start in starts):
-            rows = [r for _, r in sorted(zip(starts, rows, strict=True))]  # ties keep input order (rows ascend)
-        ordered.append(rows)
-    return ordered, alone
+    """Row numbers grouped by ``metadata[source_key]`` (``grouping.late_chunk_groups``), each source in
+    ``metadata["start_index"]`` order when every chunk has one."""
+    starts = [d.metadata.get(START_INDEX_KEY) for d in documents]
+    return late_chunk_groups(texts, [d.metadata.get(source_key) for d in documents],
+                             [[s if is_integer(s) else None for s in starts]],
+                             source_argument=lambda row: f"documents[{row}].metadata[{source_key!r}]")

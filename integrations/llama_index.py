@@ -33,6 +33,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("jinav3's LlamaIndex components need llama-index-core: " + install_hint("llamaindex")) from error
 
 from . import _encoder_cache as shared
+from .grouping import late_chunk_groups
 
 __all__ = ["JinaV3Embedding", "JinaV3LateChunkingTransform"]
 
@@ -179,24 +180,7 @@ class JinaV3LateChunkingTransform(TransformComponent):
 
 
 def _groups_by_document(nodes: Sequence[BaseNode], texts: list[str]) -> tuple[list[list[int]], list[int]]:
-    """Row numbers grouped by ``ref_doc_id`` in document order, and the rows to embed alone: those
-    without a document, and blank ones (a blank piece has no tokens to pool)."""
-    groups: dict[str, list[int]] = {}
-    alone: list[int] = []
-    for row, node in enumerate(nodes):
-        if node.ref_doc_id is None or not texts[row].strip():
-            alone.append(row)
-        else:
-            groups.setdefault(node.ref_doc_id, []).append(row)
-    ordered = []
-    for rows in groups.values():
-        # start_char_idx is a TextNode field, not every BaseNode's: sort only when every node has one
-        starts: dict[int, Any] = {}
-        for r in rows:
-            start = getattr(nodes[r], "start_char_idx", None)
-            if start is not None:
-                starts[r] = start
-        if len(starts) == len(rows):
-            rows = sorted(rows, key=starts.__getitem__)  # stable: ties keep input order
-        ordered.append(rows)
-    return ordered, alone
+    """Row numbers grouped by ``ref_doc_id`` (``grouping.late_chunk_groups``), each document in
+    ``start_char_idx`` order when every node has one (a TextNode field, not every BaseNode's)."""
+    return late_chunk_groups(texts, [node.ref_doc_id for node in nodes],
+                             [[getattr(node, "start_char_idx", None) for node in nodes]])
