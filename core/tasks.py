@@ -41,13 +41,6 @@ def adapter_name(task: str) -> str:
     return check_task(task).replace(".", "_").replace("-", "_")
 
 
-def task_of_adapter(name: str) -> str:
-    for task in TASKS:
-        if adapter_name(task) == name:
-            return task
-    raise invalid("adapter", f"unknown adapter folder {name!r}; expected one of {[adapter_name(t) for t in TASKS]}")
-
-
 @overload
 def check_task(task: str, argument: str = "task") -> str: ...
 @overload

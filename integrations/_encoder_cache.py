@@ -4,7 +4,10 @@
 Haystack pipelines and LlamaIndex settings often build several components for one model (a document
 embedder and a text embedder, an embedding and a late-chunking transform); loading the weights once
 saves memory and start-up time. The Encoder serialises its own forward passes, so sharing is safe.
-Also holds the argument checks the framework adapters share, so they fail the same way.
+
+The cache holds encoders by weak reference: the components hold them, so a model is freed once no component
+holds it any more (a component made later loads it again). Also holds the argument checks the framework
+adapters share, so they fail the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, overload
 
 from jinav3.errors import invalid
@@ -24,7 +28,8 @@ if TYPE_CHECKING:
     from jinav3.remote import RemoteEncoder
 
 _lock = threading.Lock()
-_encoders: dict[tuple, Any] = {}
+# settings -> the encoder, while a component holds it (weak values: the cache alone keeps no model alive)
+_encoders: weakref.WeakValueDictionary[tuple, Any] = weakref.WeakValueDictionary()
 
 
 def model_key(model: str | os.PathLike) -> str:
@@ -85,7 +90,8 @@ def get_encoder(model: str | os.PathLike, device: object = "auto", dtype: str = 
         with _lock:
             remote = _encoders.get(key)
             if remote is None:
-                remote = _encoders[key] = Remote(server_url, api_key=api_key)
+                remote = Remote(server_url, api_key=api_key)
+                _encoders[key] = remote
             return remote
     cache = None if cache_dir is None else os.fspath(cache_dir)
     key = (model_key(model), device_key(device), str(dtype)) + (
@@ -125,7 +131,8 @@ def check_server_url(server_url: object) -> str | None:
 
 
 def clear() -> None:
-    """Forget every shared Encoder (they are freed once no component holds them)."""
+    """Forget every shared encoder: the next component loads its own, even while others still hold theirs.
+    (Not needed to free memory: an encoder no component holds is freed without it.)"""
     with _lock:
         _encoders.clear()
 
