@@ -51,6 +51,8 @@ from jinav3.errors import (
 from jinav3.secrets import USER_INFO as _USER_INFO
 from jinav3.secrets import redact, scrub, uri_secrets
 
+from .hybrid import MODES, RRF_K, check_mode
+
 if TYPE_CHECKING:  # the model and the stores are imported when a command needs them, not for --help
     from jinav3 import Encoder, TextEncoder
 
@@ -245,7 +247,7 @@ def store_class(store: StoreURI) -> type[VectorStore]:
 
 
 def open_store(store: StoreURI, encoder: TextEncoder, collection: str, dimensions: int | None, create: bool = True,
-               adopt_signature: bool = False) -> VectorStore:
+               adopt_signature: bool = False, hybrid: bool | None = None) -> VectorStore:
     """The store helper for ``store``. ``create=False`` (search) creates nothing, not even the folder or file of a
     local store, and refuses a missing collection naming the ones there are; ``adopt_signature`` takes the
     dimensions and tasks left unset from the collection's signature."""
@@ -256,6 +258,8 @@ def open_store(store: StoreURI, encoder: TextEncoder, collection: str, dimension
                               **connection(store)}
     if dimensions is not None:
         kwargs["dimensions"] = dimensions
+    if hybrid is not None:  # else as the collection is (a new one: dense)
+        kwargs["hybrid"] = hybrid
     made = local_folders(store, collection, create)
     try:
         opened = Store(encoder, **kwargs)
@@ -563,7 +567,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     with setting_up():
         encoder = load_encoder(args)
         progress = IndexProgress(encoder, len(records), args.quiet)
-        target = open_store(store, progress, args.collection, args.dimensions)
+        target = open_store(store, progress, args.collection, args.dimensions, hybrid=True if args.hybrid else None)
 
     options: dict[str, Any] = {}
     if args.late_chunking:
@@ -672,6 +676,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         options["filter"] = filters
     if args.group_by_document:
         options["group_by_document"] = True
+    if args.mode is not None:
+        options["mode"] = args.mode
+        try:  # --mode sparse on a dense collection: a usage error, before any work
+            with setting_up():
+                check_mode(args.mode, target.hybrid, place(store, args.collection))
+        except UsageError:
+            _close(target)
+            raise
+    if args.rrf_k is not None:
+        options["rrf_k"] = args.rrf_k
     try:
         hits = [hit_dict(h) for h in target.search(args.query, **options)]
     except Exception as error:
@@ -817,6 +831,11 @@ def _in_cache(model: str) -> str:
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are UsageErrors: one ``jinav3: error:`` line and exit 2, like every usage error."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No prefix matching: --mode must never be read as --model, nor any new flag swallowed by an old one.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
@@ -868,6 +887,9 @@ def build_parser() -> argparse.ArgumentParser:
     server_options(p)
     p.add_argument("--late-chunking", action="store_true",
                    help="split each document into chunks embedded in the context of the whole document")
+    p.add_argument("--hybrid", action="store_true",
+                   help="a new collection also holds lexical (BM25) vectors from the model's tokenizer, for "
+                        "jinav3 search --mode sparse/hybrid (Qdrant); an existing collection keeps its kind")
     p.add_argument("--chunker", choices=("sentences", "tokens"), default="sentences",
                    help="how --late-chunking splits documents (default: %(default)s)")
     p.add_argument("--chunk-size", type=_positive, metavar="N", help="tokens per chunk with --chunker tokens")
@@ -896,6 +918,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metadata filter, repeatable: key=value (string) or key:=JSON (number, bool, list); "
                         "one key given twice matches either value")
     p.add_argument("--group-by-document", action="store_true", help="one hit per document (late-chunked corpora)")
+    p.add_argument("--mode", choices=MODES, help="dense, sparse (lexical BM25) or hybrid (both fused by RRF); "
+                                                 "default: hybrid on a hybrid collection, else dense")
+    p.add_argument("--rrf-k", type=_positive, metavar="K",
+                   help=f"reciprocal rank fusion's constant for --mode hybrid (default: {RRF_K})")
     p.add_argument("--json", action="store_true", help="print a JSON list of {id, score, text, metadata}")
     p.set_defaults(handler=cmd_search)
 

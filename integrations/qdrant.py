@@ -28,6 +28,8 @@ import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
 from ..protocol import TextEncoder
+from ..sparse import SparseVector
+from .hybrid import LEXICAL_FIELD
 from .records import WHOLE, Hit, Point, make_hit, uuid_for
 from .retries import is_transient
 from .signature import Signature
@@ -44,6 +46,13 @@ LOCAL_MODE_COMFORT = 20_000
 qdrant-client's own threshold. QdrantStore says so once (``size_advice``) instead of the client's warning
 at every open."""
 warnings.filterwarnings("ignore", message="Local mode is not recommended", category=UserWarning)
+HYBRID_DEPTH = 100  # candidates each side of a hybrid search ranks before fusion (at least 2 x top_k)
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
+
+
 INDEX_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER,
                "float": models.PayloadSchemaType.FLOAT, "bool": models.PayloadSchemaType.BOOL}
 
@@ -86,6 +95,7 @@ class QdrantStore(VectorStore):
     native_filter_hint = "a qdrant_client.models.Filter"
     max_points_per_request = 256
     tracks_extents = True
+    supports_hybrid = True
 
     def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, path: str | None = None,
                  location: str | None = None, url: str | None = None, api_key: str | None = None,
@@ -156,12 +166,19 @@ class QdrantStore(VectorStore):
         metric = {models.Distance.COSINE: "cosine", models.Distance.DOT: "dot", models.Distance.EUCLID: "euclidean",
                   models.Distance.MANHATTAN: "manhattan"}.get(vectors.distance, str(vectors.distance))
         stored = (getattr(config, "metadata", None) or {}).get(SIGNATURE_KEY)
-        return True, vectors.size, metric, None if stored is None else Signature.from_dict(stored)
+        signature = None if stored is None else Signature.from_dict(stored)
+        lexical = LEXICAL_FIELD in (config.params.sparse_vectors or {})
+        if signature is not None and signature.hybrid and not lexical:
+            raise StoreError(f"{self.where}: its signature says hybrid, but it has no {LEXICAL_FIELD!r} sparse vector")
+        return True, vectors.size, metric, signature
 
     def _create(self) -> None:
+        # hybrid: a named sparse vector beside the unnamed dense one; Qdrant computes its IDF (Modifier.IDF)
+        lexical = {LEXICAL_FIELD: models.SparseVectorParams(modifier=models.Modifier.IDF)} if self.hybrid else None
         self.client.create_collection(
             self.collection,
             vectors_config=models.VectorParams(size=self.dimensions, distance=models.Distance.COSINE),
+            sparse_vectors_config=lexical,
             metadata={SIGNATURE_KEY: self.signature.to_dict()},
         )
         with warnings.catch_warnings():  # local mode warns that payload indexes have no effect there
@@ -199,11 +216,33 @@ class QdrantStore(VectorStore):
 
     def _upsert(self, points: list[Point]) -> None:
         self.client.upsert(self.collection, wait=True, points=[
-            models.PointStruct(id=uuid_for(p.key), vector=p.vector.tolist(), payload=self._payload(p)) for p in points])
+            models.PointStruct(id=uuid_for(p.key), vector=self._vectors(p), payload=self._payload(p)) for p in points])
+
+    def _vectors(self, p: Point) -> Any:
+        if not self.hybrid:
+            return p.vector.tolist()
+        if p.sparse is None:
+            raise StoreError(f"{self.where} is hybrid: point {p.key!r} came without its lexical vector")
+        return {"": p.vector.tolist(), LEXICAL_FIELD: _sparse(p.sparse)}
 
     def _query(self, vector: np.ndarray, limit: int, native_filter: Any) -> list[Hit]:
         result = self.client.query_points(self.collection, query=vector.tolist(), limit=limit,
                                           query_filter=native_filter, with_payload=True)
+        return [self._hit(p, p.score) for p in result.points]
+
+    def _query_lexical(self, vector: np.ndarray, lexical: SparseVector, limit: int, native_filter: Any, mode: str,
+                       rrf_k: int) -> list[Hit]:
+        sparse = _sparse(lexical)
+        if mode == "sparse":
+            result = self.client.query_points(self.collection, query=sparse, using=LEXICAL_FIELD, limit=limit,
+                                              query_filter=native_filter, with_payload=True)
+        else:  # each side ranks its own candidates (filtered alike), fused by reciprocal rank
+            depth = max(2 * limit, HYBRID_DEPTH)
+            result = self.client.query_points(
+                self.collection, limit=limit, with_payload=True, query_filter=native_filter,
+                prefetch=[models.Prefetch(query=vector.tolist(), limit=depth, filter=native_filter),
+                          models.Prefetch(query=sparse, using=LEXICAL_FIELD, limit=depth, filter=native_filter)],
+                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)))
         return [self._hit(p, p.score) for p in result.points]
 
     def _count_matching(self, native_filter: Any) -> int | None:

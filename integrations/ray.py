@@ -101,6 +101,7 @@ class ModelFacts:
     name: str
     hidden_size: int
     label: str | None = None
+    tokenizer_source: str | None = None  # the model's folder: a hybrid collection's lexical encoder reads it
 
     def output_size(self, dimensions: int | None = None) -> int:
         if dimensions is None:
@@ -127,7 +128,7 @@ class ModelFacts:
         size = checkpoint.read_config(folder).get("hidden_size")
         if not isinstance(size, int):
             raise invalid("model", f"{str(model)!r}: its config.json has no hidden_size")
-        return cls(identity.model_identity(model, folder), size, identity.model_label(model))
+        return cls(identity.model_identity(model, folder), size, identity.model_label(model), str(folder))
 
     @classmethod
     def of_signature(cls, signature: Signature) -> ModelFacts:
@@ -539,7 +540,8 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
                   chunker: str = "sentences", chunk_size: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                   strict: bool = False, id_field: str = "id", text_field: str = "text", device: str = "auto",
                   dtype: str = "auto", api_key_env: str | None = None, write_concurrency: int | None = None,
-                  write_retries: int = 3, warn: Callable[[str], None] | None = None) -> IndexReport:
+                  write_retries: int = 3, warn: Callable[[str], None] | None = None,
+                  hybrid: bool | None = None) -> IndexReport:
     """Embed every row of ``ds`` with passage vectors on a pool of Ray actors and write them into ``store``.
 
     ds: a Ray Dataset with a ``text`` column (``text_field``), optionally ``id`` (``id_field``; else an id
@@ -552,6 +554,8 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     ``where: problem; skipped`` before anything is embedded (default: one logged warning); ``strict=True``
     raises CorpusError naming the first before anything is created or written. The result
     equals ``VectorStore.add`` of the same records; running the same job again overwrites, never duplicates.
+    hybrid: make a new collection hybrid (None: as the collection is); lexical vectors are made by the write
+    tasks from the points' texts (the model's tokenizer only).
     """
     from jinav3.checkpoint import DEFAULT_MODEL
 
@@ -599,13 +603,15 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
                           (f" (first problems: {' | '.join(problems)})" if problems else ""))
 
     # The collection: created with its signature once, here, or its signature checked, before any embedding.
-    opened = open_store(uri, facts, collection, dimensions)
+    opened = open_store(uri, facts, collection, dimensions, hybrid=hybrid)
     try:
-        signature = opened.signature
+        signature, lexical = opened.signature, opened.sparse_encoder
     finally:
         opened.close()
     plan = dataclasses.replace(plan, dimensions=signature.dimensions)
     options = {**connection(uri), ("namespace" if uri.scheme == "pinecone" else "collection"): collection}
+    if lexical is not None:  # the write tasks give each point its lexical vector (VectorStore.write_points)
+        options["sparse_encoder"] = lexical
     sink = StoreDatasink(Store, options, signature, place(uri, collection))
 
     job_actors = JobActors.remote()  # type: ignore[attr-defined]  # a @ray.remote class

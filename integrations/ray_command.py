@@ -80,7 +80,8 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
                                    late_chunking=args.late_chunking, chunker=args.chunker, chunk_size=args.chunk_size,
                                    batch_size=args.batch_size or DEFAULT_BATCH_SIZE, strict=args.strict,
                                    id_field=args.id_field, text_field=args.text_field, device=args.device,
-                                   dtype=args.dtype, warn=warn_on_stderr)
+                                   dtype=args.dtype, warn=warn_on_stderr,
+                                   hybrid=True if args.hybrid else None)
     except (UsageError, KeyboardInterrupt):
         raise
     except CorpusError as error:

@@ -78,6 +78,7 @@ class Point:
     start: int | None = None
     end: int | None = None
     extent: int | None = None  # chunks its document may still hold (integrations/pruning.py); set when written
+    sparse: Any = None  # its lexical vector (a jinav3.sparse.SparseVector) in a hybrid collection
 
 
 # Characters no id may hold: C0 controls other than tab, newline and carriage return, and DEL. NUL

@@ -37,12 +37,15 @@ class Signature:
     metric: str = METRIC
     version: int = SIGNATURE_VERSION
     model_label: str | None = field(default=None, compare=False)
+    hybrid: bool = False  # a lexical (BM25) vector beside each dense one (integrations/hybrid.py)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"model": self.model, "dimensions": self.dimensions, "passage_task": self.passage_task,
                "query_task": self.query_task, "metric": self.metric, "version": self.version}
         if self.model_label is not None and self.model_label != self.model:
             out["model_label"] = self.model_label
+        if self.hybrid:  # left out when False: signatures written before hybrid collections read the same
+            out["hybrid"] = True
         return out
 
     def to_json(self) -> str:
@@ -54,7 +57,7 @@ class Signature:
             label = data.get("model_label")
             return cls(str(data["model"]), int(data["dimensions"]), str(data["passage_task"]),
                        str(data["query_task"]), str(data.get("metric", METRIC)), int(data.get("version", 1)),
-                       None if label is None else str(label))
+                       None if label is None else str(label), bool(data.get("hybrid", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(f"unreadable jinav3 signature {dict(data)!r}: {e}") from None
 
@@ -79,7 +82,7 @@ class Signature:
         out = []
         if not same_model(self.model, other.model):
             out.append(f"model: it has {self.shown_model!r}, this store uses {other.shown_model!r}")
-        for name in ("dimensions", "passage_task", "query_task", "metric"):
+        for name in ("dimensions", "passage_task", "query_task", "metric", "hybrid"):
             a, b = getattr(self, name), getattr(other, name)
             if a != b:
                 out.append(f"{name}: it has {a!r}, this store uses {b!r}")

@@ -22,9 +22,11 @@ import numpy as np
 
 from ..errors import PartialWriteError, StoreError, invalid
 from ..protocol import TextEncoder
+from ..sparse import SparseEncoder, SparseVector
 from ..tasks import check_task, index_task, search_task
 from ..validation import chunker_arguments, int_in_range, positive_int, progress_bar
 from .filters import check_portable_filter
+from .hybrid import RRF_K, check_hybrid, check_mode, check_rrf_k, lexical_encoder
 from .pruning import Holding, Holdings, holding_from, new_extent, probe_keys, stale_keys
 from .records import (
     CHUNK_SUFFIX_ROOM,
@@ -65,10 +67,22 @@ def check_vectors(vectors: np.ndarray, n: int, dimensions: int) -> None:
 
 def embed_points(encoder: TextEncoder, batch: Sequence[Record], *, task: str, dimensions: int, late_chunking: bool,
                  chunker: Any = "sentences", chunk_size: Any = None,
-                 check_chunk: Callable[[Point, str], None] | None = None) -> list[Point]:
+                 check_chunk: Callable[[Point, str], None] | None = None, sparse: SparseEncoder | None = None
+                 ) -> list[Point]:
     """THE points of ``batch``: one per record (key = its id, ``chunk`` -1), or with ``late_chunking`` one per
     chunk (key ``point_key(id, n)``, the chunk's text and character offsets), each record's chunks embedded
-    in the context of that record alone. ``check_chunk(point, where)`` applies a store's limits to chunks."""
+    in the context of that record alone. ``check_chunk(point, where)`` applies a store's limits to chunks.
+    ``sparse``: a hybrid collection's lexical encoder; each point gets the lexical vector of its own text."""
+    points = _dense_points(encoder, batch, task=task, dimensions=dimensions, late_chunking=late_chunking,
+                           chunker=chunker, chunk_size=chunk_size, check_chunk=check_chunk)
+    if sparse is not None:
+        for p, lexical in zip(points, sparse.encode_documents([p.text for p in points]), strict=True):
+            p.sparse = lexical
+    return points
+
+
+def _dense_points(encoder: TextEncoder, batch: Sequence[Record], *, task: str, dimensions: int, late_chunking: bool,
+                  chunker: Any, chunk_size: Any, check_chunk: Callable[[Point, str], None] | None) -> list[Point]:
     texts = [r.text for r in batch]
     if not late_chunking:
         vectors = np.asarray(encoder.encode(texts, task=task, dimensions=dimensions), dtype=np.float32)
@@ -119,12 +133,19 @@ class VectorStore(ABC):
     # Points carry an extent and stale points are found by key (integrations/pruning.py): the store
     # implements _read_extents and _delete_keys. Without, stale points are deleted by condition (_prune).
     tracks_extents = False
+    supports_hybrid = False  # lexical vectors beside the dense ones (implements _query_lexical)
 
     def __init__(self, encoder: TextEncoder, *, dimensions: int | None = None, passage_task: str | None = None,
                  query_task: str | None = None, model_name: str | None = None, batch_size: int | None = None,
                  retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0, overlap_writes: bool = True,
-                 adopt_signature: bool = False):
+                 adopt_signature: bool = False, hybrid: bool | None = None, sparse_encoder: Any = None):
         self.encoder = encoder
+        self._hybrid_given = check_hybrid(hybrid)
+        if hybrid and not self.supports_hybrid:
+            raise invalid("hybrid", f"{self.kind} stores hold dense vectors only in jinav3 (hybrid collections: "
+                                    "Qdrant); leave hybrid unset")
+        self._sparse_given = sparse_encoder
+        self.sparse_encoder: SparseEncoder | None = None
         self.dimensions = int(encoder.output_size(dimensions))
         self.passage_task = index_task(passage_task)
         self.query_task = search_task(query_task)
@@ -133,7 +154,7 @@ class VectorStore(ABC):
             raise invalid("model_name", "the encoder has no name; pass model_name= to record in the signature")
         label = getattr(encoder, "label", None) if model_name is None else None
         self.signature = Signature(name, self.dimensions, self.passage_task, self.query_task,
-                                   model_label=label if isinstance(label, str) else None)
+                                   model_label=label if isinstance(label, str) else None, hybrid=bool(hybrid))
         if not isinstance(adopt_signature, bool):
             raise invalid("adopt_signature", f"must be True or False, got {adopt_signature!r}")
         # With adopt_signature, what the caller left unset is read from an existing collection's signature.
@@ -176,7 +197,16 @@ class VectorStore(ABC):
                 raise StoreError(f"{self.where} was created but cannot be found")
         elif stored is not None and self._adoptable:
             self._adopt(stored)
+        if exists and stored is not None and self._hybrid_given is None:  # reopened as it was made
+            self.signature = dataclasses.replace(self.signature, hybrid=stored.hybrid)
         check_signature(self.where, self.signature, size=size, metric=metric, stored=stored)
+        if self.signature.hybrid:
+            self.sparse_encoder = lexical_encoder(self.encoder, self._sparse_given)
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether the collection holds lexical vectors beside the dense ones."""
+        return self.signature.hybrid
 
     def _adopt(self, stored: Signature) -> None:
         """Take the dimensions and tasks the caller did not give from the collection's signature."""
@@ -342,12 +372,15 @@ class VectorStore(ABC):
         return [r.id for r in recs]
 
     def search(self, query: str, top_k: int = 10, filter: Any = None, task: str | None = None,
-               group_by_document: bool = False) -> list[Hit]:
+               group_by_document: bool = False, mode: str | None = None, rrf_k: int = RRF_K) -> list[Hit]:
         """The ``top_k`` best hits for ``query`` (embedded with the query task), best first.
 
         filter: the portable ``{"key": value, "key2": [v1, v2]}`` (all must hold; a list is any-of; a
         key a record lacks never matches) or the store's native filter. group_by_document: one hit per
-        document (late-chunked records grouped by parent, scored by their best chunk).
+        document (late-chunked records grouped by parent, scored by their best chunk). mode: ``"dense"``
+        (score: cosine similarity), ``"sparse"`` (lexical BM25 score) or ``"hybrid"`` (both rankings fused by
+        reciprocal rank fusion with constant ``rrf_k``; score: the fused score); None is hybrid on a hybrid
+        collection, else dense.
         """
         if not isinstance(query, str):
             raise invalid("query", f"must be a str, got {type(query).__name__}")
@@ -355,13 +388,25 @@ class VectorStore(ABC):
             raise invalid("query", "is empty; there is nothing to search for")
         top_k = check_top_k(top_k, self.max_top_k)
         task = self.query_task if task is None else search_task(check_task(task, "task"))
+        mode = check_mode(mode, self.hybrid, self.where)
+        rrf_k = check_rrf_k(rrf_k)
         native = self._filter(filter)
-        vector = self._embed_query(query, task)
+        vector = self._embed_query(query, task) if mode != "sparse" else np.empty(0, np.float32)
+        lexical = None
+        if mode != "dense":
+            assert self.sparse_encoder is not None  # a hybrid collection has one (_open)
+            lexical = self.sparse_encoder.encode_queries([query])[0]
+
+        def nearest(limit: int) -> list[Hit]:
+            if lexical is None:
+                return self._nearest(vector, limit, native)
+            return self._retry(functools.partial(self._query_lexical, vector, lexical, limit, native, mode, rrf_k),
+                               f"{mode} search")
         if not group_by_document:
-            return self._nearest(vector, top_k, native)
+            return nearest(top_k)
         limit = top_k * 4 if self.max_top_k is None else min(top_k * 4, self.max_top_k)
         while True:
-            hits = self._nearest(vector, limit, native)
+            hits = nearest(limit)
             groups = _group_hits(hits)
             cap = self.max_top_k if self.max_top_k is not None else 1_000_000
             if len(groups) >= top_k or len(hits) < limit or limit >= cap:
@@ -403,8 +448,14 @@ class VectorStore(ABC):
         their documents removed. ``chunks``: per document the number of chunks it has in all (None: whole),
         when this call may hold only some of a document's points; by default counted from ``points``.
         A failure after retries raises :class:`~jinav3.errors.PartialWriteError` naming the documents written
-        and not; writing the same points again finishes the job."""
+        and not; writing the same points again finishes the job. In a hybrid collection, points made without
+        their lexical vectors get them here (from their texts)."""
         points = list(points)
+        missing = [p for p in points if p.sparse is None]
+        if missing and self.sparse_encoder is not None:
+            for p, lexical in zip(missing, self.sparse_encoder.encode_documents([p.text for p in missing]),
+                                  strict=True):
+                p.sparse = lexical
         doc_ids = list(dict.fromkeys(p.doc_id for p in points))
         report = WriteReport()
         try:
@@ -432,6 +483,12 @@ class VectorStore(ABC):
         if matching is None or matching <= len(hits):
             return hits
         return self._retry(functools.partial(self._query_exact, vector, limit, native, matching), "exact search")
+
+    def _query_lexical(self, vector: np.ndarray, lexical: SparseVector, limit: int, native_filter: Any, mode: str,
+                       rrf_k: int) -> list[Hit]:
+        """A ``"sparse"`` search (by ``lexical`` alone) or a ``"hybrid"`` one (``vector`` and ``lexical``, fused by
+        RRF with constant ``rrf_k``), best first. Only on stores that ``supports_hybrid``."""
+        raise NotImplementedError
 
     def _count_matching(self, native_filter: Any) -> int | None:
         """How many points pass the filter (None: the store's searches are exact, nothing to check)."""
@@ -474,7 +531,8 @@ class VectorStore(ABC):
     def _embed(self, batch: list[Record], task: str, late_chunking: bool, chunker: Any, chunk_size: Any) -> list[Point]:
         # chunks are already checked up front when the encoder can plan them (chunk_spans); checked again here
         return embed_points(self.encoder, batch, task=task, dimensions=self.dimensions, late_chunking=late_chunking,
-                            chunker=chunker, chunk_size=chunk_size, check_chunk=self._check_chunk_point)
+                            chunker=chunker, chunk_size=chunk_size, check_chunk=self._check_chunk_point,
+                            sparse=self.sparse_encoder)
 
     def _check_planned_chunks(self, recs: list[Record], task: str, chunker: Any, chunk_size: Any) -> None:
         """Check every chunk against the store's limits before anything is embedded or written. Chunk

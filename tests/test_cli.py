@@ -745,3 +745,35 @@ def test_index_says_once_when_qdrant_local_mode_is_outgrown(tmp_path, capsys, go
     code, out, err = run(capsys, "index", PASSAGES, "--store", store_uri("qdrant", tmp_path), *model_args(golden_dir),
                          "--collection", "other")  # its own collection: 300 points, still past 250
     assert err.count("jinav3: note:") == 1 and "Local mode is not recommended" not in err
+
+
+def test_hybrid_index_and_search_modes(tmp_path, capsys, golden_dir):
+    """Issue 25: jinav3 index --hybrid makes a hybrid collection (Qdrant), jinav3 search --mode picks the side;
+    a dense collection refuses the lexical modes naming --mode; no option is read as a prefix of another."""
+    store = store_uri("qdrant", tmp_path)
+    code, out, err = run(capsys, "index", PASSAGES, "--store", store, *model_args(golden_dir), "--hybrid")
+    assert code == 0, err
+    word = ROWS[7]["text"].split()[2]
+    results = {}
+    for mode in ("dense", "sparse", "hybrid"):
+        code, out, err = run(capsys, "search", word, "--store", store, *model_args(golden_dir), "--mode", mode,
+                             "--json", "--top-k", "5")
+        assert code == 0, err
+        results[mode] = json.loads(out)
+    code, out, err = run(capsys, "search", word, "--store", store, *model_args(golden_dir), "--json", "--top-k", "5")
+    assert json.loads(out) == results["hybrid"]  # hybrid by default on a hybrid collection
+    assert results["sparse"] and all(word.casefold() in h["text"].casefold() or h["score"] > 0
+                                     for h in results["sparse"])
+    code, out, err = run(capsys, "search", word, "--store", store, *model_args(golden_dir), "--rrf-k", "1", "--json")
+    assert code == 0 and json.loads(out)[0]["score"] > results["hybrid"][0]["score"]  # 1/(1+0) > 1/(60+0)
+
+    dense = store_uri("milvus", tmp_path)
+    code, out, err = run(capsys, "index", PASSAGES, "--store", dense, *model_args(golden_dir))
+    assert code == 0, err
+    code, out, err = run(capsys, "search", word, "--store", dense, *model_args(golden_dir), "--mode", "sparse")
+    assert code == 2 and err.startswith("jinav3: error: mode: 'sparse' needs a hybrid collection"), err
+    code, out, err = run(capsys, "index", PASSAGES, "--store", dense, *model_args(golden_dir), "--hybrid",
+                         "--collection", "other")
+    assert code == 2 and "hybrid: Milvus stores hold dense vectors only" in err, err
+    code, out, err = run(capsys, "search", word, "--store", store, "--mod", "sparse")  # not --model, not --mode
+    assert code == 2 and "unrecognized arguments: --mod" in err, err

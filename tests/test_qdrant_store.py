@@ -208,3 +208,103 @@ def test_index_fields_make_payload_indexes_on_metadata_keys(encoder, monkeypatch
         schema = client.get_collection(name).payload_schema
         assert {"metadata.lang", "metadata.year"} <= set(schema)
         client.delete_collection(name)
+
+
+# ============================================================================================ hybrid (issue 25)
+HYBRID_DOCS = [
+    {"id": "zx", "text": "Der ZX-4410 Akku hält lange.", "metadata": {"lang": "de"}},
+    {"id": "garden", "text": "Der Akku im Garten ist leer.", "metadata": {"lang": "de"}},
+    {"id": "dog", "text": "The dog plays in the garden.", "metadata": {"lang": "en"}},
+    {"id": "cat", "text": "Die Katze schläft auf dem Sofa.", "metadata": {"lang": "de"}},
+    {"id": "rain", "text": "Rain fills the old cistern.", "metadata": {"lang": "en"}},
+]
+
+
+def bm25_scores(sparse, docs, query):
+    """Qdrant's sparse score with Modifier.IDF, computed here: sum over shared terms of idf(t) * w(t, d)."""
+    vectors = sparse.encode_documents([d["text"] for d in docs])
+    df: dict[int, int] = {}
+    for v in vectors:
+        for i in v.indices.tolist():
+            df[i] = df.get(i, 0) + 1
+    q = set(sparse.encode_queries([query])[0].indices.tolist())
+    n = len(docs)
+    return {d["id"]: sum(np.log(1 + (n - df[i] + 0.5) / (df[i] + 0.5)) * w for i, w in v.as_dict().items() if i in q)
+            for d, v in zip(docs, vectors, strict=True)}
+
+
+def rrf(rankings, k):
+    """Reciprocal rank fusion as Qdrant computes it: ranks counted from 0."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking):
+            scores[key] = scores.get(key, 0.0) + 1 / (k + rank)
+    return scores
+
+
+@pytest.mark.parametrize("where", ["memory", "path"])
+def test_hybrid_search_modes_equal_their_definitions(encoder, tmp_path, where):
+    kwargs = {"location": ":memory:"} if where == "memory" else {"path": str(tmp_path / "q")}
+    store = QdrantStore(encoder, "hybrid", hybrid=True, **kwargs)
+    assert store.hybrid and store.signature.to_dict()["hybrid"] is True
+    store.add(HYBRID_DOCS)
+    query = "ZX-4410 Akku"
+    lexical = bm25_scores(store.sparse_encoder, HYBRID_DOCS, query)
+    sparse_hits = store.search(query, top_k=5, mode="sparse")
+    assert sparse_hits[0].id == "zx"  # the rare exact term wins
+    assert {h.id for h in sparse_hits} == {d for d, s in lexical.items() if s > 0}
+    np.testing.assert_allclose([h.score for h in sparse_hits], [lexical[h.id] for h in sparse_hits], rtol=1e-5)
+    dense = brute_force(encoder, HYBRID_DOCS, query)
+    dense_hits = store.search(query, top_k=5, mode="dense")
+    assert_ranking(dense_hits, dense, 5)
+    for k in (60, 1):
+        fused = rrf([[h.id for h in dense_hits], [h.id for h in sparse_hits]], k)
+        hybrid_hits = store.search(query, top_k=5, mode="hybrid", rrf_k=k)
+        np.testing.assert_allclose([h.score for h in hybrid_hits], sorted(fused.values(), reverse=True)[:5],
+                                   rtol=1e-6)
+    assert [h.id for h in store.search(query, top_k=5)] == [h.id for h in store.search(query, top_k=5, mode="hybrid")]
+    assert {h.id for h in store.search("Akku", mode="hybrid", filter={"lang": "en"})} == {"dog", "rain"}
+    assert [h.id for h in store.search("Akku", mode="sparse", filter={"lang": "en"})] == []
+
+
+def test_hybrid_collections_keep_their_kind_and_refuse_mixing(encoder, tmp_path):
+    client = QdrantClient(location=":memory:")
+    QdrantStore(encoder, "h", client=client, hybrid=True).add(HYBRID_DOCS[:2])
+    reopened = QdrantStore(encoder, "h", client=client)  # no hybrid=: kept
+    assert reopened.hybrid and reopened.search("Akku", mode="sparse")
+    with pytest.raises(SignatureMismatchError, match="hybrid: it has True, this store uses False"):
+        QdrantStore(encoder, "h", client=client, hybrid=False)
+    dense = QdrantStore(encoder, "d", client=client)
+    dense.add(HYBRID_DOCS[:2])
+    with pytest.raises(SignatureMismatchError, match="hybrid: it has False, this store uses True"):
+        QdrantStore(encoder, "d", client=client, hybrid=True)
+    for mode in ("sparse", "hybrid"):
+        with pytest.raises(InvalidArgumentError, match=f"^mode: '{mode}' needs a hybrid collection"):
+            dense.search("Akku", mode=mode)
+    for kwargs, argument in ((dict(mode="lexical"), "mode"), (dict(rrf_k=0), "rrf_k"), (dict(rrf_k="60"), "rrf_k")):
+        with pytest.raises(InvalidArgumentError, match=f"^{argument}:"):
+            reopened.search("Akku", **kwargs)
+    with pytest.raises(InvalidArgumentError, match="^hybrid:"):
+        QdrantStore(encoder, "x", client=client, hybrid="yes")
+
+
+def test_hybrid_late_chunks_and_readds_replace_their_terms(encoder):
+    store = QdrantStore(encoder, "h", location=":memory:", hybrid=True)
+    store.add([{"id": "doc", "text": "Eins ist gut. Der ZX-4410 Akku ist leer. Drei ist besser."},
+               *HYBRID_DOCS[2:]], late_chunking=True)
+    hits = store.search("ZX-4410", mode="sparse", top_k=1)
+    assert hits[0].parent_id == "doc" and "ZX-4410" in hits[0].text
+    grouped = store.search("ZX-4410 Akku", top_k=2, group_by_document=True)
+    assert grouped[0].id == "doc"
+    store.add([{"id": "doc", "text": "Nur noch Katzen."}], late_chunking=True)  # fewer chunks, other words
+    assert store.count() == 1 + 3
+    assert all(h.parent_id != "doc" for h in store.search("ZX-4410", mode="sparse", top_k=5))
+    assert store.search("Katzen", mode="sparse", top_k=1)[0].parent_id == "doc"
+
+
+def test_stores_without_hybrid_refuse_it_before_opening(encoder, tmp_path):
+    from jinav3.integrations.milvus import MilvusStore
+
+    with pytest.raises(InvalidArgumentError, match="^hybrid: Milvus stores hold dense vectors only"):
+        MilvusStore(encoder, "x", uri=str(tmp_path / "m.db"), hybrid=True)
+    assert not (tmp_path / "m.db").exists()
