@@ -28,8 +28,9 @@ in place of a local ``Encoder``: no torch model is loaded in the process, only h
 
 from __future__ import annotations
 
-from ..late_chunking import Chunk
-from ..tasks import TASKS
+from jinav3.late_chunking import Chunk
+from jinav3.tasks import TASKS
+
 from .client import RemoteEncoder
 from .server_info import JINA_API_URL, ServerInfo
 

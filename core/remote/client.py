@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .. import env, validation
-from ..errors import RemoteError, invalid
-from ..late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
-from ..secrets import Secret, redact, scrub, uri_secrets
-from ..tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, tasks_for
-from ..validation import boolean, choice, chunker_arguments, int_in_range, is_integer, positive_int
+from jinav3 import env, validation
+from jinav3.errors import RemoteError, invalid
+from jinav3.late_chunking import Chunk, check_char_spans, check_window, sentence_spans, trim_span
+from jinav3.secrets import Secret, redact, scrub, uri_secrets
+from jinav3.tasks import DEFAULT_TASK, RETRIEVAL_PASSAGE, RETRIEVAL_QUERY, tasks_for
+from jinav3.validation import boolean, choice, chunker_arguments, int_in_range, is_integer, positive_int
+
 from .server_info import HOSTED_MAX_TOKENS, JINA_API_MODEL, JINA_API_URL, ServerInfo, hosted_info, served_info
 from .transport import Transport, _base_url, _Request, _vectors
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RemoteError
-from ..identity import same_model
-from ..tasks import DEFAULT_INSTRUCTIONS
+from jinav3.errors import RemoteError
+from jinav3.identity import same_model
+from jinav3.tasks import DEFAULT_INSTRUCTIONS
 
 JINA_API_URL = "https://api.jina.ai/v1/embeddings"
 JINA_API_MODEL = "jina-embeddings-v3"      # the name the hosted API knows the model by

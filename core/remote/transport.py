@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import env
-from ..errors import RemoteError, install_hint
-from ..progress import progress_bar
-from ..retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds
-from ..secrets import Secret, redact
+from jinav3 import env
+from jinav3.errors import RemoteError, install_hint
+from jinav3.progress import progress_bar
+from jinav3.retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds
+from jinav3.secrets import Secret, redact
 
 if TYPE_CHECKING:
     import httpx
@@ -250,7 +250,7 @@ def _httpx() -> Any:
 
 
 def _version() -> str:
-    from .. import __version__
+    from jinav3 import __version__
 
     return __version__
 
