@@ -115,3 +115,25 @@ def test_jinav3_serve_configured_by_the_environment_alone():
         process.terminate()
         assert process.wait(30) == 0
         assert "env-secret-123" not in (process.stderr.read() if process.stderr else "")
+
+
+def test_ray_flags_switches_from_the_environment_and_their_checks(monkeypatch):
+    from jinav3.integrations.server.command import cmd_serve
+    from jinav3.integrations.server.ray_serve import _scaling
+
+    monkeypatch.setenv("JINAV3_RAY", "yes")
+    monkeypatch.setenv("JINAV3_REPLICAS", "3")
+    monkeypatch.setenv("JINAV3_NUM_GPUS_PER_REPLICA", "0.5")
+    args = serve_parser().parse_args([])
+    assert (args.ray, args.replicas, args.num_gpus_per_replica) == (True, 3, 0.5)
+    monkeypatch.setenv("JINAV3_RAY", "maybe")
+    with pytest.raises(UsageError, match=r"\$JINAV3_RAY: 'maybe' is not true or false"):
+        cmd_serve(serve_parser().parse_args(["--model", str(GOLDEN), "--device", "cpu"]))
+    monkeypatch.setenv("JINAV3_RAY", "0")
+    with pytest.raises(UsageError, match="--replicas: only apply with --ray"):
+        cmd_serve(serve_parser().parse_args(["--model", str(GOLDEN), "--device", "cpu"]))
+    assert _scaling(2, None, None, None) == {"num_replicas": 2}
+    assert _scaling(1, 1, 4, 8.0) == {"autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                                             "initial_replicas": 1, "target_ongoing_requests": 8.0}}
+    with pytest.raises(ValueError, match="min_replicas/max_replicas"):
+        _scaling(1, 3, 2, None)

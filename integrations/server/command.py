@@ -77,6 +77,21 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                         "holds no --max-concurrent-requests slot until it has (default: %(default)g)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="(default: %(default)s)")
+    ray = p.add_argument_group("replicas on Ray Serve (needs the ray extra)")
+    ray.add_argument("--ray", action="store_true",
+                     help="serve through Ray Serve: --replicas copies of the model behind one address, each with "
+                          "its own dynamic batching; a replica that dies is restarted")
+    ray.add_argument("--ray-address", metavar="ADDRESS",
+                     help="join this Ray cluster (ray://host:10001, or auto) instead of starting a local one")
+    ray.add_argument("--replicas", type=_positive, default=1, metavar="N", help="replicas (default: %(default)s)")
+    ray.add_argument("--min-replicas", type=_count, metavar="N", help="autoscaling: at least N replicas")
+    ray.add_argument("--max-replicas", type=_positive, metavar="N", help="autoscaling: at most N replicas")
+    ray.add_argument("--target-ongoing-requests", type=_above_zero, metavar="N",
+                     help="autoscaling: requests in flight per replica that Serve aims at")
+    ray.add_argument("--num-gpus-per-replica", type=_fraction, default=0.0, metavar="N",
+                     help="GPUs each replica takes (a fraction shares one; default: %(default)g)")
+    ray.add_argument("--num-cpus-per-replica", type=_fraction, default=1.0, metavar="N",
+                     help="CPUs each replica takes (default: %(default)g)")
     environment.read_environment(p)  # last: every flag above also reads JINAV3_<FLAG>
 
 
@@ -97,6 +112,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     api_key = read_api_key(args)
     check_model_options(args)
     model, _ = model_choice(args.model)
+    if args.ray:
+        return _serve_on_ray(args, model)
+    _refuse_ray_options(args)
     sockets = bind(args.host, args.port)
 
     def load() -> Any:
@@ -120,6 +138,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      body_timeout_s=args.body_timeout, on_load_failure=on_load_failure)
     run(app, args.host, args.port, args.log_level, server_box, sockets)
     return 1 if failed else 0
+
+
+def _serve_on_ray(args: argparse.Namespace, model: str) -> int:
+    from jinav3.integrations.cli import CLIError, UsageError
+
+    if getattr(args, "api_key_file", None):
+        raise UsageError("--api-key-file: with --ray each replica reads the key from a variable; use --api-key-env "
+                         "and set it on every Ray node")
+    try:
+        from .ray_serve import run_command
+    except ImportError as error:
+        raise CLIError(f"jinav3 serve --ray needs Ray Serve: {install_hint('ray')} ({error})") from error
+    try:
+        return run_command(args, model)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _refuse_ray_options(args: argparse.Namespace) -> None:
+    from jinav3.integrations.cli import UsageError
+
+    given = [flag for flag, value in (("--ray-address", args.ray_address), ("--min-replicas", args.min_replicas),
+                                      ("--max-replicas", args.max_replicas), ("--num-gpus-per-replica",
+                                      args.num_gpus_per_replica), ("--target-ongoing-requests",
+                                      args.target_ongoing_requests), ("--replicas", args.replicas != 1)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only apply with --ray")
 
 
 def bind(host: str, port: int) -> list[socket.socket]:
@@ -243,6 +288,27 @@ def _seconds(value: str) -> float:
         number = math.nan
     if not 0 < number < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    return 0 if value.strip() == "0" else _positive(value)
+
+
+def _above_zero(value: str) -> float:
+    number = _fraction(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {value!r}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of 0 or more, got {value!r}")
     return number
 
 
