@@ -112,7 +112,7 @@ def test_bad_arguments_fail_before_any_request_as_locally(remote, encoder, call,
         call(encoder)
     with pytest.raises(InvalidArgumentError) as got:
         call(remote)
-    # the same argument named, as the local encoder names it (the wording is the library's; see core/remote.py)
+    # the same argument named, as the local encoder names it (the wording is the library's; see core/validation.py)
     assert str(got.value).startswith(argument + ":") and str(local.value).startswith(argument + ":")
 
 
