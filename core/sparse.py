@@ -101,16 +101,18 @@ class SparseEncoder:
         (counts, _), = self._terms([text])
         return [self.tokenizer.id_to_token(i) for i in sorted(counts)]
 
+    def term_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Per text, its terms' ids in order, repeats included: for a store that weighs them itself (Milvus's
+        BM25 function)."""
+        checked = checked_texts(texts, "texts")
+        folded = [unicodedata.normalize("NFKC", t).casefold() for t in checked]
+        return [[i for i in encoding.ids if i not in self._skip]
+                for encoding in self.tokenizer.encode_batch(folded, add_special_tokens=False)]
+
     # ------------------------------------------------------------------------------ internals
     def _terms(self, texts: Sequence[str]) -> list[tuple[Counter, int]]:
         """Per text: its terms' counts (token id -> occurrences) and its length in terms."""
-        checked = checked_texts(texts, "texts")
-        folded = [unicodedata.normalize("NFKC", t).casefold() for t in checked]
-        out = []
-        for encoding in self.tokenizer.encode_batch(folded, add_special_tokens=False):
-            ids = [i for i in encoding.ids if i not in self._skip]
-            out.append((Counter(ids), len(ids)))
-        return out
+        return [(Counter(ids), len(ids)) for ids in self.term_ids(texts)]
 
     def _weigh(self, counts: Counter, length: int, document: bool) -> SparseVector:
         indices = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))

@@ -30,13 +30,15 @@ import numpy as np
 
 from ..errors import StoreError, install_hint, invalid
 from ..protocol import TextEncoder
+from ..sparse import SparseVector
+from .hybrid import LEXICAL_FIELD
 from .records import WHOLE, Hit, Point, Record, json_size, make_hit
 from .retries import is_transient
 from .signature import Signature, log
 from .store import VectorStore
 
 try:
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("MilvusStore needs pymilvus (and milvus-lite for local files): " + install_hint("milvus")) from e
 
@@ -46,6 +48,17 @@ MAX_METADATA_BYTES = 65_536
 MAX_KEY_BYTES = 1024
 _FIELDS = ["id", "text", "metadata", "doc_id", "chunk", "start", "end"]
 WIDE_EF = 4096  # HNSW search breadth when a filter matches more points than one exact pass reads
+# A hybrid collection's lexical side: the text's SentencePiece ids written as words ("t123 t7 t123") into a
+# VARCHAR field that Milvus's BM25 function reads with its whitespace-splitting standard analyser, so Milvus
+# keeps the statistics and weighs the model's own multilingual pieces by BM25 with IDF (its analysers split
+# CJK text into characters instead: it has no multilingual tokenizer but jieba's Chinese).
+LEXICAL_TERMS = "lexical_terms"
+HYBRID_DEPTH = 100  # candidates each side of a hybrid search ranks before fusion (at least 2 x top_k)
+HYBRID_SERVER = (2, 5)  # the first Milvus server with the BM25 function and sparse vectors
+
+
+def _terms_text(ids: Any) -> str:
+    return " ".join(f"t{int(i)}" for i in ids)
 
 
 # Characters a Milvus string literal cannot carry: Milvus Lite refuses every escape of them.
@@ -109,6 +122,7 @@ class MilvusStore(VectorStore):
     max_points_per_request = 256
     max_id_bytes = MAX_KEY_BYTES
     max_top_k = 16_384
+    supports_hybrid = True
     tracks_extents = True  # False for a collection made before the ``extent`` field (see _describe)
 
     def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, uri: str = "./milvus.db",
@@ -138,6 +152,8 @@ class MilvusStore(VectorStore):
                 kwargs["token"] = token
             self.client, self._owns_client = MilvusClient(**kwargs), True
         try:
+            if self._hybrid_given:
+                self._check_server_for_hybrid(str(uri))
             self._open(create)
             self._ensure_vector_index()
             self.client.load_collection(self.collection)
@@ -170,6 +186,9 @@ class MilvusStore(VectorStore):
         stored = (info.get("properties") or {}).get(SIGNATURE_PROPERTY)
         # made by a jinav3 that did not record extents: stale points are deleted by condition there
         self._extent_field = self.tracks_extents = "extent" in fields
+        signature = None if stored is None else Signature.from_json(stored)
+        if signature is not None and signature.hybrid and LEXICAL_TERMS not in fields:
+            raise StoreError(f"{self.where}: its signature says hybrid, but it has no {LEXICAL_TERMS!r} field")
         return (True, None if size is None else int(size), None if metric is None else str(metric).lower(),
                 None if stored is None else Signature.from_json(stored))
 
@@ -197,6 +216,13 @@ class MilvusStore(VectorStore):
         schema.add_field("end", DataType.INT64)
         schema.add_field("extent", DataType.INT64)  # integrations/pruning.py
         index = self.client.prepare_index_params()
+        if self.hybrid:
+            schema.add_field(LEXICAL_TERMS, DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True,
+                             analyzer_params={"tokenizer": "standard"})
+            schema.add_field(LEXICAL_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(Function(name="jinav3_bm25", function_type=FunctionType.BM25,
+                                         input_field_names=[LEXICAL_TERMS], output_field_names=[LEXICAL_FIELD]))
+            index.add_index(field_name=LEXICAL_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         index.add_index(field_name="vector", index_type=self.index_type, metric_type="COSINE", params=self.index_params)
         self.client.create_collection(self.collection, schema=schema, index_params=index,
                                       consistency_level=self.consistency_level,
@@ -208,6 +234,8 @@ class MilvusStore(VectorStore):
         if size > MAX_TEXT_BYTES and not late_chunking:
             raise invalid(f"{where}.text", f"is {size} bytes; Milvus VARCHAR fields hold at most {MAX_TEXT_BYTES} "
                                            "bytes (split it, or add it with late_chunking=True)")
+        if not late_chunking:
+            self._check_lexical(record.text, where, f"record {record.id!r}")
         size = json_size(record.metadata)
         if size > MAX_METADATA_BYTES:
             raise invalid(f"{where}.metadata", f"is {size} bytes of JSON; Milvus JSON fields hold at most "
@@ -223,7 +251,19 @@ class MilvusStore(VectorStore):
                         entity.get("doc_id"), entity.get("chunk"), entity.get("start"), entity.get("end"),
                         entity.get("vector") if with_vector else None)
 
+    def _check_lexical(self, text: str, where: str, what: str) -> None:
+        """A hybrid collection's term field holds at most MAX_TEXT_BYTES of ``t123`` words."""
+        lexical = getattr(self, "sparse_encoder", None)  # None where no collection is open (record_rules)
+        if lexical is None:
+            return
+        size = len(_terms_text(lexical.term_ids([text])[0]))
+        if size > MAX_TEXT_BYTES:
+            raise invalid(f"{where}.text", f"{what} has too many terms for a hybrid Milvus collection ({size} bytes of "
+                                           f"terms, at most {MAX_TEXT_BYTES}); add it with late_chunking=True or "
+                                           "smaller chunks")
+
     def _check_chunk(self, point: Point, where: str) -> None:
+        self._check_lexical(point.text, where, f"chunk {point.key!r}")
         size = len(point.text.encode("utf-8"))
         if size > MAX_TEXT_BYTES:
             raise invalid(f"{where}.text", f"chunk {point.key!r} has {size} bytes of text; Milvus holds at most "
@@ -236,6 +276,10 @@ class MilvusStore(VectorStore):
         if getattr(self, "_extent_field", True):  # a field of every collection made since (not nullable)
             for row, p in zip(rows, points, strict=True):
                 row["extent"] = int(p.extent or 0)
+        if self.hybrid:
+            assert self.sparse_encoder is not None  # a hybrid store has one (VectorStore._open)
+            for row, ids in zip(rows, self.sparse_encoder.term_ids([p.text for p in points]), strict=True):
+                row[LEXICAL_TERMS] = _terms_text(ids)
         self.client.upsert(self.collection, data=rows)
 
     def _query(self, vector: np.ndarray, limit: int, native_filter: Any, ef: int | None = None) -> list[Hit]:
@@ -251,6 +295,40 @@ class MilvusStore(VectorStore):
             entity.setdefault("id", hit.get("id"))
             hits.append(self._hit(entity, hit.get("distance")))
         return hits
+
+    def _check_server_for_hybrid(self, uri: str) -> None:
+        """A Milvus server before 2.5 has no BM25 function: refuse ``hybrid=True`` there, naming its version."""
+        if "://" not in uri:
+            return  # Milvus Lite has it
+        version = str(self._retry(self.client.get_server_version, "server version"))
+        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+        if len(numbers) == 2 and numbers < HYBRID_SERVER:
+            raise invalid("hybrid", f"this Milvus server is {version}; hybrid collections need Milvus 2.5 or later "
+                                    "(sparse vectors and the BM25 function), or Milvus Lite")
+
+    def _query_lexical(self, vector: np.ndarray, lexical: SparseVector, limit: int, native_filter: Any, mode: str,
+                       rrf_k: int) -> list[Hit]:
+        terms = _terms_text(lexical.indices)
+        if mode == "sparse":
+            if not terms:
+                return []
+            result = self.client.search(self.collection, data=[terms], anns_field=LEXICAL_FIELD, limit=limit,
+                                        filter=native_filter or "", output_fields=_FIELDS,
+                                        search_params={"metric_type": "BM25"}, **self._read_kwargs())
+            # BM25 scores are >= 0; Milvus Lite reports them negated (as distances)
+            return [self._hit({**(h.get("entity") or {}), "id": h.get("id")}, abs(float(h.get("distance"))))
+                    for h in result[0]]
+        depth = max(2 * limit, HYBRID_DEPTH)
+        dense_params = self.search_params if self.search_params is not None else (
+            {"ef": max(128, depth)} if self.index_type == "HNSW" else {})
+        requests = [AnnSearchRequest(data=[vector.tolist()], anns_field="vector", limit=depth, expr=native_filter,
+                                     param={"metric_type": "COSINE", "params": dense_params})]
+        if terms:
+            requests.append(AnnSearchRequest(data=[terms], anns_field=LEXICAL_FIELD, limit=depth, expr=native_filter,
+                                             param={"metric_type": "BM25"}))
+        result = self.client.hybrid_search(self.collection, requests, ranker=RRFRanker(rrf_k), limit=limit,
+                                           output_fields=_FIELDS, **self._read_kwargs())
+        return [self._hit({**(h.get("entity") or {}), "id": h.get("id")}, h.get("distance")) for h in result[0]]
 
     def _count_matching(self, native_filter: Any) -> int | None:
         rows = self.client.query(self.collection, filter=native_filter, output_fields=["count(*)"],

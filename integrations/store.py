@@ -143,7 +143,7 @@ class VectorStore(ABC):
         self._hybrid_given = check_hybrid(hybrid)
         if hybrid and not self.supports_hybrid:
             raise invalid("hybrid", f"{self.kind} stores hold dense vectors only in jinav3 (hybrid collections: "
-                                    "Qdrant); leave hybrid unset")
+                                    "Qdrant, Milvus Lite and Milvus 2.5+); leave hybrid unset")
         self._sparse_given = sparse_encoder
         self.sparse_encoder: SparseEncoder | None = None
         self.dimensions = int(encoder.output_size(dimensions))

@@ -180,3 +180,53 @@ def test_ids_that_need_escaping_match_exactly_on_the_server(encoder, request):
     finally:
         client.drop_collection(name)
         client.close()
+
+
+# ============================================================================================ hybrid (issue 25)
+HYBRID_DOCS = [
+    {"id": "zx", "text": "Der ZX-4410 Akku hält lange.", "metadata": {"lang": "de"}},
+    {"id": "garden", "text": "Der Akku im Garten ist leer.", "metadata": {"lang": "de"}},
+    {"id": "dog", "text": "The dog plays in the garden.", "metadata": {"lang": "en"}},
+    {"id": "cat", "text": "Die Katze schläft auf dem Sofa.", "metadata": {"lang": "de"}},
+    {"id": "rain", "text": "Rain fills the old cistern.", "metadata": {"lang": "en"}},
+]
+
+
+def test_hybrid_on_milvus_lite(encoder, tmp_path):
+    """Milvus weighs the model's own pieces by BM25 with IDF (its BM25 function over the term ids): the rare
+    exact term wins, every document sharing a term is found, filters hold, and hybrid fuses both sides."""
+    store = MilvusStore(encoder, "hybrid", uri=str(tmp_path / "h.db"), hybrid=True)
+    store.add(HYBRID_DOCS)
+    query = "ZX-4410 Akku"
+    sparse_hits = store.search(query, top_k=5, mode="sparse")
+    assert sparse_hits[0].id == "zx" and all(h.score > 0 for h in sparse_hits)
+    shared = set(store.sparse_encoder.encode_queries([query])[0].indices.tolist())
+    having = {d["id"] for d, v in zip(HYBRID_DOCS, store.sparse_encoder.encode_documents(
+        [d["text"] for d in HYBRID_DOCS]), strict=True) if shared & set(v.indices.tolist())}
+    assert {h.id for h in sparse_hits} == having
+    dense_hits = store.search(query, top_k=5, mode="dense")
+    assert_ranking(dense_hits, brute_force(encoder, HYBRID_DOCS, query), 5)
+    hybrid_hits = store.search(query, top_k=5)  # hybrid by default on a hybrid collection
+    fused: dict[str, float] = {}
+    for ranking in ([h.id for h in dense_hits], [h.id for h in sparse_hits]):
+        for rank, key in enumerate(ranking, start=1):  # Milvus's RRFRanker counts ranks from 1
+            fused[key] = fused.get(key, 0.0) + 1 / (60 + rank)
+    np.testing.assert_allclose([h.score for h in hybrid_hits], sorted(fused.values(), reverse=True)[:5], rtol=1e-5)
+    assert {h.id for h in store.search("Akku", mode="hybrid", filter={"lang": "en"})} == {"dog", "rain"}
+    # a re-added document loses its old terms; late chunks get their own
+    store.add([{"id": "zx", "text": "Nur noch Katzen. Und ein Sofa."}], late_chunking=True)
+    assert all(h.id != "zx" and h.parent_id != "zx" for h in store.search("ZX-4410", mode="sparse", top_k=5))
+    assert store.search("Katzen", mode="sparse", top_k=1)[0].parent_id == "zx"
+    reopened = MilvusStore(encoder, "hybrid", uri=str(tmp_path / "h.db"))
+    assert reopened.hybrid
+    store.close()
+    reopened.close()
+
+
+@pytest.mark.slow
+def test_hybrid_is_refused_on_a_server_without_bm25(encoder, milvus_uri):
+    with pytest.raises(InvalidArgumentError, match=r"^hybrid: this Milvus server is v?2\.3\.5; .*Milvus 2\.5"):
+        MilvusStore(encoder, "hybrid_refused", uri=milvus_uri, hybrid=True)
+    client = MilvusClient(uri=milvus_uri)
+    assert not client.has_collection("hybrid_refused")
+    client.close()

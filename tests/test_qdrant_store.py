@@ -302,9 +302,8 @@ def test_hybrid_late_chunks_and_readds_replace_their_terms(encoder):
     assert store.search("Katzen", mode="sparse", top_k=1)[0].parent_id == "doc"
 
 
-def test_stores_without_hybrid_refuse_it_before_opening(encoder, tmp_path):
-    from jinav3.integrations.milvus import MilvusStore
+def test_stores_without_hybrid_refuse_it_before_opening(encoder):
+    from jinav3.integrations.pinecone import PineconeStore
 
-    with pytest.raises(InvalidArgumentError, match="^hybrid: Milvus stores hold dense vectors only"):
-        MilvusStore(encoder, "x", uri=str(tmp_path / "m.db"), hybrid=True)
-    assert not (tmp_path / "m.db").exists()
+    with pytest.raises(InvalidArgumentError, match="^hybrid: Pinecone stores hold dense vectors only"):
+        PineconeStore(encoder, "idx", api_key="never-used", hybrid=True)
