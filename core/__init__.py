@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # type checkers see the real classes; at run time __getattr__
     from .encoder import Encoder
     from .late_chunking import Chunk
     from .remote import RemoteEncoder
+    from .sparse import SparseEncoder
 
 try:
     __version__ = _version("jinav3")
@@ -34,7 +35,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Encoder", "Chunk", "RemoteEncoder", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK",
+    "Encoder", "Chunk", "RemoteEncoder", "SparseEncoder", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK",
     "JinaV3Error", "InvalidArgumentError", "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError",
     "SignatureMismatchError", "PartialWriteError", "RemoteError", "__version__",
 ]
@@ -53,4 +54,8 @@ def __getattr__(name: str) -> type:
         from .remote import RemoteEncoder
 
         return RemoteEncoder
+    if name == "SparseEncoder":  # lexical vectors from the model's tokenizer: no torch
+        from .sparse import SparseEncoder
+
+        return SparseEncoder
     raise AttributeError(f"module 'jinav3' has no attribute {name!r}")
