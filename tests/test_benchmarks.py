@@ -77,3 +77,16 @@ def test_index_scale_runs_on_the_embedded_stores(tmp_path, capsys):
             assert row["first"]["calls"]["_prune"] > 0
     assert json.loads(out.read_text()) == rows
     assert "Goals (issue 29)" in capsys.readouterr().out
+
+
+def test_hybrid_bench_runs_small(tmp_path):
+    """benchmarks.hybrid_bench end to end at a small size: lexical share, search latency per mode, disk."""
+    from benchmarks import hybrid_bench
+
+    result = hybrid_bench.main(["--size", "tiny", "--tokens", "3000", "--points", "300",
+                                "--workdir", str(tmp_path / "work"), "--json", str(tmp_path / "h.json")])
+    assert 0 < result["encoding"]["lexical_share"] and result["encoding"]["texts"] > 0
+    assert [r["store"] for r in result["search"]] == ["qdrant", "milvus-lite"]
+    for row in result["search"]:
+        assert {"dense", "sparse", "hybrid", "dense_in_hybrid"} <= set(row) and row["disk_mib_hybrid"] > 0
+    assert json.loads((tmp_path / "h.json").read_text()) == result
