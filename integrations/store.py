@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import PartialWriteError, StoreError, invalid
+from ..progress import progress_bar
 from ..protocol import TextEncoder
 from ..sparse import SparseEncoder, SparseVector
 from ..tasks import check_task, index_task, search_task
-from ..validation import chunker_arguments, int_in_range, positive_int, progress_bar
+from ..validation import chunker_arguments, int_in_range, positive_int
 from .filters import check_portable_filter
 from .hybrid import RRF_K, check_hybrid, check_mode, check_rrf_k, lexical_encoder
 from .pruning import Holding, Holdings, holding_from, new_extent, probe_keys, stale_keys
