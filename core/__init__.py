@@ -35,7 +35,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Encoder", "Chunk", "RemoteEncoder", "SparseEncoder", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK", "SEARCH_TASK",
+    "Encoder", "Chunk", "RemoteEncoder", "SparseEncoder", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK",
+    "SEARCH_TASK",
     "JinaV3Error", "InvalidArgumentError", "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError",
     "SignatureMismatchError", "PartialWriteError", "RemoteError", "__version__",
 ]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Union
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import convert
+from . import convert, env
 from .errors import CheckpointFormatError, ModelNotFoundError
 from .identity import CONVERTED_FROM_KEY, DEFAULT_MODEL  # noqa: F401  (DEFAULT_MODEL: cli.py and ray.py read it here)
 from .lora import PEFT_PREFIX
@@ -81,7 +81,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, cache_dir: st
             f"model: could not load {name!r}: no local folder of that name, not in the hub cache {cache}, "
             f"and the hub could not be reached{offline}: {type(error).__name__}: {error}. "
             "Supply a local folder instead (download it elsewhere, e.g. `hf download "
-            f"{name} --local-dir DIR`, then from_pretrained('DIR') or JINAV3_MODEL=DIR), "
+            f"{name} --local-dir DIR`, then from_pretrained('DIR') or {env.MODEL}=DIR), "
             "or allow downloads (network access, HF_HUB_OFFLINE unset)."
         ) from error
 
