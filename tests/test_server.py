@@ -617,12 +617,14 @@ def test_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path):
     from benchmarks import server_bench
 
     report = server_bench.main(["--size", "tiny", "--concurrency", "1,4", "--requests", "8", "--passage-tokens", "1500",
-                                "--mixed-queries", "3", "--workdir", str(tmp_path / "work"),
+                                "--mixed-queries", "3", "--workdir", str(tmp_path / "work"), "--replicas", "",
                                 "--json", str(tmp_path / "bench.json")])
     assert report["shutdown"]["exit_status"] == 0
     assert report["single_query"]["4"]["forward_passes"] >= 1 and report["bulk"]["tokens_per_s"] > 0
     assert report["mixed"]["queries"] == 3 and report["mixed"]["open_loop"]["p50_ms"] > 0 and set(report["goals"]) == {
-        "many_clients_vs_one_pass_each", "bulk_vs_in_process", "query_p50_under_load_vs_idle"}
+        "many_clients_vs_one_batch", "many_clients_vs_one_pass_each", "bulk_vs_in_process",
+        "query_p50_under_load_vs_idle"}
+    assert report["in_process"]["batch_queries"] == 64 and "ray_serve" not in report
     assert (tmp_path / "bench.json").exists()
 
 
