@@ -935,6 +935,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights to write: float32, bfloat16, float16 (default: %(default)s)")
     p.set_defaults(handler=cmd_convert)
 
+    from .eval_command import add_eval_command
+
+    add_eval_command(commands, model_options, server_options)
+
     from .server.command import add_serve_command  # imports without the server extra
 
     add_serve_command(commands)
