@@ -6,10 +6,12 @@
     from jinav3.integrations.server import create_app
     uvicorn.run(create_app(encoder))
 
-Modules: app (routes, model lifecycle), schemas (the two request dialects), validation (every
-check), tokens (token counts, token-id inputs), batcher (the scheduler that owns the model),
-formats (response encodings), errors (the one error shape), guard (API key, body limit, metrics
-per route), metrics (Prometheus), command (the command line).
+Modules: app (routes, model lifecycle), tei (text-embeddings-inference's routes), admission (what
+every embedding route shares: 429s, running a plan), schemas (the two request dialects), validation
+(every check), tokens (token counts, token-id inputs), batcher (the scheduler that owns the model),
+formats (response encodings), errors (the error shapes), guard (API key, body limit, metrics per
+route), metrics (Prometheus), command (the command line), environment (JINAV3_<FLAG> settings),
+ray_serve (replicas on Ray Serve: ``jinav3 serve --ray``, ``build_app``).
 
 ``add_serve_command`` and ``cmd_serve`` import without the ``server`` extra; ``create_app`` and
 ``Limits`` need fastapi, uvicorn and prometheus-client, and say how to install them.

@@ -5,9 +5,10 @@
     uvicorn.run(create_app(Encoder.from_pretrained("jinaai/jina-embeddings-v3")), host="127.0.0.1", port=8080)
 
 Routes (text-embeddings-inference's names): ``POST /v1/embeddings`` (also ``/embeddings``; the Jina
-and the OpenAI dialect), ``POST /tokenize``, ``GET /health``, ``GET /info``, ``GET /metrics``,
-``GET /v1/models``. The event loop never runs the model or the tokenizer: tokenising happens on
-the tokenizer's thread (tokens.py), the model on the worker's (batcher.py).
+and the OpenAI dialect), TEI's ``POST /embed``, ``POST /`` and ``POST /embed_all`` (tei.py),
+``POST /tokenize``, ``GET /health``, ``GET /info``, ``GET /metrics``, ``GET /v1/models``. The event
+loop never runs the model or the tokenizer: tokenising happens on the tokenizer's thread (tokens.py),
+the model on the worker's (batcher.py).
 """
 
 from __future__ import annotations
