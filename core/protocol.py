@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class TextEncoder(Protocol):
-    name: str  # the model's identity (jinav3.identity), recorded in a collection's signature
+    @property
+    def name(self) -> str:
+        """The model's identity (jinav3.identity), recorded in a collection's signature (read, never set)."""
 
     def output_size(self, dimensions: int | None = None) -> int:
         """The vector size ``encode`` returns for ``dimensions`` (None: the full size)."""

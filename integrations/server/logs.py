@@ -26,7 +26,7 @@ class AccessLogRedactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
             args = list(record.args)
-            args[2] = scrub(redact_target(args[2]), self.keys)
+            args[2] = scrub(redact_target(str(args[2])), self.keys)
             record.args = tuple(args)
         else:  # another shape (a later uvicorn): scrub the whole line
             record.msg, record.args = scrub(redact_target(record.getMessage()), self.keys), None
