@@ -26,6 +26,7 @@ from jinav3.errors import install_hint, invalid
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.dataclasses import SparseEmbedding
     from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("jinav3's Haystack components need haystack-ai: " + install_hint("haystack")) from error
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from jinav3.encoder import Encoder
     from jinav3.remote import RemoteEncoder
 
-__all__ = ["JinaV3DocumentEmbedder", "JinaV3TextEmbedder"]
+__all__ = ["JinaV3DocumentEmbedder", "JinaV3TextEmbedder", "JinaV3SparseDocumentEmbedder", "JinaV3SparseTextEmbedder"]
 
 
 _Embedder = TypeVar("_Embedder", bound="_JinaV3Embedder")
@@ -348,3 +349,109 @@ def _groups_by_source(documents: list[Document], texts: list[str]) -> tuple[list
 
     return late_chunk_groups(texts, [d.meta.get("source_id") for d in documents],
                              [position("split_id"), position("split_idx_start")])
+
+
+# ============================================================================================ lexical (hybrid)
+class _JinaV3SparseEmbedder:
+    """The model's tokenizer as a BM25 lexical encoder (jinav3.SparseEncoder): no weights, no torch."""
+
+    def __init__(self, model: str, revision: str | None, cache_dir: str | None, local_files_only: bool) -> None:
+        if not isinstance(model, str) or not model:
+            raise invalid("model", f"must be a hub id or a folder, got {model!r}")
+        self.model, self.revision, self.cache_dir = model, revision, cache_dir
+        self.local_files_only = boolean(local_files_only, "local_files_only")
+        self._sparse: Any = None
+
+    def warm_up(self) -> None:
+        if self._sparse is None:
+            from jinav3.sparse import SparseEncoder
+
+            self._sparse = SparseEncoder.from_pretrained(self.model, revision=self.revision, cache_dir=self.cache_dir,
+                                                         local_files_only=self.local_files_only)
+
+    def _encoder(self) -> Any:
+        self.warm_up()
+        return self._sparse
+
+    def _init_parameters(self) -> dict[str, Any]:
+        return {"model": self.model, "revision": self.revision, "cache_dir": self.cache_dir,
+                "local_files_only": self.local_files_only}
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, **self._init_parameters())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return default_from_dict(cls, data)
+
+
+def _sparse_embedding(vector: Any) -> SparseEmbedding:
+    return SparseEmbedding(indices=vector.indices.tolist(), values=vector.values.tolist())
+
+
+@component
+class JinaV3SparseTextEmbedder(_JinaV3SparseEmbedder):
+    """A query's lexical vector (BM25 over the model's own pieces), for qdrant-haystack's ``QdrantHybridRetriever``
+    next to ``JinaV3TextEmbedder``; the document store must weigh terms by IDF
+    (``QdrantDocumentStore(use_sparse_embeddings=True, sparse_idf=True)``).
+
+        JinaV3SparseTextEmbedder(model="jinaai/jina-embeddings-v3").run(text="ZX-4410 Akku")["sparse_embedding"]
+    """
+
+    def __init__(self, model: str = shared.DEFAULT_MODEL, revision: str | None = None, cache_dir: str | None = None,
+                 local_files_only: bool = False) -> None:
+        """
+        :param model: Hugging Face hub id or local folder: only its ``tokenizer.json`` is read.
+        :param revision: Branch, tag or commit of a hub model.
+        :param cache_dir: Hugging Face cache folder.
+        :param local_files_only: Read from the cache only, never download.
+        """
+        _JinaV3SparseEmbedder.__init__(self, model, revision, cache_dir, local_files_only)
+
+    @component.output_types(sparse_embedding=SparseEmbedding)
+    def run(self, text: str) -> dict[str, Any]:
+        """``{"sparse_embedding": SparseEmbedding}`` of one string (each distinct term weighs 1)."""
+        if not isinstance(text, str):
+            raise TypeError("JinaV3SparseTextEmbedder expects a string as input. "
+                            "To embed a list of Documents, use JinaV3SparseDocumentEmbedder.")
+        return {"sparse_embedding": _sparse_embedding(self._encoder().encode_queries([text])[0])}
+
+
+@component
+class JinaV3SparseDocumentEmbedder(_JinaV3SparseEmbedder):
+    """Sets each document's ``sparse_embedding`` (BM25 term weights over the model's own pieces); use it beside
+    ``JinaV3DocumentEmbedder`` to fill a ``QdrantDocumentStore(use_sparse_embeddings=True, sparse_idf=True)``."""
+
+    def __init__(self, model: str = shared.DEFAULT_MODEL, revision: str | None = None, cache_dir: str | None = None,
+                 local_files_only: bool = False, meta_fields_to_embed: list[str] | None = None,
+                 embedding_separator: str = "\n") -> None:
+        """
+        :param model: Hugging Face hub id or local folder: only its ``tokenizer.json`` is read.
+        :param revision: Branch, tag or commit of a hub model.
+        :param cache_dir: Hugging Face cache folder.
+        :param local_files_only: Read from the cache only, never download.
+        :param meta_fields_to_embed: Metadata fields whose values are matched along with the content.
+        :param embedding_separator: Joins those values and the content.
+        """
+        _JinaV3SparseEmbedder.__init__(self, model, revision, cache_dir, local_files_only)
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+
+    def _init_parameters(self) -> dict[str, Any]:
+        return {**_JinaV3SparseEmbedder._init_parameters(self), "meta_fields_to_embed": self.meta_fields_to_embed,
+                "embedding_separator": self.embedding_separator}
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """``{"documents": [...]}``, each with ``sparse_embedding`` set, in input order."""
+        if not isinstance(documents, list) or not all(isinstance(d, Document) for d in documents):
+            raise TypeError("JinaV3SparseDocumentEmbedder expects a list of Documents as input. "
+                            "To embed a string, use JinaV3SparseTextEmbedder.")
+        if not documents:
+            return {"documents": []}
+        texts = [self.embedding_separator.join([*(str(d.meta[k]) for k in self.meta_fields_to_embed
+                                                  if d.meta.get(k) is not None), d.content or ""])
+                 for d in documents]
+        vectors = self._encoder().encode_documents(texts)
+        return {"documents": [replace(d, sparse_embedding=_sparse_embedding(v))
+                              for d, v in zip(documents, vectors, strict=True)]}

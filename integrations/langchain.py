@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from jinav3.encoder import Encoder
     from jinav3.remote import RemoteEncoder
 
-__all__ = ["JinaV3Embeddings", "LateChunkedEmbeddings"]
+__all__ = ["JinaV3Embeddings", "LateChunkedEmbeddings", "JinaV3SparseEmbeddings"]
 
 # Where LangChain keeps a chunk's source and position: document loaders set metadata["source"] (a path
 # or URL) and text splitters copy it to every chunk; add_start_index=True adds metadata["start_index"].
@@ -323,3 +323,52 @@ def _groups_by_source(
     return late_chunk_groups(texts, [d.metadata.get(source_key) for d in documents],
                              [[s if is_integer(s) else None for s in starts]],
                              source_argument=lambda row: f"documents[{row}].metadata[{source_key!r}]")
+
+
+# ============================================================================================ lexical (hybrid)
+try:  # langchain-qdrant's interface for the sparse side of RetrievalMode.HYBRID
+    from langchain_qdrant import SparseEmbeddings as _SparseEmbeddings
+    from langchain_qdrant import SparseVector as _QdrantSparseVector
+except ImportError:  # pragma: no cover - depends on the environment; JinaV3SparseEmbeddings says what to install
+    _SparseEmbeddings, _QdrantSparseVector = object, None  # type: ignore[assignment,misc]  # no base to inherit
+
+
+class JinaV3SparseEmbeddings(_SparseEmbeddings):  # the object base when langchain-qdrant is missing
+    """Lexical vectors (BM25 over the model's own pieces; jinav3.SparseEncoder: the tokenizer only, no weights)
+    for langchain-qdrant's hybrid retrieval, beside :class:`JinaV3Embeddings`::
+
+        store = QdrantVectorStore.from_texts(texts, JinaV3Embeddings(model=m), location=":memory:",
+                                             collection_name="docs", retrieval_mode=RetrievalMode.HYBRID,
+                                             sparse_embedding=JinaV3SparseEmbeddings(model=m))
+
+    Documents get BM25's saturated, length-normalised term weights, queries weight each distinct term 1; the
+    collection should weigh terms by IDF (``sparse_vector_params``' ``modifier=Modifier.IDF``)."""
+
+    def __init__(self, model: str = shared.DEFAULT_MODEL, revision: str | None = None, cache_dir: str | None = None,
+                 local_files_only: bool = False) -> None:
+        if _QdrantSparseVector is None:
+            raise ImportError("JinaV3SparseEmbeddings needs langchain-qdrant: " + install_hint("langchain"))
+        if not isinstance(model, str) or not model:
+            raise invalid("model", f"must be a hub id or a folder, got {model!r}")
+        self.model, self.revision, self.cache_dir = model, revision, cache_dir
+        self.local_files_only = boolean(local_files_only, "local_files_only")
+        self._sparse: Any = None
+
+    def _encoder(self) -> Any:
+        if self._sparse is None:
+            from jinav3.sparse import SparseEncoder
+
+            self._sparse = SparseEncoder.from_pretrained(self.model, revision=self.revision, cache_dir=self.cache_dir,
+                                                         local_files_only=self.local_files_only)
+        return self._sparse
+
+    def embed_documents(self, texts: list[str]) -> list[Any]:
+        return [_QdrantSparseVector(indices=v.indices.tolist(), values=v.values.tolist())
+                for v in self._encoder().encode_documents(list(texts))]
+
+    def embed_query(self, text: str) -> Any:
+        v = self._encoder().encode_queries([text])[0]
+        return _QdrantSparseVector(indices=v.indices.tolist(), values=v.values.tolist())
+
+    def __repr__(self) -> str:
+        return f"JinaV3SparseEmbeddings(model={self.model!r})"

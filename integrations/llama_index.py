@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from jinav3.errors import install_hint
 from jinav3.tasks import index_task, search_task
+from jinav3.validation import boolean
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -35,7 +36,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from . import _encoder_cache as shared
 from .grouping import late_chunk_groups
 
-__all__ = ["JinaV3Embedding", "JinaV3LateChunkingTransform"]
+__all__ = ["JinaV3Embedding", "JinaV3LateChunkingTransform", "sparse_functions"]
 
 
 class JinaV3Embedding(BaseEmbedding):
@@ -184,3 +185,32 @@ def _groups_by_document(nodes: Sequence[BaseNode], texts: list[str]) -> tuple[li
     ``start_char_idx`` order when every node has one (a TextNode field, not every BaseNode's)."""
     return late_chunk_groups(texts, [node.ref_doc_id for node in nodes],
                              [[getattr(node, "start_char_idx", None) for node in nodes]])
+
+
+# ============================================================================================ lexical (hybrid)
+def sparse_functions(model: str = shared.DEFAULT_MODEL, revision: str | None = None, cache_dir: str | None = None,
+                     local_files_only: bool = False) -> tuple[Callable[[list[str]], Any], Callable[[list[str]], Any]]:
+    """``(sparse_doc_fn, sparse_query_fn)`` for LlamaIndex's ``QdrantVectorStore(enable_hybrid=True, ...)``: BM25
+    over the model's own pieces (jinav3.SparseEncoder: the tokenizer only, no weights). Documents get BM25's
+    saturated, length-normalised term weights, queries weight each distinct term 1, so give the collection IDF::
+
+        doc_fn, query_fn = sparse_functions(model="jinaai/jina-embeddings-v3")
+        store = QdrantVectorStore("docs", client=client, enable_hybrid=True, sparse_doc_fn=doc_fn,
+                                  sparse_query_fn=query_fn, sparse_config=models.SparseVectorParams(
+                                      modifier=models.Modifier.IDF))
+    """
+    from jinav3.sparse import SparseEncoder
+
+    encoder = SparseEncoder.from_pretrained(model, revision=revision, cache_dir=cache_dir,
+                                            local_files_only=boolean(local_files_only, "local_files_only"))
+
+    def batch(vectors: list[Any]) -> tuple[list[list[int]], list[list[float]]]:
+        return [v.indices.tolist() for v in vectors], [v.values.tolist() for v in vectors]
+
+    def sparse_doc_fn(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        return batch(encoder.encode_documents(list(texts)))
+
+    def sparse_query_fn(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        return batch(encoder.encode_queries(list(texts)))
+
+    return sparse_doc_fn, sparse_query_fn

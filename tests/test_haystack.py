@@ -367,3 +367,58 @@ def test_example_runs(golden_dir):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "score" in out.stdout
+
+
+# ============================================================================================ lexical (issue 25)
+HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
+                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]
+
+
+def test_sparse_embedders_with_qdrants_hybrid_retriever(model):
+    """JinaV3SparseDocumentEmbedder / JinaV3SparseTextEmbedder (the model's tokenizer, BM25 weights) feed
+    qdrant-haystack's sparse and hybrid retrievers in real pipelines; both serialise like Haystack's own."""
+    from haystack_integrations.components.retrievers.qdrant import (
+        QdrantHybridRetriever,
+        QdrantSparseEmbeddingRetriever,
+    )
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+    from jinav3.integrations.haystack import JinaV3SparseDocumentEmbedder, JinaV3SparseTextEmbedder
+    from jinav3.sparse import SparseEncoder
+
+    store = QdrantDocumentStore(location=":memory:", embedding_dim=64, use_sparse_embeddings=True, sparse_idf=True)
+    indexing = Pipeline()
+    indexing.add_component("dense", doc_embedder(model))
+    indexing.add_component("sparse", JinaV3SparseDocumentEmbedder(model=model))
+    indexing.add_component("writer", DocumentWriter(document_store=store))
+    indexing.connect("dense.documents", "sparse.documents")
+    indexing.connect("sparse.documents", "writer.documents")
+    indexing.run({"dense": {"documents": [Document(id=str(i), content=t) for i, t in enumerate(HYBRID_TEXTS)]}})
+    stored = store.filter_documents()
+    expected = SparseEncoder.from_pretrained(model).encode_documents(HYBRID_TEXTS)
+    for doc in stored:
+        assert doc.sparse_embedding.indices == expected[int(doc.id)].indices.tolist()
+        assert len(doc.embedding) == 64
+
+    lexical = Pipeline()
+    lexical.add_component("sparse", JinaV3SparseTextEmbedder(model=model))
+    lexical.add_component("retriever", QdrantSparseEmbeddingRetriever(document_store=store, top_k=3))
+    lexical.connect("sparse.sparse_embedding", "retriever.query_sparse_embedding")
+    hits = lexical.run({"sparse": {"text": "ZX-4410 Akku"}})["retriever"]["documents"]
+    assert hits[0].content == HYBRID_TEXTS[0]  # the rare exact term wins (Qdrant's IDF)
+
+    hybrid = Pipeline()
+    hybrid.add_component("dense", text_embedder(model))
+    hybrid.add_component("sparse", JinaV3SparseTextEmbedder(model=model))
+    hybrid.add_component("retriever", QdrantHybridRetriever(document_store=store, top_k=5))
+    hybrid.connect("dense.embedding", "retriever.query_embedding")
+    hybrid.connect("sparse.sparse_embedding", "retriever.query_sparse_embedding")
+    hits = hybrid.run({"dense": {"text": "ZX-4410 Akku"}, "sparse": {"text": "ZX-4410 Akku"}})["retriever"]["documents"]
+    assert len(hits) == 5 and HYBRID_TEXTS[0] in [h.content for h in hits[:2]]
+
+    again = Pipeline.loads(hybrid.dumps(), allowed_modules=ALLOWED + ["haystack_integrations"])
+    assert again.get_component("sparse").to_dict() == hybrid.get_component("sparse").to_dict()
+    assert JinaV3SparseDocumentEmbedder.from_dict(JinaV3SparseDocumentEmbedder(
+        model=model, meta_fields_to_embed=["title"]).to_dict()).meta_fields_to_embed == ["title"]
+    with pytest.raises(TypeError, match="expects a string"):
+        JinaV3SparseTextEmbedder(model=model).run(text=["a list"])

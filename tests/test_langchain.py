@@ -434,3 +434,36 @@ def test_late_chunked_vectors_in_real_stores_and_search(emb, encoder, stores):
     for query in QUERIES[:2]:
         scores = scores_by_chunk(chunks, late_vectors, encoder.encode_queries(query))
         assert_ranked_like_brute_force(store.similarity_search_with_score(query, k=4), scores, 4)
+
+
+# ============================================================================================ lexical (issue 25)
+HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
+                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]
+
+
+def test_sparse_embeddings_in_qdrant_hybrid_and_sparse_retrieval(model, emb):
+    """JinaV3SparseEmbeddings implements langchain-qdrant's SparseEmbeddings: QdrantVectorStore in SPARSE and
+    HYBRID retrieval modes (IDF on the collection's sparse vector), end to end."""
+    from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseEmbeddings
+    from qdrant_client import models
+
+    from jinav3.integrations.langchain import JinaV3SparseEmbeddings
+    from jinav3.sparse import SparseEncoder
+
+    sparse = JinaV3SparseEmbeddings(model=model)
+    assert isinstance(sparse, SparseEmbeddings)
+    expected = SparseEncoder.from_pretrained(model).encode_documents(HYBRID_TEXTS)
+    got = sparse.embed_documents(HYBRID_TEXTS)
+    assert [v.indices for v in got] == [e.indices.tolist() for e in expected]
+    assert set(sparse.embed_query("Akku Akku").values) == {1.0}
+    idf = {"modifier": models.Modifier.IDF}
+    lexical = QdrantVectorStore.from_texts(HYBRID_TEXTS, sparse_embedding=sparse, location=":memory:",
+                                           collection_name="sparse", retrieval_mode=RetrievalMode.SPARSE,
+                                           sparse_vector_params=idf)
+    assert lexical.similarity_search("ZX-4410 Akku", k=1)[0].page_content == HYBRID_TEXTS[0]
+    hybrid = QdrantVectorStore.from_texts(HYBRID_TEXTS, emb, sparse_embedding=sparse, location=":memory:",
+                                          collection_name="hybrid", retrieval_mode=RetrievalMode.HYBRID,
+                                          sparse_vector_params=idf)
+    hits = hybrid.similarity_search("ZX-4410 Akku", k=5)
+    assert len(hits) == 5 and HYBRID_TEXTS[0] in [h.page_content for h in hits[:2]]
+    assert repr(sparse) == f"JinaV3SparseEmbeddings(model={model!r})"

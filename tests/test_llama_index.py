@@ -264,3 +264,38 @@ def test_example_runs(golden_dir):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "score" in out.stdout
+
+
+# ============================================================================================ lexical (issue 25)
+HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
+                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]
+
+
+def test_sparse_functions_in_qdrant_hybrid_retrieval(embed, model):
+    """sparse_functions(model=...) gives QdrantVectorStore(enable_hybrid=True) its sparse_doc_fn / sparse_query_fn:
+    sparse and hybrid queries through a real VectorStoreIndex."""
+    pytest.importorskip("llama_index.vector_stores.qdrant", reason="needs llama-index-vector-stores-qdrant")
+    from llama_index.core.vector_stores.types import VectorStoreQueryMode
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import QdrantClient, models
+
+    from jinav3.integrations.llama_index import sparse_functions
+    from jinav3.sparse import SparseEncoder
+
+    doc_fn, query_fn = sparse_functions(model=model)
+    indices, values = doc_fn(HYBRID_TEXTS)
+    expected = SparseEncoder.from_pretrained(model).encode_documents(HYBRID_TEXTS)
+    assert indices == [e.indices.tolist() for e in expected] and len(values) == len(HYBRID_TEXTS)
+    assert set(query_fn(["Akku Akku"])[1][0]) == {1.0}
+    store = QdrantVectorStore(client=QdrantClient(location=":memory:"), collection_name="hybrid", enable_hybrid=True,
+                              sparse_doc_fn=doc_fn, sparse_query_fn=query_fn,
+                              sparse_config=models.SparseVectorParams(modifier=models.Modifier.IDF))
+    index = VectorStoreIndex.from_documents([Document(text=t, id_=str(i)) for i, t in enumerate(HYBRID_TEXTS)],
+                                            storage_context=StorageContext.from_defaults(vector_store=store),
+                                            embed_model=embed)
+    sparse_hits = index.as_retriever(vector_store_query_mode=VectorStoreQueryMode.SPARSE,
+                                     sparse_top_k=1).retrieve("ZX-4410 Akku")
+    assert sparse_hits[0].node.get_content() == HYBRID_TEXTS[0]
+    hybrid_hits = index.as_retriever(vector_store_query_mode=VectorStoreQueryMode.HYBRID, similarity_top_k=5,
+                                     sparse_top_k=5, hybrid_top_k=5).retrieve("ZX-4410 Akku")
+    assert len(hybrid_hits) == 5 and HYBRID_TEXTS[0] in [h.node.get_content() for h in hybrid_hits[:2]]
