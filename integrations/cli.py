@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 from urllib.parse import unquote
 
+from jinav3 import env
 from jinav3.errors import (
     CorpusError,
     InvalidArgumentError,
@@ -62,11 +63,11 @@ if TYPE_CHECKING:  # the model and the stores are imported when a command needs 
 DEFAULT_DATA_DIR = "./jinav3-data"
 DEFAULT_STORE = "qdrant:./jinav3-data/qdrant"
 DEFAULT_COLLECTION = "jinav3"
-MODEL_ENV = "JINAV3_MODEL"
-DEBUG_ENV = "JINAV3_DEBUG"
-PINECONE_KEY_ENV = "PINECONE_API_KEY"
+MODEL_ENV = env.MODEL
+DEBUG_ENV = env.DEBUG
+PINECONE_KEY_ENV = env.PINECONE_API_KEY
 # --server's key when no --server-api-key-env names one: jinav3 serve's, then the Jina API's (for api.jina.ai only)
-SERVER_KEY_ENV = ("JINAV3_API_KEY", "JINA_API_KEY", "JINAAI_API_KEY")
+SERVER_KEY_ENV = (env.SERVER_API_KEY, *env.JINA_API_KEYS)
 WORK_RETRIES = 5  # retries of a transient store error once the store is open
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Loggers of the Milvus clients, which log each failed call with its traceback before raising it.
@@ -410,7 +411,7 @@ def server_key_variable(args: argparse.Namespace) -> str | None:
 # ============================================================================================ helpers
 def model_choice(model: str | None) -> tuple[str, str]:
     """(model, where the choice came from)."""
-    from jinav3.checkpoint import DEFAULT_MODEL
+    from jinav3.identity import DEFAULT_MODEL
 
     if model:
         return model, "--model"

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import invalid
+from jinav3.errors import invalid
 
 _SCALARS = (str, int, float, bool)
 

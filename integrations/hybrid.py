@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelNotFoundError, invalid
+from jinav3.errors import ModelNotFoundError, invalid
 
 if TYPE_CHECKING:  # the command line reads MODES and RRF_K without importing numpy
-    from ..sparse import SparseEncoder
+    from jinav3.sparse import SparseEncoder
 
 MODES = ("dense", "sparse", "hybrid")
 RRF_K = 60
@@ -52,7 +52,7 @@ def lexical_encoder(encoder: Any, given: Any = None) -> "SparseEncoder":
     """The lexical encoder of a hybrid store: ``given`` (a SparseEncoder), else one over the dense encoder's
     own tokenizer (an Encoder's), else the tokenizer of the model the encoder names (a RemoteEncoder's:
     only tokenizer.json is fetched)."""
-    from ..sparse import SparseEncoder
+    from jinav3.sparse import SparseEncoder
 
     if given is not None:
         if not isinstance(given, SparseEncoder):

@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StoreError, install_hint, invalid
-from ..protocol import TextEncoder
+from jinav3 import env
+from jinav3.errors import StoreError, install_hint, invalid
+from jinav3.protocol import TextEncoder
+
 from .records import WHOLE, Hit, Point, Record, json_size, make_hit
 from .signature import Signature
 from .store import VectorStore
@@ -141,9 +143,9 @@ class PineconeStore(VectorStore):
                 raise invalid("api_key", "give api_key or client, not both")
             self.client = client
         else:
-            api_key = api_key if api_key is not None else os.environ.get("PINECONE_API_KEY")
+            api_key = api_key if api_key is not None else os.environ.get(env.PINECONE_API_KEY)
             if not api_key:
-                raise invalid("api_key", "no Pinecone API key: pass api_key= or set PINECONE_API_KEY")
+                raise invalid("api_key", f"no Pinecone API key: pass api_key= or set {env.PINECONE_API_KEY}")
             self.client = Pinecone(api_key=api_key, **(client_kwargs or {}))
         self.host = host
         self.index: Index | GrpcIndex | None = self.client.Index(host=host) if host is not None else None

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError, install_hint, invalid
-from ..protocol import TextEncoder
-from ..sparse import SparseVector
+from jinav3.errors import StoreError, install_hint, invalid
+from jinav3.protocol import TextEncoder
+from jinav3.sparse import SparseVector
+
 from .hybrid import LEXICAL_FIELD
 from .records import WHOLE, Hit, Point, make_hit, uuid_for
 from .retries import is_transient

@@ -51,9 +51,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ..errors import CorpusError, StoreError, install_hint, invalid
-from ..tasks import index_task
-from ..validation import boolean, chunker_arguments, positive_int
+from jinav3.errors import CorpusError, StoreError, install_hint, invalid
+from jinav3.tasks import index_task
+from jinav3.validation import boolean, chunker_arguments, positive_int
+
 from .corpus import SUFFIXES, TOO_DEEP, check_item, corpus_files, row_record, stopped_by_strict
 from .corpus import skipped as skipped_warning
 from .records import WHOLE, Point, Record
@@ -75,7 +76,8 @@ if TYPE_CHECKING:
     from ray.data import Dataset
     from ray.data.datasource.datasink import WriteResult
 
-    from ..protocol import TextEncoder
+    from jinav3.protocol import TextEncoder
+
     from .cli import StoreURI
 
 log = logging.getLogger("jinav3.integrations")
@@ -557,7 +559,7 @@ def index_dataset(ds: Dataset, *, store: str | StoreURI,
     hybrid: make a new collection hybrid (None: as the collection is); lexical vectors are made by the write
     tasks from the points' texts (the model's tokenizer only).
     """
-    from jinav3.checkpoint import DEFAULT_MODEL
+    from jinav3.identity import DEFAULT_MODEL
 
     from .cli import connection, open_store, place, truncation_warning
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import invalid
-from ..validation import valid_unicode
+from jinav3.errors import invalid
+from jinav3.validation import valid_unicode
 
 CHUNK_MARK = "::chunk:"
 """Separator between a parent id and a chunk number in a chunk's key; not allowed in caller ids."""

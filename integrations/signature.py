@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SignatureMismatchError, StoreError
-from ..identity import same_model
+from jinav3.errors import SignatureMismatchError, StoreError
+from jinav3.identity import same_model
 
 log = logging.getLogger("jinav3.integrations")
 

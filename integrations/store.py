@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import PartialWriteError, StoreError, invalid
-from ..progress import progress_bar
-from ..protocol import TextEncoder
-from ..sparse import SparseEncoder, SparseVector
-from ..tasks import check_task, index_task, search_task
-from ..validation import chunker_arguments, int_in_range, positive_int
+from jinav3.errors import PartialWriteError, StoreError, invalid
+from jinav3.progress import progress_bar
+from jinav3.protocol import TextEncoder
+from jinav3.sparse import SparseEncoder, SparseVector
+from jinav3.tasks import check_task, index_task, search_task
+from jinav3.validation import chunker_arguments, int_in_range, positive_int
+
 from .filters import check_portable_filter
 from .hybrid import RRF_K, check_hybrid, check_mode, check_rrf_k, lexical_encoder
 from .pruning import Holding, Holdings, holding_from, new_extent, probe_keys, stale_keys
