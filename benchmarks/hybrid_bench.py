@@ -129,13 +129,15 @@ def _open(kind: str, encoder, folder: Path, hybrid: bool):
 
 def main(argv=None) -> dict:
     args = parse(argv)
-    from transformers import AutoTokenizer
+    from jinav3 import Encoder
 
     result: dict = {"encoding": encoding(args.size, args.tokens, args.workdir), "search": []}
     e = result["encoding"]
     print(f"encoding ({e['size']}, {e['texts']} passages): dense {e['dense_s']:.2f} s, lexical {e['lexical_s']:.3f} s "
           f"= {100 * e['lexical_share']:.2f}% of dense (goal < 2%)", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(Path(__file__).resolve().parent.parent / "tests/golden/tiny-v3"))
+    # the golden tokenizer (the vocabulary the texts are built from), as the Encoder loads it (no remote code)
+    golden = Path(__file__).resolve().parent.parent / "tests" / "golden" / "tiny-v3"
+    tokenizer = Encoder.from_pretrained(golden, device="cpu").tokenizer
     for n in [int(x) for x in args.points.split(",") if x.strip()]:
         for kind in [k.strip() for k in args.stores.split(",") if k.strip()]:
             row = search(kind, n, tokenizer)
