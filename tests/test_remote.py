@@ -171,6 +171,30 @@ def test_collections_are_shared_between_server_and_local_encoder(remote, encoder
         QdrantStore(RemoteEncoder(remote.base_url, api_key=KEY, model_identity="other/model"), "x", client=client)
 
 
+def test_hybrid_collections_next_to_a_remote_encoder(remote, encoder, golden_dir):
+    """Issue 25: the lexical side needs only the model's tokenizer, so a hybrid store works with the dense side
+    on a server; the tokenizer comes from sparse_encoder=, and a model that gives none is named before opening."""
+    pytest.importorskip("qdrant_client")
+    from qdrant_client import QdrantClient
+
+    from jinav3.errors import InvalidArgumentError
+    from jinav3.integrations.qdrant import QdrantStore
+    from jinav3.sparse import SparseEncoder
+
+    client = QdrantClient(location=":memory:")
+    texts = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "Rain fills the old cistern."]
+    through = QdrantStore(remote, "hybrid", client=client, dimensions=32, hybrid=True,
+                          sparse_encoder=SparseEncoder.from_pretrained(golden_dir))
+    through.add([{"id": str(i), "text": t} for i, t in enumerate(texts)])
+    assert through.search("ZX-4410 Akku", mode="sparse")[0].id == "0"
+    local = QdrantStore(encoder, "hybrid", client=client, dimensions=32)  # the same collection, locally
+    for mode in ("dense", "sparse", "hybrid"):
+        assert [h.id for h in local.search("Akku", mode=mode)] == [h.id for h in through.search("Akku", mode=mode)]
+    assert remote.name.startswith("sha256:")  # a server of a local folder names it by fingerprint: no tokenizer
+    with pytest.raises(InvalidArgumentError, match="^sparse_encoder: the encoder has no tokenizer here"):
+        QdrantStore(remote, "hybrid", client=client, dimensions=32)
+
+
 def test_a_server_killed_mid_add_is_a_partial_write_and_a_rerun_finishes(golden_dir):
     pytest.importorskip("qdrant_client")
     from qdrant_client import QdrantClient
