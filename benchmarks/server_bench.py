@@ -404,6 +404,7 @@ def ray_serve_runs(model: Path, args, device) -> dict:
             target = SimpleNamespace(url=f"http://127.0.0.1:{port}")
             log(f"ray serve, {n} replica(s):")
             runs[str(n)] = {str(c): asyncio.run(single_queries(target, c, max(args.requests, 4 * c))) for c in (1, 64)}
+            serve.delete("bench")  # the next count's replicas need the CPUs (GPUs) these hold: no rolling update
     finally:
         serve.shutdown()
         ray.shutdown()
