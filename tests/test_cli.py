@@ -772,8 +772,13 @@ def test_hybrid_index_and_search_modes(tmp_path, capsys, golden_dir):
     assert code == 0, err
     code, out, err = run(capsys, "search", word, "--store", dense, *model_args(golden_dir), "--mode", "sparse")
     assert code == 2 and err.startswith("jinav3: error: mode: 'sparse' needs a hybrid collection"), err
+    code, out, err = run(capsys, "index", PASSAGES, "--store", dense, *model_args(golden_dir), "--hybrid")
+    assert code == 1 and "hybrid: it has False, this store uses True" in err, err  # a dense collection stays dense
     code, out, err = run(capsys, "index", PASSAGES, "--store", dense, *model_args(golden_dir), "--hybrid",
-                         "--collection", "other")
-    assert code == 2 and "hybrid: Milvus stores hold dense vectors only" in err, err
+                         "--collection", "other")  # Milvus Lite makes hybrid collections too
+    assert code == 0, err
+    code, out, err = run(capsys, "search", word, "--store", dense, *model_args(golden_dir), "--collection", "other",
+                         "--mode", "sparse", "--json")
+    assert code == 0 and json.loads(out), err
     code, out, err = run(capsys, "search", word, "--store", store, "--mod", "sparse")  # not --model, not --mode
     assert code == 2 and "unrecognized arguments: --mod" in err, err
