@@ -190,8 +190,7 @@ class MilvusStore(VectorStore):
         signature = None if stored is None else Signature.from_json(stored)
         if signature is not None and signature.hybrid and LEXICAL_TERMS not in fields:
             raise StoreError(f"{self.where}: its signature says hybrid, but it has no {LEXICAL_TERMS!r} field")
-        return (True, None if size is None else int(size), None if metric is None else str(metric).lower(),
-                None if stored is None else Signature.from_json(stored))
+        return True, None if size is None else int(size), None if metric is None else str(metric).lower(), signature
 
     def _ensure_vector_index(self) -> None:
         """A collection without a vector index cannot be loaded or searched: index it now (with this
