@@ -258,9 +258,11 @@ class QdrantStore(VectorStore):
         return [self._hit(p, p.score) for p in result.points]
 
     def _fetch(self, keys: list[str], with_vectors: bool) -> list[Hit]:
+        # a hybrid collection's points hold {"": dense, "lexical": sparse}: the dense vector is the one returned
         records = self.client.retrieve(self.collection, ids=[uuid_for(k) for k in keys], with_payload=True,
-                                       with_vectors=with_vectors)
-        return [self._hit(r, None, r.vector if with_vectors else None) for r in records]
+                                       with_vectors=[""] if with_vectors and self.hybrid else with_vectors)
+        return [self._hit(r, None, (r.vector.get("") if isinstance(r.vector, dict) else r.vector)
+                          if with_vectors else None) for r in records]
 
     def _delete(self, ids: list[str]) -> None:
         selector = models.FilterSelector(filter=models.Filter(should=[

@@ -263,6 +263,9 @@ def test_hybrid_search_modes_equal_their_definitions(encoder, tmp_path, where):
         np.testing.assert_allclose([h.score for h in hybrid_hits], sorted(fused.values(), reverse=True)[:5],
                                    rtol=1e-6)
     assert [h.id for h in store.search(query, top_k=5)] == [h.id for h in store.search(query, top_k=5, mode="hybrid")]
+    got = store.get([d["id"] for d in HYBRID_DOCS])  # the stored vectors are the dense ones
+    np.testing.assert_allclose(np.stack([h.vector for h in got]),
+                               encoder.encode_passages([d["text"] for d in HYBRID_DOCS]), atol=ATOL)
     assert {h.id for h in store.search("Akku", mode="hybrid", filter={"lang": "en"})} == {"dog", "rain"}
     assert [h.id for h in store.search("Akku", mode="sparse", filter={"lang": "en"})] == []
 
