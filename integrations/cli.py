@@ -603,7 +603,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     held = f"; it now holds {total} entries" if total is not None else ""
     print(f"Indexed {progress.documents} documents ({progress.chunks} chunks, {progress.tokens:,} tokens) in "
           f"{seconds:.1f} s ({_rate(progress.documents, seconds)} documents/s, {_rate(progress.tokens, seconds)} "
-          f"tokens/s) into {place(store, args.collection)}{held}")
+          f"tokens/s) into {place(store, args.collection)}{held}", flush=True)  # said before the process exits
     return 0
 
 

@@ -124,9 +124,14 @@ def test_sigint_exits_130_and_the_rerun_finishes(kind, reference, tmp_path, gold
     time.sleep(seconds * 0.6)  # well into the work
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
-        code, _, err = finish(proc)
-        assert code == 130, err
-        assert "interrupted" in err and "again" in err
+        code, out, err = finish(proc)
+        if f"Indexed {len(ROWS)} documents" in out:
+            # the work was done and the process exiting when the signal came (start-up is most of a run now):
+            # a finished run, ended by the signal during interpreter shutdown or not
+            assert code in (0, -signal.SIGINT), (code, err)
+        else:
+            assert code == 130, err
+            assert "interrupted" in err and "again" in err
     else:  # it finished before the signal: nothing to interrupt, still a correct run
         assert finish(proc)[0] == 0
     run_to_completion(kind, tmp_path, golden_dir)
