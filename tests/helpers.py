@@ -69,3 +69,15 @@ def skipped_rows(stderr: str) -> list[str]:
     """The ``file:line`` (file name only) of each ``jinav3: warning: ...; skipped`` row in ``stderr``, in order."""
     return [re.match(r"jinav3: warning: (?:\S*/)?([^/\s]+?:\d+)[.:]", line)[1]  # type: ignore[index]
             for line in stderr.splitlines() if line.startswith("jinav3: warning: ") and line.endswith("; skipped")]
+
+
+# Hybrid search (issue 25): one document holds the rare exact term "ZX-4410", several share "Akku".
+HYBRID_DOCS = [
+    {"id": "zx", "text": "Der ZX-4410 Akku hält lange.", "metadata": {"lang": "de"}},
+    {"id": "garden", "text": "Der Akku im Garten ist leer.", "metadata": {"lang": "de"}},
+    {"id": "dog", "text": "The dog plays in the garden.", "metadata": {"lang": "en"}},
+    {"id": "cat", "text": "Die Katze schläft auf dem Sofa.", "metadata": {"lang": "de"}},
+    {"id": "rain", "text": "Rain fills the old cistern.", "metadata": {"lang": "en"}},
+]
+HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
+                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]

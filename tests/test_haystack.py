@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SAMPLE_QUERIES, sample_passages
+from helpers import HYBRID_TEXTS, SAMPLE_QUERIES, sample_passages
 
 from jinav3.errors import InvalidArgumentError
 
@@ -370,10 +370,6 @@ def test_example_runs(golden_dir):
 
 
 # ============================================================================================ lexical (issue 25)
-HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
-                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]
-
-
 def test_sparse_embedders_with_qdrants_hybrid_retriever(model):
     """JinaV3SparseDocumentEmbedder / JinaV3SparseTextEmbedder (the model's tokenizer, BM25 weights) feed
     qdrant-haystack's sparse and hybrid retrievers in real pipelines; both serialise like Haystack's own."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SAMPLE_QUERIES, sample_passages
+from helpers import HYBRID_TEXTS, SAMPLE_QUERIES, sample_passages
 
 pytestmark = pytest.mark.slow  # full tier: LangChain stores end to end
 
@@ -437,10 +437,6 @@ def test_late_chunked_vectors_in_real_stores_and_search(emb, encoder, stores):
 
 
 # ============================================================================================ lexical (issue 25)
-HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
-                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]
-
-
 def test_sparse_embeddings_in_qdrant_hybrid_and_sparse_retrieval(model, emb):
     """JinaV3SparseEmbeddings implements langchain-qdrant's SparseEmbeddings: QdrantVectorStore in SPARSE and
     HYBRID retrieval modes (IDF on the collection's sparse vector), end to end."""

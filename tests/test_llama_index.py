@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SAMPLE_QUERIES, sample_passages
+from helpers import HYBRID_TEXTS, SAMPLE_QUERIES, sample_passages
 
 pytestmark = pytest.mark.slow  # full tier: LlamaIndex pipelines end to end
 
@@ -267,10 +267,6 @@ def test_example_runs(golden_dir):
 
 
 # ============================================================================================ lexical (issue 25)
-HYBRID_TEXTS = ["Der ZX-4410 Akku hält zehn Stunden.", "Der Akku im Garten ist leer.", "The dog plays in the garden.",
-                "Die Katze schläft auf dem Sofa.", "Rain fills the old cistern."]
-
-
 def test_sparse_functions_in_qdrant_hybrid_retrieval(embed, model):
     """sparse_functions(model=...) gives QdrantVectorStore(enable_hybrid=True) its sparse_doc_fn / sparse_query_fn:
     sparse and hybrid queries through a real VectorStoreIndex."""

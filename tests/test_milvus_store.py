@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import HYBRID_DOCS
 from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus
 from test_store_common import FailingUpserts as CommonFailingUpserts
 
@@ -183,15 +184,6 @@ def test_ids_that_need_escaping_match_exactly_on_the_server(encoder, request):
 
 
 # ============================================================================================ hybrid (issue 25)
-HYBRID_DOCS = [
-    {"id": "zx", "text": "Der ZX-4410 Akku hält lange.", "metadata": {"lang": "de"}},
-    {"id": "garden", "text": "Der Akku im Garten ist leer.", "metadata": {"lang": "de"}},
-    {"id": "dog", "text": "The dog plays in the garden.", "metadata": {"lang": "en"}},
-    {"id": "cat", "text": "Die Katze schläft auf dem Sofa.", "metadata": {"lang": "de"}},
-    {"id": "rain", "text": "Rain fills the old cistern.", "metadata": {"lang": "en"}},
-]
-
-
 def test_hybrid_on_milvus_lite(encoder, tmp_path):
     """Milvus weighs the model's own pieces by BM25 with IDF (its BM25 function over the term ids): the rare
     exact term wins, every document sharing a term is found, filters hold, and hybrid fuses both sides."""

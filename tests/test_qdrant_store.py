@@ -8,6 +8,7 @@ import uuid
 import httpx
 import numpy as np
 import pytest
+from helpers import HYBRID_DOCS
 from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_ranking, brute_force, corpus
 from test_store_common import FailingUpserts as CommonFailingUpserts
 
@@ -211,15 +212,6 @@ def test_index_fields_make_payload_indexes_on_metadata_keys(encoder, monkeypatch
 
 
 # ============================================================================================ hybrid (issue 25)
-HYBRID_DOCS = [
-    {"id": "zx", "text": "Der ZX-4410 Akku hält lange.", "metadata": {"lang": "de"}},
-    {"id": "garden", "text": "Der Akku im Garten ist leer.", "metadata": {"lang": "de"}},
-    {"id": "dog", "text": "The dog plays in the garden.", "metadata": {"lang": "en"}},
-    {"id": "cat", "text": "Die Katze schläft auf dem Sofa.", "metadata": {"lang": "de"}},
-    {"id": "rain", "text": "Rain fills the old cistern.", "metadata": {"lang": "en"}},
-]
-
-
 def bm25_scores(sparse, docs, query):
     """Qdrant's sparse score with Modifier.IDF, computed here: sum over shared terms of idf(t) * w(t, d)."""
     vectors = sparse.encode_documents([d["text"] for d in docs])
