@@ -86,7 +86,7 @@ class VectorsOnly:
 
 
 def search(kind: str, n: int, tokenizer) -> dict:
-    from jinav3.integrations.records import WHOLE, Point
+    from jinav3.integrations.stores.records import WHOLE, Point
 
     words = single_piece_words(tokenizer)
     rng = np.random.default_rng(0)

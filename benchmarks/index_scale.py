@@ -120,7 +120,7 @@ def open_store(kind: str, encoder, folder: Path, collection: str, milvus_uri: st
         uri = str(folder / "milvus.db") if kind == "milvus-lite" else milvus_uri
         store = MilvusStore(encoder, collection, uri=uri)
     if peer:  # the earlier way: every batch's stale points deleted by condition on the parent id
-        from jinav3.integrations.pruning import Holdings
+        from jinav3.integrations.stores.pruning import Holdings
         store.tracks_extents = False
         store._holdings = Holdings(fresh=False)
     for name in STORE_PRIMITIVES:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import (
     CheckpointFormatError,
+    CollectionNotFoundError,
     CorpusError,
     InvalidArgumentError,
     JinaV3Error,
@@ -38,7 +39,7 @@ __all__ = [
     "Encoder", "Chunk", "RemoteEncoder", "SparseEncoder", "TextEncoder", "TASKS", "DEFAULT_TASK", "INDEX_TASK",
     "SEARCH_TASK",
     "JinaV3Error", "InvalidArgumentError", "ModelNotFoundError", "CheckpointFormatError", "CorpusError", "StoreError",
-    "SignatureMismatchError", "PartialWriteError", "RemoteError", "__version__",
+    "CollectionNotFoundError", "SignatureMismatchError", "PartialWriteError", "RemoteError", "__version__",
 ]
 
 

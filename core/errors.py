@@ -31,6 +31,17 @@ class StoreError(JinaV3Error, RuntimeError):
     """A vector store refused or failed an operation."""
 
 
+class CollectionNotFoundError(StoreError):
+    """A search (or an open with ``create=False``) names a collection, namespace, index or local store that is
+    not there; the message names the ones there are when they can be read. ``store``: the store as shown
+    (secrets redacted); ``collection``: the name asked for."""
+
+    def __init__(self, message: str, store: str | None = None, collection: str | None = None):
+        super().__init__(message)
+        self.store = store
+        self.collection = collection
+
+
 class SignatureMismatchError(StoreError, ValueError):
     """A collection or index was made with another embedding size or model than the one in use."""
 

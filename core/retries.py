@@ -1,6 +1,6 @@
 """THE retry policy: how many times, and how long to wait, before trying a transient failure again.
 
-One policy for the remote client (core/remote) and every store (integrations/retries.py): exponential
+One policy for the remote client (core/remote) and every store (integrations/stores/retries.py): exponential
 backoff with jitter, ``backoff * 2**attempt`` seconds scaled by a random factor between 0.5 and 1 (so clients
 that failed together spread out), at most ``max_backoff``; a server's ``Retry-After`` wins when it gives one.
 Sync (``call``, ``wait``) and async (``acall``, ``await_wait``). Standard library only.

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 from jinav3.errors import CorpusError, InvalidArgumentError, install_hint  # CorpusError: raised here
 
-from . import records as _records
+from .stores import records as _records
 
 if TYPE_CHECKING:
-    from .store import VectorStore
+    from .stores.limits import RecordLimits
 
+log = logging.getLogger("jinav3.integrations")
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TABLE_SUFFIXES + TEXT_SUFFIXES
@@ -67,9 +68,9 @@ class BadRow:
     problem: str
 
 
-def warn_on_stderr(message: str) -> None:
-    """How ``jinav3 index`` warns (both paths): one ``jinav3: warning:`` line on stderr."""
-    print(f"jinav3: warning: {message}", file=sys.stderr)
+def log_warning(message: str) -> None:
+    """How reading a corpus warns when the caller does not say (the command line: one ``jinav3: warning:`` line)."""
+    log.warning("%s", message)
 
 
 def skipped(problem: str) -> str:
@@ -115,11 +116,11 @@ def read_corpus(
     text_field: str = "text",
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
-    rules: VectorStore | None = None,
+    rules: RecordLimits | None = None,
     late_chunking: bool = False,
 ) -> list[Record]:
     """Every document of ``corpus`` as ``{"id": str, "text": str, "metadata": dict}``, in file order.
-    ``rules``: the target store's limits (``StoreClass.record_rules()``), so that a row the store would
+    ``rules``: the target store's limits (``StoreClass.record_limits()``), so that a row the store would
     refuse is skipped here, by ``file:line``, before the store is even opened."""
     return [record for _, record in read_located(corpus, id_field=id_field, text_field=text_field, strict=strict,
                                                  warn=warn, rules=rules, late_chunking=late_chunking)]
@@ -132,11 +133,11 @@ def read_located(
     text_field: str = "text",
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
-    rules: VectorStore | None = None,
+    rules: RecordLimits | None = None,
     late_chunking: bool = False,
 ) -> list[tuple[str, Record]]:
     """:func:`read_corpus` with each record's ``file:line``, for messages about it later (truncation)."""
-    warn = warn or warn_on_stderr
+    warn = warn or log_warning
     root, files, unread = corpus_files(corpus)
     if unread:  # said once, so a folder of PDFs is not mistaken for an indexed one
         warn(f"skipped {len(unread)} file{'s' if len(unread) > 1 else ''} no reader handles: {', '.join(unread)}")
@@ -177,11 +178,11 @@ Checked = tuple[_records.Record | None, str | None]  # (record, None) or (None, 
 
 
 def check_row(row: Any, where: str, default_id: str | None, *, id_field: str = "id", text_field: str = "text",
-              rules: VectorStore | None = None, late_chunking: bool = False) -> Checked:
+              rules: RecordLimits | None = None, late_chunking: bool = False) -> Checked:
     """THE row check of ``jinav3 index``, with and without ``--ray`` (repeated ids aside, which need every
     row): ``(record, None)``, or ``(None, problem)`` naming ``where`` (``file:line``). The corpus's rules
-    (:func:`row_record`), then what any store refuses (:func:`~jinav3.integrations.records.normalize_record`)
-    and, given ``rules``, the target store's own limits (``VectorStore.check_record``)."""
+    (:func:`row_record`), then what any store refuses (:func:`~jinav3.integrations.stores.records.normalize_record`)
+    and, given ``rules``, the target store's own limits (``RecordLimits.check_record``)."""
     try:
         item, problem = row_record(row, where, default_id, id_field, text_field)
         return (None, problem) if item is None else check_item(item, where, rules, late_chunking)
@@ -189,7 +190,7 @@ def check_row(row: Any, where: str, default_id: str | None, *, id_field: str = "
         return None, f"{where}: {TOO_DEEP}"
 
 
-def check_item(item: Record, where: str, rules: VectorStore | None = None,
+def check_item(item: Record, where: str, rules: RecordLimits | None = None,
                late_chunking: bool = False) -> Checked:
     """The second half of :func:`check_row`, for a row already through :func:`row_record` (the Ray path
     checks those on the workers): what any store refuses, and the target store's limits."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jinav3.errors import CorpusError, install_hint, invalid
-from jinav3.integrations.hybrid import MODES
+from jinav3.integrations.stores.hybrid import MODES
 from jinav3.progress import progress_bar
 
 METRICS = ("nDCG@10", "R@100", "RR@10")

@@ -23,20 +23,26 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 
 from jinav3.errors import StoreError, install_hint, invalid
-from jinav3.protocol import TextEncoder
 from jinav3.sparse import SparseVector
 
-from .hybrid import LEXICAL_FIELD
-from .records import WHOLE, Hit, Point, Record, json_size, make_hit
-from .retries import is_transient
-from .signature import Signature, log
-from .store import VectorStore
+from .stores.base import Collection
+from .stores.hybrid import LEXICAL_FIELD
+from .stores.limits import RecordLimits
+from .stores.records import WHOLE, Hit, Point, Record, json_size, make_hit
+from .stores.retries import is_transient
+from .stores.signature import Signature, log
+from .stores.vector_store import VectorStore
+
+if TYPE_CHECKING:
+    from .stores.uri import StoreURI
 
 try:
     from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
@@ -100,38 +106,64 @@ def _checked_uri(uri: Any) -> str:
     return text
 
 
-class MilvusStore(VectorStore):
-    """A Milvus collection of jina-embeddings-v3 vectors.
+@dataclass(frozen=True)
+class MilvusLimits(RecordLimits):
+    """Milvus's limits: VARCHAR text and JSON metadata sizes; in a hybrid collection (``lexical``: its lexical
+    encoder) the bytes of a text's lexical terms too."""
 
-    Args:
-        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
-            ``output_size`` / ``name``).
-        collection: collection name (letters, digits, underscores); created when missing (``create=False``
-            refuses instead).
-        uri / token / client: where it lives (default the Milvus Lite file ``./milvus.db``).
-        dimensions / passage_task / query_task / model_name / batch_size / retries / backoff /
-            max_backoff / overlap_writes: as for :class:`jinav3.integrations.qdrant.QdrantStore`.
-        index_type / index_params: the vector index made with a new collection (default HNSW, M=16,
-            efConstruction=200); search_params: the ``params`` of every search (default for HNSW:
-            ``{"ef": max(128, limit)}``).
-        consistency_level: of a new collection and of every read (default "Strong").
-        client_kwargs: extra ``MilvusClient(...)`` arguments.
-    """
+    lexical: Any = None
+
+    def check_fields(self, record: Record, where: str, late_chunking: bool) -> None:
+        super().check_fields(record, where, late_chunking)
+        size = len(record.text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES and not late_chunking:
+            raise invalid(f"{where}.text", f"is {size} bytes; Milvus VARCHAR fields hold at most {MAX_TEXT_BYTES} "
+                                           "bytes (split it, or add it with late_chunking=True)")
+        if not late_chunking:
+            self._check_lexical(record.text, where, f"record {record.id!r}")
+        size = json_size(record.metadata)
+        if size > MAX_METADATA_BYTES:
+            raise invalid(f"{where}.metadata", f"is {size} bytes of JSON; Milvus JSON fields hold at most "
+                                               f"{MAX_METADATA_BYTES}")
+
+    def check_chunk(self, point: Point, where: str) -> None:
+        super().check_chunk(point, where)
+        self._check_lexical(point.text, where, f"chunk {point.key!r}")
+        size = len(point.text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES:
+            raise invalid(f"{where}.text", f"chunk {point.key!r} has {size} bytes of text; Milvus holds at most "
+                                           f"{MAX_TEXT_BYTES} per chunk (use smaller chunks, e.g. chunker='tokens')")
+
+    def _check_lexical(self, text: str, where: str, what: str) -> None:
+        """A hybrid collection's term field holds at most MAX_TEXT_BYTES of ``t123`` words."""
+        if self.lexical is None:
+            return
+        size = len(_terms_text(self.lexical.term_ids([text])[0]))
+        if size > MAX_TEXT_BYTES:
+            raise invalid(f"{where}.text", f"{what} has too many terms for a hybrid Milvus collection ({size} bytes of "
+                                           f"terms, at most {MAX_TEXT_BYTES}); add it with late_chunking=True or "
+                                           "smaller chunks")
+
+
+class MilvusCollection(Collection):
+    """A Milvus collection of jina-embeddings-v3 points, without a model (see :class:`MilvusStore`, which
+    adds the encoder). ``signature=None`` opens an existing collection as it is."""
 
     kind = "Milvus"
     native_filter_hint = "a Milvus filter expression (str)"
     max_points_per_request = 256
     max_id_bytes = MAX_KEY_BYTES
     max_top_k = 16_384
+    limits_class = MilvusLimits
     supports_hybrid = True
     tracks_extents = True  # False for a collection made before the ``extent`` field (see _describe)
 
-    def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, uri: str = "./milvus.db",
-                 token: str | None = None, client: MilvusClient | None = None, dimensions: int | None = None,
-                 create: bool = True, index_type: str = "HNSW", index_params: dict[str, Any] | None = None,
+    def __init__(self, signature: Signature | None, collection: str = "jinav3", *, uri: str = "./milvus.db",
+                 token: str | None = None, client: MilvusClient | None = None, create: bool = True,
+                 index_type: str = "HNSW", index_params: dict[str, Any] | None = None,
                  search_params: dict[str, Any] | None = None, consistency_level: str = "Strong",
                  client_kwargs: dict[str, Any] | None = None, **options: Any) -> None:
-        super().__init__(encoder, dimensions=dimensions, **options)
+        super().__init__(signature, **options)
         if not isinstance(collection, str) or not collection.strip():
             raise invalid("collection", f"must be a non-empty string, got {collection!r}")
         if not isinstance(index_type, str) or not index_type:
@@ -161,6 +193,27 @@ class MilvusStore(VectorStore):
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def record_limits(cls, lexical: Any = None) -> MilvusLimits:
+        return MilvusLimits(kind=cls.kind, max_id_bytes=cls.max_id_bytes, lexical=lexical)
+
+    @classmethod
+    def connection(cls, uri: StoreURI) -> dict[str, Any]:
+        """``milvus:PATH.db`` (Milvus Lite), ``milvus+http(s)://HOST:PORT`` with its token: ``--api-key-env``'s, or
+        the URI's user info (Milvus takes ``user:password`` or an API key as its token)."""
+        if uri.mode == "local":
+            return {"uri": str(Path(uri.target).expanduser())}
+        token = uri.api_key or (unquote(uri.user_info) if uri.user_info else None)
+        return {"uri": uri.target, **({"token": token} if token else {})}
+
+    @classmethod
+    def names_there(cls, uri: StoreURI) -> list[str]:
+        client = MilvusClient(**cls.connection(uri))
+        try:
+            return list(client.list_collections())
+        finally:
+            client.close()
 
     @property
     def where(self) -> str:
@@ -214,7 +267,7 @@ class MilvusStore(VectorStore):
         schema.add_field("chunk", DataType.INT64)
         schema.add_field("start", DataType.INT64)
         schema.add_field("end", DataType.INT64)
-        schema.add_field("extent", DataType.INT64)  # integrations/pruning.py
+        schema.add_field("extent", DataType.INT64)  # integrations/stores/pruning.py
         index = self.client.prepare_index_params()
         if self.hybrid:
             schema.add_field(LEXICAL_TERMS, DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True,
@@ -228,19 +281,6 @@ class MilvusStore(VectorStore):
                                       consistency_level=self.consistency_level,
                                       properties={SIGNATURE_PROPERTY: sig.to_json()})
 
-    def _check_record(self, record: Record, where: str, late_chunking: bool) -> None:
-        super()._check_record(record, where, late_chunking)
-        size = len(record.text.encode("utf-8"))
-        if size > MAX_TEXT_BYTES and not late_chunking:
-            raise invalid(f"{where}.text", f"is {size} bytes; Milvus VARCHAR fields hold at most {MAX_TEXT_BYTES} "
-                                           "bytes (split it, or add it with late_chunking=True)")
-        if not late_chunking:
-            self._check_lexical(record.text, where, f"record {record.id!r}")
-        size = json_size(record.metadata)
-        if size > MAX_METADATA_BYTES:
-            raise invalid(f"{where}.metadata", f"is {size} bytes of JSON; Milvus JSON fields hold at most "
-                                               f"{MAX_METADATA_BYTES}")
-
     # ------------------------------------------------------------------------------ points
     def _read_kwargs(self) -> dict[str, Any]:
         return {"consistency_level": self.consistency_level} if self.consistency_level else {}
@@ -250,24 +290,6 @@ class MilvusStore(VectorStore):
         return make_hit(entity["id"], score, entity.get("text", ""), entity.get("metadata") or {},
                         entity.get("doc_id"), entity.get("chunk"), entity.get("start"), entity.get("end"),
                         entity.get("vector") if with_vector else None)
-
-    def _check_lexical(self, text: str, where: str, what: str) -> None:
-        """A hybrid collection's term field holds at most MAX_TEXT_BYTES of ``t123`` words."""
-        lexical = getattr(self, "sparse_encoder", None)  # None where no collection is open (record_rules)
-        if lexical is None:
-            return
-        size = len(_terms_text(lexical.term_ids([text])[0]))
-        if size > MAX_TEXT_BYTES:
-            raise invalid(f"{where}.text", f"{what} has too many terms for a hybrid Milvus collection ({size} bytes of "
-                                           f"terms, at most {MAX_TEXT_BYTES}); add it with late_chunking=True or "
-                                           "smaller chunks")
-
-    def _check_chunk(self, point: Point, where: str) -> None:
-        self._check_lexical(point.text, where, f"chunk {point.key!r}")
-        size = len(point.text.encode("utf-8"))
-        if size > MAX_TEXT_BYTES:
-            raise invalid(f"{where}.text", f"chunk {point.key!r} has {size} bytes of text; Milvus holds at most "
-                                           f"{MAX_TEXT_BYTES} per chunk (use smaller chunks, e.g. chunker='tokens')")
 
     def _upsert(self, points: list[Point]) -> None:
         rows = [{"id": p.key, "vector": p.vector.tolist(), "text": p.text, "metadata": p.metadata, "doc_id": p.doc_id,
@@ -400,4 +422,23 @@ class MilvusStore(VectorStore):
         return is_transient(exc) or getattr(exc, "retriable", False) is True or getattr(exc, "code", None) == 8
 
 
-__all__ = ["MilvusStore"]
+class MilvusStore(VectorStore, MilvusCollection):
+    """A Milvus collection of jina-embeddings-v3 vectors.
+
+    Args:
+        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
+            ``output_size`` / ``name``).
+        collection: collection name (letters, digits, underscores); created when missing (``create=False``
+            refuses instead).
+        uri / token / client: where it lives (default the Milvus Lite file ``./milvus.db``).
+        dimensions / passage_task / query_task / model_name / batch_size / retries / backoff /
+            max_backoff / overlap_writes: as for :class:`jinav3.integrations.qdrant.QdrantStore`.
+        index_type / index_params: the vector index made with a new collection (default HNSW, M=16,
+            efConstruction=200); search_params: the ``params`` of every search (default for HNSW:
+            ``{"ef": max(128, limit)}``).
+        consistency_level: of a new collection and of every read (default "Strong").
+        client_kwargs: extra ``MilvusClient(...)`` arguments.
+    """
+
+
+__all__ = ["MilvusStore", "MilvusCollection", "MilvusLimits"]

@@ -36,11 +36,12 @@ import numpy as np
 
 from jinav3 import env
 from jinav3.errors import StoreError, install_hint, invalid
-from jinav3.protocol import TextEncoder
 
-from .records import WHOLE, Hit, Point, Record, json_size, make_hit
-from .signature import Signature
-from .store import VectorStore
+from .stores.base import Collection
+from .stores.limits import RecordLimits
+from .stores.records import WHOLE, Hit, Point, Record, json_size, make_hit
+from .stores.signature import Signature
+from .stores.vector_store import VectorStore
 
 try:
     from pinecone import Pinecone, ServerlessSpec
@@ -50,6 +51,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from pinecone.grpc import GrpcIndex
     from pinecone.index import Index
+
+    from .stores.uri import StoreURI
 
 MAX_METADATA_BYTES = 40_960
 MAX_REQUEST_BYTES = 2_000_000
@@ -101,22 +104,55 @@ def _metadata_value_ok(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-class PineconeStore(VectorStore):
-    """A Pinecone index (one namespace of it) of jina-embeddings-v3 vectors.
+def point_metadata(p: Point) -> dict[str, Any]:
+    """What Pinecone stores with a point: the record's metadata (nulls left out) and jinav3's reserved keys."""
+    md = {k: v for k, v in p.metadata.items() if v is not None}
+    md.update(_text=p.text, _doc_id=p.doc_id, _chunk=p.chunk)
+    if p.extent is not None:
+        md["_extent"] = p.extent
+    if p.chunk != WHOLE:
+        md.update(_start=p.start, _end=p.end)
+    return md
 
-    Args:
-        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
-            ``output_size`` / ``name``).
-        index: index name (lowercase letters, digits, '-'); created when missing unless ``create=False``.
-            May be None when ``host`` is given.
-        namespace: the namespace every call uses (default ``""``).
-        api_key: default ``$PINECONE_API_KEY``. client: a ``pinecone.Pinecone`` you made (then no
-            api_key). host: the index's data-plane host (skips the lookup by name).
-        cloud / region: of a new serverless index (default aws / us-east-1).
-        dimensions / passage_task / query_task / model_name / batch_size / retries / backoff /
-            max_backoff / overlap_writes: as for :class:`jinav3.integrations.qdrant.QdrantStore`.
-        client_kwargs: extra ``Pinecone(...)`` arguments (e.g. ``host=`` of the control plane).
-    """
+
+class PineconeLimits(RecordLimits):
+    """Pinecone's limits: ASCII ids, metadata values of its types, reserved keys, 40 KB of metadata with the text."""
+
+    def check_fields(self, record: Record, where: str, late_chunking: bool) -> None:
+        super().check_fields(record, where, late_chunking)
+        if not record.id.isascii():  # the Pinecone SDK refuses any other vector id
+            raise invalid(f"{where}.id", f"{record.id!r} is not ASCII; Pinecone vector ids must be ASCII "
+                                         "(give the record an ASCII id and keep the name in its metadata)")
+        for key, value in record.metadata.items():
+            if key in RESERVED_KEYS:
+                raise invalid(f"{where}.metadata",
+                              f"key {key!r} is reserved by jinav3 on Pinecone ({', '.join(RESERVED_KEYS)})")
+            if value is not None and not _metadata_value_ok(value):
+                raise invalid(f"{where}.metadata", f"{key!r}: Pinecone metadata values must be a string, number, "
+                                                   f"boolean or list of strings, got {json.dumps(value)[:60]}")
+        probe = {k: v for k, v in record.metadata.items() if v is not None}
+        probe.update(_doc_id=record.id, _chunk=WHOLE, _extent=999_999)
+        if late_chunking:  # the chunks' texts are checked once chunked; here the rest must leave room
+            probe.update(_chunk=999_999, _start=10**9, _end=10**9, _text="")
+        else:
+            probe["_text"] = record.text
+        size = json_size(probe)
+        if size > MAX_METADATA_BYTES:
+            raise invalid(f"{where}.metadata", f"with the text is {size} bytes; Pinecone allows {MAX_METADATA_BYTES} "
+                                               "bytes of metadata per vector (the text is kept in metadata): "
+                                               "shorten it, or add long texts with late_chunking=True")
+
+    def check_chunk(self, point: Point, where: str) -> None:
+        super().check_chunk(point, where)
+        size = json_size({**point_metadata(point), "_extent": 999_999})
+        if size > MAX_METADATA_BYTES:
+            raise invalid(f"{where}.text", f"chunk {point.key!r}: its metadata with its text is {size} bytes; "
+                                           f"Pinecone allows {MAX_METADATA_BYTES} (use smaller chunks)")
+
+
+class PineconeCollection(Collection):
+    """A Pinecone index namespace of jina-embeddings-v3 points, without a model (see :class:`PineconeStore`,
+    which adds the encoder). ``signature=None`` opens an existing index as it is."""
 
     kind = "Pinecone"
     native_filter_hint = "a Pinecone metadata filter dict ($eq, $in, $and, ...)"
@@ -125,12 +161,14 @@ class PineconeStore(VectorStore):
     max_request_bytes = MAX_REQUEST_BYTES
     max_id_bytes = MAX_ID_BYTES
     max_top_k = 10_000
+    limits_class = PineconeLimits
+    missing_note = " (a namespace written seconds ago may not be listed yet)"
 
-    def __init__(self, encoder: TextEncoder, index: str | None = "jinav3", *, namespace: str = "",
+    def __init__(self, signature: Signature | None, index: str | None = "jinav3", *, namespace: str = "",
                  api_key: str | None = None, host: str | None = None, client: Pinecone | None = None,
-                 cloud: str = "aws", region: str = "us-east-1", dimensions: int | None = None, create: bool = True,
+                 cloud: str = "aws", region: str = "us-east-1", create: bool = True,
                  client_kwargs: dict[str, Any] | None = None, **options: Any) -> None:
-        super().__init__(encoder, dimensions=dimensions, **options)
+        super().__init__(signature, **options)
         if index is not None and (not isinstance(index, str) or not index):
             raise invalid("index", f"must be an index name or None (with host=), got {index!r}")
         if index is None and host is None:
@@ -157,6 +195,25 @@ class PineconeStore(VectorStore):
                 raise StoreError(f"{self.where} has no host yet (Pinecone is still initialising it); try again")
             self.host = data_host
             self.index = self.client.Index(host=data_host)
+
+    @classmethod
+    def connection(cls, uri: StoreURI) -> dict[str, Any]:
+        """``pinecone:INDEX`` with the API key of ``--api-key-env`` or ``$PINECONE_API_KEY``."""
+        return {"index": uri.target, "api_key": uri.api_key}
+
+    @classmethod
+    def names_there(cls, uri: StoreURI) -> list[str]:
+        return list(Pinecone(api_key=uri.api_key).list_indexes().names())
+
+    def missing_container(self) -> list[str] | None:
+        """Pinecone has no empty namespaces: one that is not listed is not there (None when it is, or when the
+        list cannot be read: the search itself then reports a store that fails)."""
+        try:
+            namespaces = sorted(self._data_plane().describe_index_stats().namespaces or {})
+        except Exception:
+            return None
+        there = self.namespace in namespaces or (self.namespace == "" and "__default__" in namespaces)
+        return None if there else namespaces
 
     @property
     def where(self) -> str:
@@ -214,47 +271,8 @@ class PineconeStore(VectorStore):
                 raise
 
     # ------------------------------------------------------------------------------ records, limits
-    def _point_metadata(self, p: Point) -> dict[str, Any]:
-        md = {k: v for k, v in p.metadata.items() if v is not None}
-        md.update(_text=p.text, _doc_id=p.doc_id, _chunk=p.chunk)
-        if p.extent is not None:
-            md["_extent"] = p.extent
-        if p.chunk != WHOLE:
-            md.update(_start=p.start, _end=p.end)
-        return md
-
-    def _check_record(self, record: Record, where: str, late_chunking: bool) -> None:
-        super()._check_record(record, where, late_chunking)
-        if not record.id.isascii():  # the Pinecone SDK refuses any other vector id
-            raise invalid(f"{where}.id", f"{record.id!r} is not ASCII; Pinecone vector ids must be ASCII "
-                                         "(give the record an ASCII id and keep the name in its metadata)")
-        for key, value in record.metadata.items():
-            if key in RESERVED_KEYS:
-                raise invalid(f"{where}.metadata",
-                              f"key {key!r} is reserved by jinav3 on Pinecone ({', '.join(RESERVED_KEYS)})")
-            if value is not None and not _metadata_value_ok(value):
-                raise invalid(f"{where}.metadata", f"{key!r}: Pinecone metadata values must be a string, number, "
-                                                   f"boolean or list of strings, got {json.dumps(value)[:60]}")
-        probe = {k: v for k, v in record.metadata.items() if v is not None}
-        probe.update(_doc_id=record.id, _chunk=WHOLE, _extent=999_999)
-        if late_chunking:  # the chunks' texts are checked once chunked; here the rest must leave room
-            probe.update(_chunk=999_999, _start=10**9, _end=10**9, _text="")
-        else:
-            probe["_text"] = record.text
-        size = json_size(probe)
-        if size > MAX_METADATA_BYTES:
-            raise invalid(f"{where}.metadata", f"with the text is {size} bytes; Pinecone allows {MAX_METADATA_BYTES} "
-                                               "bytes of metadata per vector (the text is kept in metadata): "
-                                               "shorten it, or add long texts with late_chunking=True")
-
-    def _check_chunk(self, point: Point, where: str) -> None:
-        size = json_size({**self._point_metadata(point), "_extent": 999_999})
-        if size > MAX_METADATA_BYTES:
-            raise invalid(f"{where}.text", f"chunk {point.key!r}: its metadata with its text is {size} bytes; "
-                                           f"Pinecone allows {MAX_METADATA_BYTES} (use smaller chunks)")
-
     def _vector(self, p: Point) -> dict[str, Any]:
-        return {"id": p.key, "values": p.vector.tolist(), "metadata": self._point_metadata(p)}
+        return {"id": p.key, "values": p.vector.tolist(), "metadata": point_metadata(p)}
 
     def _request_size(self, point: Point) -> int:
         return json_size(self._vector(point)) + 1
@@ -335,4 +353,22 @@ class PineconeStore(VectorStore):
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
-__all__ = ["PineconeStore", "encode_tag", "decode_tag"]
+class PineconeStore(VectorStore, PineconeCollection):
+    """A Pinecone index (one namespace of it) of jina-embeddings-v3 vectors.
+
+    Args:
+        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
+            ``output_size`` / ``name``).
+        index: index name (lowercase letters, digits, '-'); created when missing unless ``create=False``.
+            May be None when ``host`` is given.
+        namespace: the namespace every call uses (default ``""``).
+        api_key: default ``$PINECONE_API_KEY``. client: a ``pinecone.Pinecone`` you made (then no
+            api_key). host: the index's data-plane host (skips the lookup by name).
+        cloud / region: of a new serverless index (default aws / us-east-1).
+        dimensions / passage_task / query_task / model_name / batch_size / retries / backoff /
+            max_backoff / overlap_writes: as for :class:`jinav3.integrations.qdrant.QdrantStore`.
+        client_kwargs: extra ``Pinecone(...)`` arguments (e.g. ``host=`` of the control plane).
+    """
+
+
+__all__ = ["PineconeStore", "PineconeCollection", "PineconeLimits", "encode_tag", "decode_tag"]

@@ -22,19 +22,24 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 
 from jinav3.errors import StoreError, install_hint, invalid
-from jinav3.protocol import TextEncoder
 from jinav3.sparse import SparseVector
 
-from .hybrid import LEXICAL_FIELD
-from .records import WHOLE, Hit, Point, make_hit, uuid_for
-from .retries import is_transient
-from .signature import Signature
-from .store import VectorStore
+from .stores.base import Collection
+from .stores.hybrid import LEXICAL_FIELD
+from .stores.records import WHOLE, Hit, Point, make_hit, uuid_for
+from .stores.retries import is_transient
+from .stores.signature import Signature
+from .stores.vector_store import VectorStore
+
+if TYPE_CHECKING:
+    from .stores.uri import StoreURI
 
 try:
     from qdrant_client import QdrantClient, models
@@ -72,25 +77,10 @@ def _checked_index_fields(fields: Any) -> dict[str, str]:
     return dict(fields)
 
 
-class QdrantStore(VectorStore):
-    """A Qdrant collection of jina-embeddings-v3 vectors.
-
-    Args:
-        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
-            ``output_size`` / ``name``).
-        collection: collection name; created when missing (``create=False`` refuses instead).
-        path / location / url / api_key / client: where it lives (one of them; default ``path="./qdrant-data"``).
-        dimensions: Matryoshka size (default: the model's full size).
-        passage_task / query_task: tasks for writing / searching (default retrieval.passage / retrieval.query).
-        model_name: the model name recorded in the signature (default ``encoder.name``).
-        batch_size: records embedded per step (default 64); points go out in upserts of at most 256.
-        retries / backoff / max_backoff: retries of transient errors, first wait and cap in seconds.
-        overlap_writes: write a batch in one worker thread while the next one is embedded (default True).
-        client_kwargs: extra ``QdrantClient(...)`` arguments (timeout, prefer_grpc, ...).
-        index_fields: payload indexes on metadata keys that filters use, ``{"lang": "keyword", "year":
-            "integer"}`` (types: keyword, integer, float, bool); made on open, on a Qdrant server (local mode
-            has none and scans).
-    """
+class QdrantCollection(Collection):
+    """A Qdrant collection of jina-embeddings-v3 points, without a model (see :class:`QdrantStore`, which
+    adds the encoder): ``QdrantCollection(signature, "docs", url=...)`` writes points made elsewhere and
+    searches by vector. ``signature=None`` opens an existing collection as it is."""
 
     kind = "Qdrant"
     native_filter_hint = "a qdrant_client.models.Filter"
@@ -98,12 +88,12 @@ class QdrantStore(VectorStore):
     tracks_extents = True
     supports_hybrid = True
 
-    def __init__(self, encoder: TextEncoder, collection: str = "jinav3", *, path: str | None = None,
+    def __init__(self, signature: Signature | None, collection: str = "jinav3", *, path: str | None = None,
                  location: str | None = None, url: str | None = None, api_key: str | None = None,
-                 client: QdrantClient | None = None, dimensions: int | None = None, create: bool = True,
+                 client: QdrantClient | None = None, create: bool = True,
                  client_kwargs: dict[str, Any] | None = None, index_fields: Mapping[str, str] | None = None,
                  **options: Any) -> None:
-        super().__init__(encoder, dimensions=dimensions, **options)
+        super().__init__(signature, **options)
         self.index_fields = _checked_index_fields(index_fields)
         if not isinstance(collection, str) or not collection.strip():
             raise invalid("collection", f"must be a non-empty string, got {collection!r}")
@@ -131,6 +121,25 @@ class QdrantStore(VectorStore):
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def connection(cls, uri: StoreURI) -> dict[str, Any]:
+        """``qdrant:PATH`` (local mode), ``qdrant+http(s)://HOST:PORT`` with its API key: ``--api-key-env``'s, or
+        the URI's user info (Qdrant has keys, no users: the password of ``user:KEY@``, or all of ``KEY@``)."""
+        if uri.mode == "local":
+            return {"path": str(Path(uri.target).expanduser())}
+        user = unquote(uri.user_info) if uri.user_info else ""
+        name, colon, password = user.partition(":")
+        key = uri.api_key or (password if colon else name) or None
+        return {"url": uri.target, **({"api_key": key} if key else {})}
+
+    @classmethod
+    def names_there(cls, uri: StoreURI) -> list[str]:
+        client = QdrantClient(**cls.connection(uri))
+        try:
+            return [c.name for c in client.get_collections().collections]
+        finally:
+            client.close()
 
     @property
     def where(self) -> str:
@@ -326,4 +335,25 @@ class QdrantStore(VectorStore):
         return is_transient(exc) or type(exc).__name__ == "ResponseHandlingException"
 
 
-__all__ = ["QdrantStore"]
+class QdrantStore(VectorStore, QdrantCollection):
+    """A Qdrant collection of jina-embeddings-v3 vectors.
+
+    Args:
+        encoder: a :class:`jinav3.Encoder` (or anything with its ``encode`` / ``late_chunk_documents`` /
+            ``output_size`` / ``name``).
+        collection: collection name; created when missing (``create=False`` refuses instead).
+        path / location / url / api_key / client: where it lives (one of them; default ``path="./qdrant-data"``).
+        dimensions: Matryoshka size (default: the model's full size).
+        passage_task / query_task: tasks for writing / searching (default retrieval.passage / retrieval.query).
+        model_name: the model name recorded in the signature (default ``encoder.name``).
+        batch_size: records embedded per step (default 64); points go out in upserts of at most 256.
+        retries / backoff / max_backoff: retries of transient errors, first wait and cap in seconds.
+        overlap_writes: write a batch in one worker thread while the next one is embedded (default True).
+        client_kwargs: extra ``QdrantClient(...)`` arguments (timeout, prefer_grpc, ...).
+        index_fields: payload indexes on metadata keys that filters use, ``{"lang": "keyword", "year":
+            "integer"}`` (types: keyword, integer, float, bool); made on open, on a Qdrant server (local mode
+            has none and scans).
+    """
+
+
+__all__ = ["QdrantStore", "QdrantCollection"]

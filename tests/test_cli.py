@@ -14,9 +14,13 @@ import numpy as np
 import pytest
 from helpers import bad_rows_corpus, skipped_rows
 
-from jinav3.integrations import cli
+from jinav3.errors import InvalidArgumentError
 from jinav3.integrations.cli import main
+from jinav3.integrations.cli.errors import CLIError
+from jinav3.integrations.cli.progress import IndexProgress
+from jinav3.integrations.cli.search import parse_filters
 from jinav3.integrations.corpus import CorpusError, read_corpus
+from jinav3.integrations.stores.uri import parse_store
 
 pytestmark = pytest.mark.slow  # full tier: the command line end to end, subprocesses included
 
@@ -121,19 +125,19 @@ def test_index_twice_then_search_equals_brute_force(kind, tmp_path, capsys, gold
 
 
 def test_interrupted_index_resumes(tmp_path, capsys, golden_dir, encoder, monkeypatch):
-    step = cli.IndexProgress._step
+    step = IndexProgress._step
 
     def interrupt_after_two_batches(self, *args, **kwargs):
         step(self, *args, **kwargs)
         if self.documents >= 100:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.IndexProgress, "_step", interrupt_after_two_batches)
+    monkeypatch.setattr(IndexProgress, "_step", interrupt_after_two_batches)
     code, out, err = run(capsys, "index", PASSAGES, *model_args(golden_dir), "--batch-size", 50)
     assert code == 130 and out == ""
     assert "interrupted after embedding 100 of 300 documents; run the same command again to resume" in err
     assert count("qdrant", tmp_path / "jinav3-data", encoder) < 300
-    monkeypatch.setattr(cli.IndexProgress, "_step", step)
+    monkeypatch.setattr(IndexProgress, "_step", step)
     code, out, err = run(capsys, "index", PASSAGES, *model_args(golden_dir), "--batch-size", 50)
     assert code == 0 and "holds 300 entries" in out, err
     assert count("qdrant", tmp_path / "jinav3-data", encoder) == 300
@@ -500,25 +504,25 @@ def test_info(capsys, golden_dir, monkeypatch):
     ("pinecone:my-index", "pinecone", "index", "my-index"),
 ])
 def test_parse_store(uri, scheme, mode, target):
-    parsed = cli.parse_store(uri)
+    parsed = parse_store(uri)
     assert (parsed.scheme, parsed.mode, parsed.target) == (scheme, mode, target)
 
 
 @pytest.mark.parametrize("uri", ["qdrant", "qdrant:", "sqlite:x.db", "qdrant://host", "pinecone+http://x",
                                  "milvus:x.sqlite", "qdrant+grpc://h:1"])
 def test_parse_store_rejects(uri):
-    with pytest.raises(cli.CLIError):
-        cli.parse_store(uri)
+    with pytest.raises(InvalidArgumentError, match="^store: "):
+        parse_store(uri)
 
 
 def test_parse_filters():
-    assert cli.parse_filters(["lang=de"]) == {"lang": "de"}
-    assert cli.parse_filters(["lang=de", "lang=fr", "topic=a=b"]) == {"lang": ["de", "fr"], "topic": "a=b"}
-    assert cli.parse_filters(["year:=2020", "ok:=true", "tags:=[\"a\", \"b\"]"]) == {"year": 2020, "ok": True,
+    assert parse_filters(["lang=de"]) == {"lang": "de"}
+    assert parse_filters(["lang=de", "lang=fr", "topic=a=b"]) == {"lang": ["de", "fr"], "topic": "a=b"}
+    assert parse_filters(["year:=2020", "ok:=true", "tags:=[\"a\", \"b\"]"]) == {"year": 2020, "ok": True,
                                                                                      "tags": ["a", "b"]}
     for bad in ("lang", "=x", "n:=nope"):
-        with pytest.raises(cli.CLIError):
-            cli.parse_filters([bad])
+        with pytest.raises(CLIError):
+            parse_filters([bad])
 
 
 # ============================================================================================ corpus formats

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jinav3.integrations.records import WHOLE, Point
+from jinav3.integrations.stores.records import WHOLE, Point
 
 pytestmark = pytest.mark.slow  # 10,000 points per store, a real Milvus server
 

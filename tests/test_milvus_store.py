@@ -24,6 +24,8 @@ from pymilvus.exceptions import MilvusException, MilvusUnavailableException  # n
 
 from jinav3.integrations.milvus import MilvusStore  # noqa: E402 - after importorskip
 
+SCHEME = "milvus"  # the store registry's kind these tests run the StoreContract on (test_store_registry.py)
+
 
 class FailingUpserts(CommonFailingUpserts):
     """A MilvusClient stand-in whose upserts fail after ``after`` good ones."""

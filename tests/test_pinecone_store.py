@@ -31,6 +31,9 @@ from pinecone import Pinecone  # noqa: E402 - after importorskip
 
 from jinav3.integrations.pinecone import PineconeStore, decode_tag, encode_tag  # noqa: E402 - after importorskip
 
+SCHEME = "pinecone"  # the store registry's kind these tests run the StoreContract on (test_store_registry.py)
+
+
 KEY = "test-key"
 
 

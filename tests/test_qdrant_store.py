@@ -13,7 +13,7 @@ from test_store_common import ATOL, QUERIES, Backend, StoreContract, assert_rank
 from test_store_common import FailingUpserts as CommonFailingUpserts
 
 from jinav3.errors import InvalidArgumentError, SignatureMismatchError, StoreError
-from jinav3.integrations.records import uuid_for
+from jinav3.integrations.stores.records import uuid_for
 
 qdrant_client = pytest.importorskip("qdrant_client")
 
@@ -21,6 +21,9 @@ from qdrant_client import QdrantClient, models  # noqa: E402 - after importorski
 from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: E402 - after importorskip
 
 from jinav3.integrations.qdrant import QdrantStore  # noqa: E402 - after importorskip
+
+SCHEME = "qdrant"  # the store registry's kind these tests run the StoreContract on (test_store_registry.py)
+
 
 QDRANT_URL = os.environ.get("JINAV3_QDRANT_URL")
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from jinav3.integrations import cli
+from jinav3.errors import InvalidArgumentError
 from jinav3.integrations.cli import main
+from jinav3.integrations.stores.uri import open_store, parse_store, with_credentials
+from jinav3.secrets import redact, scrub, uri_secrets
 
 pytestmark = pytest.mark.slow  # full tier: real servers and subprocesses
 
@@ -152,7 +154,7 @@ def qdrant_server():
     ("pinecone:my-index", "pinecone:my-index"),
 ])
 def test_redact(uri, shown):
-    assert cli.redact(uri) == shown
+    assert redact(uri) == shown
 
 
 @pytest.mark.parametrize("target, shown", [
@@ -172,27 +174,27 @@ def test_redact_target(target, shown):
 
 
 def test_store_uri_shows_and_parses_without_its_credentials():
-    store = cli.parse_store(f"milvus+http://root:{PASSWORD}@127.0.0.1:19530?token={QUERY_TOKEN}")
+    store = parse_store(f"milvus+http://root:{PASSWORD}@127.0.0.1:19530?token={QUERY_TOKEN}")
     assert store.shown == "milvus+http://root:***@127.0.0.1:19530?token=***"
     assert store.target == f"http://127.0.0.1:19530?token={QUERY_TOKEN}" and store.user_info == f"root:{PASSWORD}"
     assert_no_secret(repr(store), PASSWORD, QUERY_TOKEN)
-    assert cli.place(store, "docs") == "milvus+http://root:***@127.0.0.1:19530?token=*** collection 'docs'"
+    assert store.place("docs") == "milvus+http://root:***@127.0.0.1:19530?token=*** collection 'docs'"
     # the credentials go to the client as its token, never inside the URL it may echo
-    assert cli.connection(store) == {"uri": store.target, "token": f"root:{PASSWORD}"}
-    qdrant = cli.parse_store(f"qdrant+https://user:{KEY}@h:6333")
-    assert cli.connection(qdrant) == {"url": "https://h:6333", "api_key": KEY}
-    assert cli.connection(cli.parse_store(f"qdrant+https://{KEY}@h:6333"))["api_key"] == KEY
-    with pytest.raises(cli.UsageError) as refused:
-        cli.parse_store(f"milvus://root:{PASSWORD}@host:19530")  # a parse error shows the URI redacted
+    assert store.connection() == {"uri": store.target, "token": f"root:{PASSWORD}"}
+    qdrant = parse_store(f"qdrant+https://user:{KEY}@h:6333")
+    assert qdrant.connection() == {"url": "https://h:6333", "api_key": KEY}
+    assert parse_store(f"qdrant+https://{KEY}@h:6333").connection()["api_key"] == KEY
+    with pytest.raises(InvalidArgumentError) as refused:
+        parse_store(f"milvus://root:{PASSWORD}@host:19530")  # a parse error shows the URI redacted
     assert "milvus+http://root:***@host:19530" in str(refused.value)
     assert_no_secret(str(refused.value), PASSWORD)
 
 
 def test_scrub():
-    secrets = cli.uri_secrets("qdrant+http://u:p%40ss@h?token=abc")
+    secrets = uri_secrets("qdrant+http://u:p%40ss@h?token=abc")
     assert sorted(secrets) == ["abc", "p%40ss", "p@ss"]
-    assert cli.scrub("GET http://u:p@ss@h?token=abc failed", secrets) == "GET http://u:***@h?token=*** failed"
-    assert cli.scrub("nothing secret", []) == "nothing secret"
+    assert scrub("GET http://u:p@ss@h?token=abc failed", secrets) == "GET http://u:***@h?token=*** failed"
+    assert scrub("nothing secret", []) == "nothing secret"
 
 
 # ============================================================================================ through the CLI
@@ -235,7 +237,7 @@ def test_unreachable_server_fails_fast_in_one_line(store, tmp_path, golden_dir):
     done = cli_subprocess(["search", "x", "--store", store], tmp_path, golden_dir)
     assert_failure_report(done, False)
     assert_no_secret(done.stdout + done.stderr, PASSWORD, KEY)
-    assert cli.redact(store) in done.stderr
+    assert redact(store) in done.stderr
 
 
 @pytest.mark.parametrize("argv, env, needles", [
@@ -280,9 +282,9 @@ def test_pinecone_key_from_api_key_env(capsys, monkeypatch, golden_dir, encoder)
         assert_no_secret(out + err, KEY)
         assert len(double.vectors("docs", "jinav3")) == 300
 
-        store = cli.with_credentials(cli.parse_store("pinecone:docs"), "MY_PINECONE_KEY")
+        store = with_credentials(parse_store("pinecone:docs"), "MY_PINECONE_KEY")
         assert_no_secret(repr(store), KEY)
-        opened = cli.open_store(store, encoder, "jinav3", None, create=False, adopt_signature=True)
+        opened = open_store(store, "jinav3", encoder, create=False, adopt_signature=True)
         try:
             assert_no_secret(repr(opened), KEY)
             assert opened.count() == 300

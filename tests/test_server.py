@@ -33,7 +33,8 @@ pytest.importorskip("fastapi")
 
 from helpers import SAMPLE_QUERIES  # noqa: E402
 
-from jinav3.integrations.server import Limits, add_serve_command, cmd_serve, create_app  # noqa: E402
+from jinav3.integrations.cli.serve import add_serve_command, cmd_serve  # noqa: E402
+from jinav3.integrations.server import Limits, create_app  # noqa: E402
 
 TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
 TEXTS = ["Sunscreen should be reapplied every two hours.", "Kompost braucht Luft und Feuchtigkeit.", "茶道の歴史",
@@ -500,7 +501,7 @@ def test_api_key(encoder):
 # ============================================================================================ command line
 def test_serve_command_flags(monkeypatch, tmp_path):
     from jinav3.integrations.cli import UsageError
-    from jinav3.integrations.server.command import read_api_key
+    from jinav3.integrations.cli.serve import read_api_key
 
     parser = argparse.ArgumentParser()
     add_serve_command(parser.add_subparsers(dest="command"))
@@ -553,7 +554,7 @@ LAUNCHER = """
 import sys, time
 from jinav3 import Encoder
 from jinav3.integrations.server import create_app
-from jinav3.integrations.server.command import run
+from jinav3.integrations.cli.serve import run
 
 class Slow:  # every batch takes a while, so requests are in flight when SIGTERM comes
     def __init__(self, encoder): self._encoder = encoder

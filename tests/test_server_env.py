@@ -14,7 +14,7 @@ from helpers import GOLDEN
 from servers import ROOT, free_port, wait_healthy
 
 from jinav3.integrations.cli import UsageError, build_parser
-from jinav3.integrations.server.command import add_serve_arguments, read_api_key
+from jinav3.integrations.cli.serve import add_serve_arguments, read_api_key
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -118,7 +118,7 @@ def test_jinav3_serve_configured_by_the_environment_alone():
 
 
 def test_ray_flags_switches_from_the_environment_and_their_checks(monkeypatch):
-    from jinav3.integrations.server.command import cmd_serve
+    from jinav3.integrations.cli.serve import cmd_serve
     from jinav3.integrations.server.ray_serve import _scaling
 
     monkeypatch.setenv("JINAV3_RAY", "yes")

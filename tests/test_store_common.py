@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from jinav3.errors import InvalidArgumentError, PartialWriteError, SignatureMismatchError, StoreError
-from jinav3.integrations import records as records_module
-from jinav3.integrations.filters import check_portable_filter, parse_filter
-from jinav3.integrations.records import (
+from jinav3.integrations.store import Signature, VectorStore
+from jinav3.integrations.stores import records as records_module
+from jinav3.integrations.stores.filters import check_portable_filter, parse_filter
+from jinav3.integrations.stores.records import (
     WHOLE,
     Point,
     group_by_document,
@@ -33,9 +34,8 @@ from jinav3.integrations.records import (
     text_id,
     uuid_for,
 )
-from jinav3.integrations.retries import call_with_retry, is_transient
-from jinav3.integrations.signature import check_signature
-from jinav3.integrations.store import Signature, VectorStore
+from jinav3.integrations.stores.retries import call_with_retry, is_transient
+from jinav3.integrations.stores.signature import check_signature
 
 PASSAGES = Path(__file__).resolve().parents[1] / "examples" / "data" / "passages.jsonl"
 ATOL = 1e-5

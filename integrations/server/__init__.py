@@ -10,20 +10,17 @@ Modules: app (routes, model lifecycle), tei (text-embeddings-inference's routes)
 every embedding route shares: 429s, running a plan), schemas (the two request dialects), validation
 (every check), tokens (token counts, token-id inputs), batcher (the scheduler that owns the model),
 formats (response encodings), errors (the error shapes), guard (API key, body limit, metrics per
-route), metrics (Prometheus), command (the command line), environment (JINAV3_<FLAG> settings),
-ray_serve (replicas on Ray Serve: ``jinav3 serve --ray``, ``build_app``).
+route), metrics (Prometheus), environment (JINAV3_<FLAG> settings), ray_serve (replicas on Ray Serve:
+``jinav3 serve --ray``, ``build_app``). The command line's ``jinav3 serve`` is ``jinav3.integrations.cli.serve``.
 
-``add_serve_command`` and ``cmd_serve`` import without the ``server`` extra; ``create_app`` and
-``Limits`` need fastapi, uvicorn and prometheus-client, and say how to install them.
+``create_app`` and ``Limits`` need fastapi, uvicorn and prometheus-client, and say how to install them.
 """
 
 from __future__ import annotations
 
 from jinav3.errors import install_hint
 
-from .command import add_serve_command, cmd_serve
-
-__all__ = ["create_app", "Limits", "add_serve_command", "cmd_serve"]
+__all__ = ["create_app", "Limits"]
 
 
 def __getattr__(name: str) -> object:

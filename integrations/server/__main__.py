@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .command import add_serve_arguments, cmd_serve
+from jinav3.integrations.cli.errors import CLIError, exit_status  # an entry point, like jinav3 itself
+from jinav3.integrations.cli.serve import add_serve_arguments, cmd_serve
 
 
 def main(argv: list[str] | None = None) -> int:
     from jinav3.errors import JinaV3Error
-    from jinav3.integrations.cli import CLIError, exit_status
 
     parser = argparse.ArgumentParser(prog="python -m jinav3.integrations.server",
                                      description="Serve jina-embeddings-v3 embeddings over HTTP (see jinav3 serve).")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jinav3.errors import install_hint
@@ -187,10 +187,10 @@ def _read_key(variable: str | None) -> str | None:
 
 
 # ============================================================================================ jinav3 serve --ray
-def run_command(args: Any, model: str) -> int:
+def run_command(args: Any, model: str, say: Callable[[str], None]) -> int:
     """``jinav3 serve --ray``: start a local Ray cluster (or join ``--ray-address``), run the application on
     ``--host``/``--port`` until SIGTERM/SIGINT, then delete it, and stop the cluster if this command started it.
-    0 after a graceful stop."""
+    ``say`` tells the user where it serves. 0 after a graceful stop."""
     import signal
     import threading
 
@@ -211,8 +211,8 @@ def run_command(args: Any, model: str) -> int:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(application, name=APP_NAME, route_prefix="/")
         shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"jinav3: serving on http://{shown}:{args.port} through Ray Serve "
-              f"({_replicas_shown(args)}); SIGTERM or Ctrl-C stops it", flush=True)
+        say(f"jinav3: serving on http://{shown}:{args.port} through Ray Serve ({_replicas_shown(args)}); SIGTERM or "
+            "Ctrl-C stops it")
         stop.wait()
     finally:
         if own_cluster:

@@ -11,6 +11,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from jinav3.errors import CorpusError, InvalidArgumentError, JinaV3Error, install_hint
+from jinav3.integrations.stores.uri import store_failure
+
+from .errors import CLIError, UsageError, setting_up, warn  # bad rows named as without --ray
+from .options import check_model_options, model_choice, positive, store_of
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,17 +25,11 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-address", metavar="ADDR",
                        help="the Ray cluster: 'auto' (the one this machine belongs to), ray://HOST:10001; "
                             "default: $RAY_ADDRESS, else a local cluster on this machine")
-    group.add_argument("--workers", type=_positive, default=1, metavar="N", help="embedding actors (default: 1)")
+    group.add_argument("--workers", type=positive, default=1, metavar="N", help="embedding actors (default: 1)")
     group.add_argument("--gpus-per-worker", type=_non_negative, default=0, metavar="G",
                        help="GPUs per actor (default: 0, CPU workers)")
     group.add_argument("--cpus-per-worker", type=_non_negative, default=1, metavar="C",
                        help="CPUs per actor (default: 1; torch uses that many threads)")
-
-
-def _positive(value: str) -> int:
-    from .cli import _positive as positive  # the CLI's one positive-integer option type
-
-    return positive(value)
 
 
 def _non_negative(value: str) -> float:
@@ -46,13 +44,11 @@ def _non_negative(value: str) -> float:
 
 def cmd_index_ray(args: argparse.Namespace) -> int:
     """``jinav3 index ... --ray``: the same corpus, checks, ids and payloads as without ``--ray``."""
-    from .cli import CLIError, UsageError, check_model_options, model_choice, setting_up, store_failure, store_of
-
     try:
         import ray
 
-        from .corpus import warn_on_stderr  # bad rows named as without --ray
-        from .ray import DEFAULT_BATCH_SIZE, files_dataset, index_dataset, list_files, refuse_embedded
+        from jinav3.integrations.ray import files_dataset, index_dataset, list_files, refuse_embedded
+        from jinav3.integrations.ray.plan import DEFAULT_BATCH_SIZE
     except ImportError as error:
         raise CLIError(f"--ray needs Ray Data: {install_hint('ray')} ({error})") from error
 
@@ -66,7 +62,7 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
     if args.chunker == "tokens" and args.late_chunking and args.chunk_size is None:
         raise UsageError("--chunker tokens: give --chunk-size N (tokens per chunk)")
     check_model_options(args)
-    files = list_files(args.corpus)
+    files = list_files(args.corpus, warn=warn)
     if not ray.is_initialized():  # before the first Dataset, which would start a cluster of Ray's defaults
         address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
         ray.init(address=address, include_dashboard=False, log_to_driver=not args.quiet,
@@ -80,7 +76,7 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
                                    late_chunking=args.late_chunking, chunker=args.chunker, chunk_size=args.chunk_size,
                                    batch_size=args.batch_size or DEFAULT_BATCH_SIZE, strict=args.strict,
                                    id_field=args.id_field, text_field=args.text_field, device=args.device,
-                                   dtype=args.dtype, warn=warn_on_stderr,
+                                   dtype=args.dtype, warn=warn,
                                    hybrid=True if args.hybrid else None)
     except (UsageError, KeyboardInterrupt):
         raise
@@ -91,7 +87,7 @@ def cmd_index_ray(args: argparse.Namespace) -> int:
         if isinstance(cause, CorpusError):
             raise CLIError(str(cause)) from error
         raise store_failure(uri, cause if isinstance(cause, (JinaV3Error, Exception)) else error) from error
-    print(report.summary())
+    print(report.summary())  # noqa: T201 - the command's output
     return 0
 
 

@@ -14,15 +14,18 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jinav3.integrations.hybrid import MODES
+from jinav3.errors import CorpusError
+from jinav3.integrations.stores.hybrid import MODES
+from jinav3.integrations.stores.uri import open_store, store_failure
+
+from .errors import CLIError, UsageError, setting_up
+from .options import check_model_options, load_encoder, model_options, server_options, store_of
 
 
-def add_eval_command(commands: Any, model_options: Callable[[argparse.ArgumentParser], None],
-                     server_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_eval_command(commands: Any) -> None:
     p = commands.add_parser("eval", help="nDCG@10, recall@100 and MRR@10 on a BEIR-format folder",
                             description="Index BEIR_FOLDER's corpus.jsonl and search its judged queries "
                                         "(queries.jsonl, qrels/SPLIT.tsv) in each mode and Matryoshka size.")
@@ -45,8 +48,6 @@ def add_eval_command(commands: Any, model_options: Callable[[argparse.ArgumentPa
 
 
 def _sizes(value: str | None) -> list[int | None]:
-    from jinav3.integrations.cli import UsageError
-
     if value is None:
         return [None]
     sizes = []
@@ -58,35 +59,34 @@ def _sizes(value: str | None) -> list[int | None]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from jinav3.errors import CorpusError
-    from jinav3.integrations import cli
     from jinav3.integrations.evaluation import check_modes, evaluate, read_beir, table
 
-    with cli.setting_up():  # --modes names its values before any work
+    with setting_up():  # --modes names its values before any work
         modes = check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
     sizes = _sizes(args.dimensions)
     try:
         data = read_beir(args.folder, args.split)
     except CorpusError as error:
-        raise cli.CLIError(str(error)) from error
+        raise CLIError(str(error)) from error
     temporary = None if args.store else tempfile.mkdtemp(prefix="jinav3-eval-")
     args.store = args.store or f"qdrant:{temporary}"
-    store = cli.store_of(args)
-    cli.check_model_options(args)
+    store = store_of(args)
+    check_model_options(args)
     try:
-        with cli.setting_up():
-            encoder = cli.load_encoder(args)
+        with setting_up():
+            encoder = load_encoder(args)
 
         def open_size(size: int | None) -> Any:
             name = f"{args.collection}_{size or encoder.output_size(None)}"
-            with cli.setting_up():
-                return cli.open_store(store, encoder, name, size, hybrid=True if set(modes) - {"dense"} else None)
+            with setting_up():
+                return open_store(store, name, encoder, dimensions=size,
+                                       hybrid=True if set(modes) - {"dense"} else None)
         try:
             results = evaluate(data, open_size, modes, sizes, show_progress=not args.quiet)
-        except cli.UsageError:
+        except UsageError:
             raise
         except Exception as error:
-            raise cli.store_failure(store, error) from error
+            raise store_failure(store, error) from error
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)

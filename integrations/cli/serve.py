@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from jinav3.errors import install_hint
+from jinav3.integrations.server import environment
+from jinav3.integrations.stores.uri import check_key_variable
 
-from ..cli import _positive  # the command line's one positive-integer option type
-from . import environment
+from .errors import CLIError, UsageError, setting_up
+from .options import check_model_options, model_choice, positive
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -59,18 +61,18 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                                                            "send as 'Authorization: Bearer <key>'")
     key.add_argument("--api-key-file", metavar="PATH",
                      help="file holding that API key (surrounding whitespace ignored)")
-    p.add_argument("--max-batch-tokens", type=_positive, metavar="N",
+    p.add_argument("--max-batch-tokens", type=positive, metavar="N",
                    help="tokens per forward pass, across requests (default: 2048 on the CPU; else the model's "
                         "budget per forward pass, 65536 on CUDA)")
-    p.add_argument("--latency-batch-tokens", type=_positive, metavar="N",
+    p.add_argument("--latency-batch-tokens", type=positive, metavar="N",
                    help="while short requests keep arriving, a long one adds at most N tokens to a pass, so a "
                         "query waits behind at most N tokens of bulk work (default: 256 on the CPU, 8192 else; "
                         "at most --max-batch-tokens)")
-    p.add_argument("--max-client-batch-size", type=_positive, default=2048, metavar="N",
+    p.add_argument("--max-client-batch-size", type=positive, default=2048, metavar="N",
                    help="inputs per request, 413 beyond (default: %(default)s)")
-    p.add_argument("--max-concurrent-requests", type=_positive, default=512, metavar="N",
+    p.add_argument("--max-concurrent-requests", type=positive, default=512, metavar="N",
                    help="requests admitted at once, 429 beyond (default: %(default)s)")
-    p.add_argument("--max-request-bytes", "--payload-limit", type=_positive, default=8 * 2**20, metavar="N",
+    p.add_argument("--max-request-bytes", "--payload-limit", type=positive, default=8 * 2**20, metavar="N",
                    help="request body limit, 413 beyond (default: %(default)s, 8 MiB)")
     p.add_argument("--body-timeout", type=_seconds, default=30.0, metavar="SECONDS",
                    help="the whole request body must arrive within this many seconds, 408 beyond; a request "
@@ -83,9 +85,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                           "its own dynamic batching; a replica that dies is restarted")
     ray.add_argument("--ray-address", metavar="ADDRESS",
                      help="join this Ray cluster (ray://host:10001, or auto) instead of starting a local one")
-    ray.add_argument("--replicas", type=_positive, default=1, metavar="N", help="replicas (default: %(default)s)")
+    ray.add_argument("--replicas", type=positive, default=1, metavar="N", help="replicas (default: %(default)s)")
     ray.add_argument("--min-replicas", type=_count, metavar="N", help="autoscaling: at least N replicas")
-    ray.add_argument("--max-replicas", type=_positive, metavar="N", help="autoscaling: at most N replicas")
+    ray.add_argument("--max-replicas", type=positive, metavar="N", help="autoscaling: at most N replicas")
     ray.add_argument("--target-ongoing-requests", type=_above_zero, metavar="N",
                      help="autoscaling: requests in flight per replica that Serve aims at")
     ray.add_argument("--num-gpus-per-replica", type=_fraction, default=0.0, metavar="N",
@@ -98,12 +100,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the model failed to load. The address is
     bound first, so a busy port is one error line before the model loads (and nothing can take it meanwhile)."""
-    from jinav3.integrations.cli import CLIError, UsageError, check_model_options, model_choice
 
     try:
         import uvicorn  # noqa: F401
 
-        from .app import create_app
+        from jinav3.integrations.server.app import create_app
     except ImportError as error:
         raise CLIError(f"jinav3 serve needs the server extra: {install_hint('server')} ({error})") from error
     problems = environment.check(args)
@@ -141,23 +142,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_on_ray(args: argparse.Namespace, model: str) -> int:
-    from jinav3.integrations.cli import CLIError, UsageError
 
     if getattr(args, "api_key_file", None):
         raise UsageError("--api-key-file: with --ray each replica reads the key from a variable; use --api-key-env "
                          "and set it on every Ray node")
     try:
-        from .ray_serve import run_command
+        from jinav3.integrations.server.ray_serve import run_command
     except ImportError as error:
         raise CLIError(f"jinav3 serve --ray needs Ray Serve: {install_hint('ray')} ({error})") from error
     try:
-        return run_command(args, model)
+        return run_command(args, model, say=lambda line: print(line, flush=True))
     except ValueError as error:
         raise UsageError(str(error)) from None
 
 
 def _refuse_ray_options(args: argparse.Namespace) -> None:
-    from jinav3.integrations.cli import UsageError
 
     given = [flag for flag, value in (("--ray-address", args.ray_address), ("--min-replicas", args.min_replicas),
                                       ("--max-replicas", args.max_replicas), ("--num-gpus-per-replica",
@@ -170,7 +169,6 @@ def _refuse_ray_options(args: argparse.Namespace) -> None:
 def bind(host: str, port: int) -> list[socket.socket]:
     """Listening sockets for ``host:port``, one per address it resolves to (as uvicorn binds a name); a port in
     use, an address not of this machine or a name that does not resolve is a UsageError naming them."""
-    from jinav3.integrations.cli import UsageError
 
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
@@ -201,7 +199,6 @@ def read_api_key(args: argparse.Namespace) -> str | None:
     """The key from --api-key-env or --api-key-file; refused (never echoed) when missing or empty. One given on the
     command line wins over the other's variable (JINAV3_API_KEY_ENV, JINAV3_API_KEY_FILE); both from variables
     is an error."""
-    from jinav3.integrations.cli import UsageError, check_key_variable
 
     named, filed = getattr(args, "api_key_env", None), getattr(args, "api_key_file", None)
     if named and filed:
@@ -214,7 +211,8 @@ def read_api_key(args: argparse.Namespace) -> str | None:
             args.api_key_file = None
     if getattr(args, "api_key_env", None):
         name = args.api_key_env
-        check_key_variable(name, "--api-key-env")
+        with setting_up():
+            check_key_variable(name, "--api-key-env")
         if not os.environ.get(name, "").strip():  # a key of blanks is no key (surrounding whitespace is dropped)
             raise UsageError(f"--api-key-env: ${name} is {'empty' if name in os.environ else 'not set'}; "
                              "set it to the API key")
@@ -292,7 +290,7 @@ def _seconds(value: str) -> float:
 
 
 def _count(value: str) -> int:
-    return 0 if value.strip() == "0" else _positive(value)
+    return 0 if value.strip() == "0" else positive(value)
 
 
 def _above_zero(value: str) -> float:
@@ -313,7 +311,7 @@ def _fraction(value: str) -> float:
 
 
 def _port(value: str) -> int:
-    number = _positive(value) if value != "0" else 0
+    number = positive(value) if value != "0" else 0
     if number > 65535:
         raise argparse.ArgumentTypeError(f"must be a port number (0 to 65535), got {value!r}")
     return number
