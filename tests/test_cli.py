@@ -494,6 +494,32 @@ def test_info(capsys, golden_dir, monkeypatch):
     assert f"{golden_dir}  (from $JINAV3_MODEL)" in out and "(original layout)" in out
 
 
+@pytest.mark.parametrize("kind", ["qdrant", "milvus"])
+def test_info_describes_a_collection_without_a_model(kind, capsys, golden_dir, tmp_path, monkeypatch):
+    """Issue 24/25: `jinav3 info --store` reads what a collection holds from its signature (a Collection, no model
+    loaded): the model, size, tasks, dense or hybrid, the points."""
+    store = store_uri(kind, tmp_path)
+    corpus = tmp_path / "three.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i} about tea"}) + "\n" for i in range(3)),
+                      encoding="utf-8")
+    assert run(capsys, "index", corpus, "--store", store, "--collection", "lex", "--hybrid", "--dimensions", "32",
+               *model_args(golden_dir))[0] == 0
+    import jinav3.encoder
+
+    monkeypatch.setattr(jinav3.encoder.Encoder, "from_pretrained", None)  # no model may load
+    code, out, err = run(capsys, "info", "--store", store, "--collection", "lex", "--device", "cpu")
+    assert code == 0, err
+    section = out[out.index("collection ("):]
+    assert f"{store} collection 'lex'" in section and "dimensions" in section and " 32" in section
+    assert "retrieval.passage (index) / retrieval.query (search)" in section
+    assert "hybrid: dense + lexical" in section and "points" in section and section.rstrip().endswith("3")
+    code, out, err = run(capsys, "info", "--store", store, "--collection", "nothing_here", "--device", "cpu")
+    _one_error_line(code, err, f"store {store}: collection 'nothing_here' does not exist (collections there: 'lex'); "
+                               "index a corpus into it first")
+    code, _, err = run(capsys, "info", "--store", "nosuch:x")
+    assert code == 2 and "store: unknown scheme 'nosuch'" in err
+
+
 # ============================================================================================ store URIs, filters
 @pytest.mark.parametrize("uri, scheme, mode, target", [
     ("qdrant:./jinav3-data/qdrant", "qdrant", "local", "./jinav3-data/qdrant"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from jinav3.integrations.stores.registry import STORES
+from jinav3.integrations.stores.uri import StoreURI, open_collection
 
 from .errors import one_line
 from .options import (
@@ -16,9 +17,11 @@ from .options import (
     DEFAULT_STORE,
     MODEL_ENV,
     SERVER_KEY_ENV,
+    STORE_FORMS,
     check_model_options,
     model_choice,
     model_options,
+    store_of,
 )
 
 # Packages `info` reports when installed: the core's, the stores' (from the registry), the rest's.
@@ -28,8 +31,15 @@ OPTIONAL_PACKAGES = (*(package for kind in STORES.values() for package in kind.p
 
 
 def add_info_command(commands: Any) -> None:
-    p = commands.add_parser("info", help="versions, device, model resolution and data locations")
+    p = commands.add_parser("info", help="versions, device, model resolution and data locations",
+                            description="Versions, device, model resolution and data locations; with --store, what "
+                                        "a collection holds (its model, size, tasks, kind: dense or hybrid, points), "
+                                        "read without loading a model.")
     model_options(p)
+    p.add_argument("--store", metavar="URI", help=f"also describe a collection in this store: {STORE_FORMS}")
+    p.add_argument("--collection", default=DEFAULT_COLLECTION, metavar="NAME",
+                   help="the collection (namespace in Pinecone) --store describes (default: %(default)s)")
+    p.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the store's API key or token")
     p.set_defaults(handler=cmd_info)
 
 
@@ -52,6 +62,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from jinav3.devices import describe_cpu_bf16, pick_device, pick_dtype
 
     check_model_options(args)
+    store = store_of(args) if args.store else None  # a bad --store is a usage error before anything is read
     rows: list[tuple[str, str]] = []
 
     def section(title: str) -> None:
@@ -108,10 +119,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     row("default store", DEFAULT_STORE)
     row("default collection", DEFAULT_COLLECTION)
 
+    if store is not None:
+        section(f"collection ({store.place(args.collection)})")
+        rows.extend(("  " + key, value) for key, value in describe_collection(store, args.collection))
+
     width = max(len(k) for k, v in rows if v) + 2
     for key, value in rows:
         print(f"{key:<{width}}{value}" if value else key)
     return 0
+
+
+def describe_collection(store: StoreURI, collection: str) -> list[tuple[str, str]]:
+    """What a collection holds, read from its signature with no model loaded (a Collection, not a VectorStore)."""
+    with open_collection(store, collection, create=False) as opened:
+        sig = opened.signature
+        return [("model", sig.shown_model), ("dimensions", str(sig.dimensions)),
+                ("tasks", f"{sig.passage_task} (index) / {sig.query_task} (search)"),
+                ("kind", "hybrid: dense + lexical (BM25); search modes dense, sparse, hybrid (default)" if sig.hybrid
+                 else "dense; search mode dense (jinav3 index --hybrid makes a hybrid collection)"),
+                ("points", f"{opened.count():,}")]
 
 
 def _layout_of(path: Path) -> str:
