@@ -156,6 +156,7 @@ class MilvusCollection(Collection):
     max_top_k = 16_384
     limits_class = MilvusLimits
     supports_hybrid = True
+    sparse_points = False  # its BM25 function weighs the terms written into LEXICAL_TERMS
     tracks_extents = True  # False for a collection made before the ``extent`` field (see _describe)
 
     def __init__(self, signature: Signature | None, collection: str = "jinav3", *, uri: str = "./milvus.db",
@@ -299,7 +300,7 @@ class MilvusCollection(Collection):
             for row, p in zip(rows, points, strict=True):
                 row["extent"] = int(p.extent or 0)
         if self.hybrid:
-            assert self.sparse_encoder is not None  # a hybrid store has one (VectorStore._open)
+            assert self.sparse_encoder is not None  # a hybrid collection has one (Collection._open)
             for row, ids in zip(rows, self.sparse_encoder.term_ids([p.text for p in points]), strict=True):
                 row[LEXICAL_TERMS] = _terms_text(ids)
         self.client.upsert(self.collection, data=rows)

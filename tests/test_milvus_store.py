@@ -190,7 +190,12 @@ def test_hybrid_on_milvus_lite(encoder, tmp_path):
     """Milvus weighs the model's own pieces by BM25 with IDF (its BM25 function over the term ids): the rare
     exact term wins, every document sharing a term is found, filters hold, and hybrid fuses both sides."""
     store = MilvusStore(encoder, "hybrid", uri=str(tmp_path / "h.db"), hybrid=True)
+    weighed = []  # Milvus weighs the terms itself: no lexical vector is computed for a write (the text once)
+    encode_documents = store.sparse_encoder.encode_documents
+    store.sparse_encoder.encode_documents = lambda texts: weighed.append(texts) or encode_documents(texts)
     store.add(HYBRID_DOCS)
+    assert weighed == []
+    del store.sparse_encoder.encode_documents
     query = "ZX-4410 Akku"
     sparse_hits = store.search(query, top_k=5, mode="sparse")
     assert sparse_hits[0].id == "zx" and all(h.score > 0 for h in sparse_hits)

@@ -76,6 +76,9 @@ class Collection(ABC):
     # implements _read_extents and _delete_keys. Without, stale points are deleted by condition (_prune).
     tracks_extents = False
     supports_hybrid = False  # lexical vectors beside the dense ones (implements _query_lexical)
+    # Points carry their lexical vectors to the store (Qdrant); False: the store weighs the text's terms itself
+    # (Milvus's BM25 function), so no lexical vector is computed for a write.
+    sparse_points = True
     limits_class: type[RecordLimits] = RecordLimits
 
     def __init__(self, signature: Signature | None, *, batch_size: int | None = None, retries: int = 5,
@@ -378,7 +381,7 @@ class Collection(ABC):
         their lexical vectors get them here (from their texts)."""
         points = list(points)
         missing = [p for p in points if p.sparse is None]
-        if missing and self.sparse_encoder is not None:
+        if missing and self.sparse_encoder is not None and self.sparse_points:
             for p, lexical in zip(missing, self.sparse_encoder.encode_documents([p.text for p in missing]),
                                   strict=True):
                 p.sparse = lexical

@@ -208,7 +208,7 @@ class VectorStore(Collection):
         # chunks are already checked up front when the encoder can plan them (chunk_spans); checked again here
         return embed_points(self.encoder, batch, task=task, dimensions=self.dimensions, late_chunking=late_chunking,
                             chunker=chunker, chunk_size=chunk_size, check_chunk=self.check_chunk,
-                            sparse=self.sparse_encoder)
+                            sparse=self.sparse_encoder if self.sparse_points else None)
 
     def _check_planned_chunks(self, recs: list[Record], task: str, chunker: Any, chunk_size: Any) -> None:
         """Check every chunk against the store's limits before anything is embedded or written. Chunk
