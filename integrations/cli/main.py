@@ -45,6 +45,9 @@ from .options import DEBUG_ENV, MODEL_ENV, STORE_FORMS, Parser, api_key_values
 from .search import add_search_command
 from .serve import add_serve_command
 
+# Client warnings the one-line error already says (a server that cannot be reached, a key sent over http).
+CLIENT_NOISE = ("Failed to obtain server version", "Api key is used with an insecure connection")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
@@ -78,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         secrets += api_key_values(args)
+        if not debug:  # for the whole process: qdrant-client warns from a daemon thread, maybe after the run ended
+            for noise in CLIENT_NOISE:
+                warnings.filterwarnings("ignore", message=noise)
         with warnings.catch_warnings(), client_logs(getattr(args, "store", None), debug, secrets):
             show = warnings.showwarning
             warnings.showwarning = lambda message, *rest: show(scrub(str(message), secrets), *rest)
-            if not debug:
-                warnings.filterwarnings("ignore", message="Failed to obtain server version")
-                warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
             return args.handler(args)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 2
