@@ -22,14 +22,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run the whole suite, the tests marked slow included (what CI runs)")
 
 
+# Modules whose tests share one machine-wide resource: the suite's Milvus server (tests/milvus_server.py, started
+# once per process) and local Ray clusters (each wants both CPUs). Run in parallel (.ci/run: pytest-xdist, -n 2
+# --dist loadgroup), their tests all go to one worker, one after another.
+SHARED_SERVERS = ("test_filtered_search", "test_milvus_store", "test_ray", "test_secrets", "test_server_env",
+                  "test_server_ray")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without --full, leave out the slow tier (deselected and counted, not skipped)."""
+    """Without --full, leave out the slow tier (deselected and counted, not skipped). Under pytest-xdist, the
+    tests of SHARED_SERVERS form one group."""
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if item.module is not None and item.module.__name__.rpartition(".")[2] in SHARED_SERVERS:
+                item.add_marker(pytest.mark.xdist_group("servers"))
     if config.getoption("--full") or config.option.markexpr:  # an explicit -m expression decides itself
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker shares the CPUs with the other: one torch thread each, not two per core."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

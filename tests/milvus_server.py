@@ -27,6 +27,11 @@ import time
 from pathlib import Path
 
 ENV = "JINAV3_MILVUS_SERVER_PYTHON"
+PORT_TAKEN = 3  # the child's exit status when the server died at start because a port it needs was taken
+
+
+class PortTaken(RuntimeError):
+    """The server died at start: a port it needs was taken."""
 
 
 def _wait_for_free_ports(ports: tuple[int, ...], timeout: float) -> None:
@@ -50,8 +55,21 @@ def _wait_for_free_ports(ports: tuple[int, ...], timeout: float) -> None:
 class MilvusServerProcess:
     """A Milvus server run from another python's ``milvus`` package; ``uri`` once started."""
 
-    def __init__(self, python: str, data_dir: str | os.PathLike, timeout: float = 240.0):
-        self.data_dir = Path(data_dir)
+    def __init__(self, python: str, data_dir: str | os.PathLike, timeout: float = 240.0, attempts: int = 3):
+        # A start whose embedded etcd finds a port taken (its peer port 2380 is fixed; seen when the suite runs
+        # in parallel, some other process holding it for a moment) ends at once: start again, on a fresh folder.
+        for attempt in range(attempts):
+            folder = Path(data_dir) / f"attempt-{attempt}" if attempt else Path(data_dir)
+            try:
+                self._start(python, folder, timeout)
+                return
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(2.0)
+
+    def _start(self, python: str, data_dir: Path, timeout: float) -> None:
+        self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.data_dir / "launcher.log"
         _wait_for_free_ports((19530, 2379, 2380), 90.0)  # a server stopped just before may still hold them
@@ -63,6 +81,8 @@ class MilvusServerProcess:
         try:
             while self.port is None:
                 if self.proc.poll() is not None:
+                    if self.proc.returncode == PORT_TAKEN:
+                        raise PortTaken(f"the Milvus server found a port taken; see {self.data_dir / 'logs'}")
                     raise RuntimeError(f"the Milvus server exited with {self.proc.returncode}; see {self.log} and "
                                        f"{self.data_dir / 'logs'}")
                 left = deadline - time.monotonic()
@@ -98,10 +118,10 @@ class MilvusServerProcess:
         self._log_file.close()
 
 
-def _serve(data_dir: str) -> None:  # runs in the server's venv
+def _serve(data_dir: str, timeout: float = 200.0) -> None:  # runs in the server's venv
     from milvus import MilvusServer
 
-    server = MilvusServer()
+    server = MilvusServer(wait_for_started=False)
     server.set_base_dir(data_dir)
 
     def stop(*_):
@@ -110,7 +130,21 @@ def _serve(data_dir: str) -> None:  # runs in the server's venv
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.start()  # waits for the health check
+    server.start()
+    deadline = time.monotonic() + timeout
+    while True:  # the health check, one second at a time, watching the binary: a crash ends the wait at once
+        if server.server_proc.poll() is not None:
+            logs = Path(data_dir) / "logs" / "milvus-stdout.log"
+            taken = logs.exists() and "address already in use" in logs.read_text(errors="replace")
+            server.stop()
+            sys.exit(PORT_TAKEN if taken else 1)
+        try:
+            server.wait_started(timeout=1000)
+            break
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise
     print(json.dumps({"port": server.listen_port}), flush=True)
     server.wait()
 

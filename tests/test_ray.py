@@ -316,6 +316,21 @@ def test_embedded_stores_are_refused(cluster, golden_dir, tmp_path, capsys, uri,
     assert not any(tmp_path.iterdir())  # nothing made
 
 
+def test_hybrid_on_a_milvus_server_without_bm25_is_refused_before_any_embedding(cluster, milvus_uri, golden_dir,
+                                                                             capsys):
+    """`--ray --hybrid` opens the collection as `add` does (a Collection, no model): the 2.3.5 server is refused."""
+    with pytest.raises(InvalidArgumentError, match=r"^hybrid: this Milvus server is v?2\.3\.5"):
+        index_dataset(ray.data.from_items(passages(3)), store=f"milvus+{milvus_uri}", collection="ray_hybrid",
+                      model=str(golden_dir), device="cpu", hybrid=True)
+    code = main(["index", str(SAMPLE_PASSAGES), "--ray", "--hybrid", "--store", f"milvus+{milvus_uri}",
+                 "--collection", "ray_hybrid", "--model", str(golden_dir), "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "hybrid: this Milvus server is" in err and "Milvus 2.5" in err, err
+    from pymilvus import MilvusClient
+
+    assert not MilvusClient(uri=milvus_uri).has_collection("ray_hybrid")
+
+
 def test_a_remote_corpus_uri_points_to_index_dataset(golden_dir, capsys):
     code = main(["index", "s3://bucket/corpus/*.parquet", "--ray", "--store", "milvus+http://127.0.0.1:9",
                  "--model", str(golden_dir)])
@@ -336,3 +351,25 @@ def test_into_a_qdrant_server_equals_add(cluster, golden_dir, encoder):
     reference = QdrantStore(encoder, name + "_reference", url=url, dimensions=32)
     reference.add(records)
     assert_same_points(QdrantStore(encoder, name, url=url, create=False), reference, [r["id"] for r in records])
+
+
+@pytest.mark.skipif(not os.environ.get("JINAV3_QDRANT_URL"), reason="set JINAV3_QDRANT_URL to a Qdrant server")
+def test_hybrid_into_a_qdrant_server_equals_add(cluster, golden_dir, encoder):
+    """The write tasks give each point its lexical vector (Collection.write_points): sparse and hybrid searches
+    of a Ray-written collection equal those of `add`'s."""
+    from jinav3.integrations.qdrant import QdrantStore
+
+    url = os.environ["JINAV3_QDRANT_URL"]
+    records = passages()
+    name = f"ray_hybrid_{uuid.uuid4().hex[:8]}"
+    index_dataset(ray.data.from_items(records), store=f"qdrant+{url}", collection=name, model=str(golden_dir),
+                  device="cpu", dimensions=32, workers=2, batch_size=16, hybrid=True)
+    reference = QdrantStore(encoder, name + "_reference", url=url, dimensions=32, hybrid=True)
+    reference.add(records)
+    on_ray = QdrantStore(encoder, name, url=url, create=False)
+    assert on_ray.hybrid
+    assert_same_points(on_ray, reference, [r["id"] for r in records])
+    for mode in ("sparse", "hybrid"):
+        got, want = on_ray.search(records[3]["text"], mode=mode), reference.search(records[3]["text"], mode=mode)
+        assert [h.id for h in got] == [h.id for h in want]
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-5)

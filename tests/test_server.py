@@ -540,8 +540,8 @@ def test_body_timeout_flag_and_limit(encoder, capsys):
 def test_missing_server_extra_gives_the_install_hint():
     code = ("import sys\n"
             "sys.modules['fastapi'] = None  # as if not installed\n"
-            "import jinav3.integrations.server as server  # the command line can still list `serve`\n"
-            "assert callable(server.add_serve_command)\n"
+            "from jinav3.integrations.cli.serve import add_serve_command  # the command line still lists `serve`\n"
+            "assert callable(add_serve_command)\n"
             "try:\n"
             "    from jinav3.integrations.server import create_app\n"
             "except ImportError as error:\n"
