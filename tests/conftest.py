@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import GOLDEN
@@ -23,19 +24,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # Modules whose tests share one machine-wide resource: the suite's Milvus server (tests/milvus_server.py, started
-# once per process) and local Ray clusters (each wants both CPUs). Run in parallel (.ci/run: pytest-xdist, -n 2
-# --dist loadgroup), their tests all go to one worker, one after another.
+# once per process; its embedded etcd binds fixed ports) and local Ray clusters (each wants both CPUs). Run in
+# parallel (.ci/run: pytest-xdist, -n 2), their tests are one unit of work, on one worker, one after another.
 SHARED_SERVERS = ("test_filtered_search", "test_milvus_store", "test_ray", "test_secrets", "test_server_env",
                   "test_server_ray")
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduler: each test module is a unit of work (its module fixtures start once, its tests
+    run in order), and the modules of SHARED_SERVERS are one unit together (the largest, so it starts first).
+    xdist's `--dist loadgroup` would group with markers, but it renames node ids in a way pytest 9.2 no longer
+    reads."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServersFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "shared servers" if path.rpartition("/")[2].removesuffix(".py") in SHARED_SERVERS else path
+
+    return SharedServersFirst(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without --full, leave out the slow tier (deselected and counted, not skipped). Under pytest-xdist, the
-    tests of SHARED_SERVERS form one group."""
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            if item.module is not None and item.module.__name__.rpartition(".")[2] in SHARED_SERVERS:
-                item.add_marker(pytest.mark.xdist_group("servers"))
+    """Without --full, leave out the slow tier (deselected and counted, not skipped)."""
     if config.getoption("--full") or config.option.markexpr:  # an explicit -m expression decides itself
         return
     slow = [item for item in items if item.get_closest_marker("slow")]

@@ -146,6 +146,8 @@ def test_api_key_metrics_and_the_other_dialects_keep_their_shape(keyed_url, http
     assert allowed.status_code == 200
     openai_shape = http.post("/v1/embeddings", json={"input": ["a"], "task": "nope"}).json()
     assert openai_shape["error"]["param"] == "task" and "detail" in openai_shape
+    for route in ("/embed", "/embed_all"):  # counted by route (this test's own requests: tests run in any order)
+        assert http.post(route, json={"inputs": "a"}).status_code == 200
     metrics = http.get("/metrics").text
     assert 'route="/embed",status="200"' in metrics and 'route="/embed_all",status="200"' in metrics
 
