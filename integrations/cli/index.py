@@ -11,7 +11,7 @@ from jinav3.integrations.stores.uri import StoreURI, open_store, store_class, st
 from jinav3.secrets import redact
 
 from .errors import CLIError, UsageError, close_quietly, setting_up, warn
-from .index_ray import add_ray_arguments
+from .index_ray import add_ray_arguments, cmd_index_ray  # Ray itself is imported only with --ray
 from .options import (
     check_model_options,
     load_encoder,
@@ -38,7 +38,8 @@ def add_index_command(commands: Any) -> None:
                    help="split each document into chunks embedded in the context of the whole document")
     p.add_argument("--hybrid", action="store_true",
                    help="a new collection also holds lexical (BM25) vectors from the model's tokenizer, for "
-                        "jinav3 search --mode sparse/hybrid (Qdrant); an existing collection keeps its kind")
+                        "jinav3 search --mode sparse/hybrid (Qdrant, Milvus Lite, Milvus 2.5+); an existing collection "
+                        "keeps its kind")
     p.add_argument("--chunker", choices=("sentences", "tokens"), default="sentences",
                    help="how --late-chunking splits documents (default: %(default)s)")
     p.add_argument("--chunk-size", type=positive, metavar="N", help="tokens per chunk with --chunker tokens")
@@ -65,8 +66,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     from jinav3.integrations.corpus import read_located
 
     if getattr(args, "ray", False):  # jinav3 index ... --ray: Ray Data workers (cli/index_ray.py)
-        from .index_ray import cmd_index_ray
-
         return cmd_index_ray(args)
     store = store_of(args)
     if args.chunk_size is not None and (args.chunker != "tokens" or not args.late_chunking):
