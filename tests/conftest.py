@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from helpers import GOLDEN
 from milvus_server import ENV as MILVUS_SERVER_ENV
-from milvus_server import MilvusServerProcess
+from milvus_server import MilvusServerProcess, stop_process_group
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,24 +26,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run the whole suite, the tests marked slow included (what CI runs)")
 
 
-# Modules whose tests share one machine-wide resource: the suite's Milvus server (tests/milvus_server.py, started
-# once per process; its embedded etcd binds fixed ports) and local Ray clusters (each wants both CPUs). Run in
-# parallel (.ci/run: pytest-xdist, -n 2), their tests are one unit of work, on one worker, one after another.
-SHARED_SERVERS = ("test_filtered_search", "test_milvus_store", "test_ray", "test_secrets", "test_server_env",
-                  "test_server_ray")
+# Run in parallel (.ci/run: pytest-xdist, -n 2), the modules that start local Ray clusters (each wants both CPUs)
+# are one unit of work, on one worker, one after another; so are the modules that use the Milvus server most.
+# The two units are the largest and start first, one per worker. The Milvus server is one for the whole run
+# (its embedded etcd binds fixed ports): the first worker to ask starts it, the controller stops it at the end.
+SHARED_UNITS = {"test_ray": "ray", "test_server_ray": "ray", "test_filtered_search": "milvus server",
+                "test_milvus_store": "milvus server", "test_secrets": "milvus server"}
+SHARED_DIR_ENV = "JINAV3_TESTS_SHARED_DIR"  # set by the controller for its workers: the shared server's record
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """pytest-xdist's scheduler: each test module is a unit of work (its module fixtures start once, its tests
-    run in order), and the modules of SHARED_SERVERS are one unit together (the largest, so it starts first).
-    xdist's `--dist loadgroup` would group with markers, but it renames node ids in a way pytest 9.2 no longer
-    reads."""
+    run in order), and the modules of each SHARED_UNITS entry are one unit together (the largest units start
+    first). xdist's `--dist loadgroup` would group with markers, but it renames node ids in a way pytest 9.2 no
+    longer reads."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedServersFirst(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "shared servers" if path.rpartition("/")[2].removesuffix(".py") in SHARED_SERVERS else path
+            return SHARED_UNITS.get(path.rpartition("/")[2].removesuffix(".py"), path)
 
     return SharedServersFirst(config, log)
 
@@ -56,11 +61,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A pytest-xdist worker shares the CPUs with the other: one torch thread each, not two per core."""
+    """A pytest-xdist worker shares the CPUs with the other: one torch thread each, not two per core. The
+    controller of a parallel run makes the folder its workers share (before they start: they inherit it)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+    elif getattr(config.option, "numprocesses", None):
+        os.environ[SHARED_DIR_ENV] = tempfile.mkdtemp(prefix="jinav3-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller of a parallel run stops the shared Milvus server, after every worker has finished."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if os.environ.get("PYTEST_XDIST_WORKER") or not shared:
+        return
+    record = Path(shared) / "milvus-server.json"
+    if record.exists():
+        stop_process_group(json.loads(record.read_text())["pgid"])
+    shutil.rmtree(shared, ignore_errors=True)
+    del os.environ[SHARED_DIR_ENV]
 
 
 @pytest.fixture(scope="session")
@@ -104,9 +124,20 @@ def milvus_server(tmp_path_factory):
     if not python:
         yield None
         return
-    server = MilvusServerProcess(python, tmp_path_factory.mktemp("milvus-server"))
-    yield server
-    server.stop()
+    shared = os.environ.get(SHARED_DIR_ENV) if os.environ.get("PYTEST_XDIST_WORKER") else None
+    if shared is None:
+        server = MilvusServerProcess(python, tmp_path_factory.mktemp("milvus-server"))
+        yield server
+        server.stop()
+        return
+    from filelock import FileLock
+
+    record = Path(shared) / "milvus-server.json"
+    with FileLock(str(Path(shared) / "milvus-server.lock")):  # one worker starts it; the others find its record
+        if not record.exists():
+            started = MilvusServerProcess(python, Path(shared) / "milvus-server")
+            record.write_text(json.dumps({"uri": started.uri, "pgid": started.proc.pid}))
+    yield SimpleNamespace(uri=json.loads(record.read_text())["uri"])  # stopped by the controller (unconfigure)
 
 
 @pytest.fixture(scope="session")

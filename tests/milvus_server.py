@@ -52,6 +52,20 @@ def _wait_for_free_ports(ports: tuple[int, ...], timeout: float) -> None:
         time.sleep(0.5)
 
 
+def stop_process_group(pgid: int, timeout: float = 20.0) -> None:
+    """SIGTERM a server's process group, SIGKILL what is left after ``timeout`` seconds (for a server this process
+    did not start: the controller of a parallel test run stops the server one of its workers started)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)  # ProcessLookupError once the group is gone
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class MilvusServerProcess:
     """A Milvus server run from another python's ``milvus`` package; ``uri`` once started."""
 
