@@ -152,6 +152,7 @@ class MilvusCollection(Collection):
     kind = "Milvus"
     native_filter_hint = "a Milvus filter expression (str)"
     max_points_per_request = 256
+    max_keys_per_read = 2048  # a Strong read waits for the server's time tick (~200 ms): few, large lookups
     max_id_bytes = MAX_KEY_BYTES
     max_top_k = 16_384
     limits_class = MilvusLimits

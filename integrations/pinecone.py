@@ -157,6 +157,7 @@ class PineconeCollection(Collection):
     kind = "Pinecone"
     native_filter_hint = "a Pinecone metadata filter dict ($eq, $in, $and, ...)"
     max_points_per_request = MAX_VECTORS_PER_REQUEST
+    max_keys_per_read = MAX_VECTORS_PER_REQUEST  # fetch takes up to 1,000 ids
     tracks_extents = True
     max_request_bytes = MAX_REQUEST_BYTES
     max_id_bytes = MAX_ID_BYTES

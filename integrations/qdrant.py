@@ -85,6 +85,7 @@ class QdrantCollection(Collection):
     kind = "Qdrant"
     native_filter_hint = "a qdrant_client.models.Filter"
     max_points_per_request = 256
+    max_keys_per_read = 1024  # lookups by point id (retrieve): one request for the next batches' documents
     tracks_extents = True
     supports_hybrid = True
 

@@ -305,3 +305,26 @@ def test_stores_without_hybrid_refuse_it_before_opening(encoder):
 
     with pytest.raises(InvalidArgumentError, match="^hybrid: Pinecone stores hold dense vectors only"):
         PineconeStore(encoder, "idx", api_key="never-used", hybrid=True)
+
+
+def test_a_rerun_reads_earlier_points_a_few_batches_at_a_time(encoder, tmp_path):
+    """Issue 29: a re-add into a collection this object did not make looks up the next batches' documents with
+    this batch's (few, large reads: a server's read can cost a consistency wait), and still removes exactly
+    the stale points: chunked documents re-added whole lose their chunks."""
+    records = [{"id": f"d{i}", "text": f"Rivers carry silt {i}. Farmers rotate crops {i}. Bees visit {i}."}
+               for i in range(40)]
+    with QdrantStore(encoder, "c", path=str(tmp_path / "q"), dimensions=16) as store:
+        store.add(records, late_chunking=True, batch_size=4)
+        chunked = store.count()
+    assert chunked > len(records)
+    with QdrantStore(encoder, "c", path=str(tmp_path / "q"), dimensions=16) as store:
+        store.max_keys_per_read = 16  # 8 documents per lookup: the batch's 4 and the next batch's 4
+        reads = []
+        read = store._read_extents
+        store._read_extents = lambda keys: reads.append(len(keys)) or read(keys)
+        store.add(records, batch_size=4)
+        assert reads == [16] * 5  # 10 batches, one lookup every other batch
+        assert store.count() == len(records)  # every chunk of the earlier version removed
+        assert store._read_ahead == {}  # nothing kept past the add
+        assert {h.id for h in store.get([r["id"] for r in records])} == {r["id"] for r in records}
+

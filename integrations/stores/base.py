@@ -28,7 +28,7 @@ from jinav3.validation import int_in_range, positive_int
 from .filters import check_portable_filter
 from .hybrid import RRF_K, check_hybrid, check_mode, check_rrf_k, lexical_encoder
 from .limits import RecordLimits
-from .pruning import Holdings
+from .pruning import Holding, Holdings
 from .records import Hit, Point, Record, check_ids, point_key
 from .records import group_by_document as group_hits  # search() has a parameter of that name
 from .retries import call_with_retry, is_transient
@@ -67,6 +67,7 @@ class Collection(ABC):
 
     kind = "store"  # "Qdrant", "Milvus", "Pinecone": used in messages
     max_points_per_request = 256
+    max_keys_per_read = 256  # point keys per lookup of earlier points (_read_extents)
     max_request_bytes: int | None = None
     max_id_bytes: int | None = None
     max_top_k: int | None = None
@@ -183,6 +184,7 @@ class Collection(ABC):
         exists, size, metric, stored = self._retry(self._describe, "describe")
         # A collection this object creates holds only what it writes: no lookups for stale points there.
         self._holdings = Holdings(fresh=not exists and self.tracks_extents)
+        self._read_ahead: dict[str, Holding] = {}  # holdings read for documents an add() writes next
         if self._as_stored:
             if not exists:
                 raise StoreError(f"{self.where} does not exist")
@@ -430,8 +432,8 @@ class Collection(ABC):
         return split_requests(points, self.max_points_per_request, self.max_request_bytes, self._request_size)
 
     def _write_batch(self, points: list[Point], doc_ids: list[str], report: WriteReport, label: str,
-                     chunks: Mapping[str, int | None] | None = None) -> None:
-        write_batch(self, points, doc_ids, report, label, chunks)
+                     chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = ()) -> None:
+        write_batch(self, points, doc_ids, report, label, chunks, lookahead)
 
 
 __all__ = ["Collection", "Hit", "Point", "Record", "Signature", "RecordLimits", "check_top_k", "check_vectors",

@@ -147,8 +147,10 @@ class VectorStore(Collection):
                     points = self._embed(batch, task, late_chunking, chunker, chunk_size)
                 except Exception as e:
                     self._stop(writer, report, recs, e, f"embedding {label}")
+                # the documents of the next batches, whose earlier points are looked up with this batch's
+                upcoming = [r.id for r in recs[(b + 1) * batch_size:(b + 1) * batch_size + self.max_keys_per_read // 2]]
                 try:  # first waits for the previous batch's write
-                    writer.submit(points, [r.id for r in batch], label=label)
+                    writer.submit(points, [r.id for r in batch], label=label, lookahead=upcoming)
                 except BatchFailure as e:
                     self._stop(writer, report, recs, e, "")
                 progress.update(len(batch))
@@ -159,6 +161,7 @@ class VectorStore(Collection):
         finally:
             writer.close()
             progress.close()
+            self._read_ahead.clear()  # read for this add() only: another writer may change them afterwards
         return [r.id for r in recs]
 
     def search(self, query: str, top_k: int = 10, filter: Any = None, task: str | None = None,

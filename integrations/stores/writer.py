@@ -92,11 +92,12 @@ def split_requests(points: list[Point], max_points: int, max_bytes: int | None,
 
 
 def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: WriteReport, label: str,
-                chunks: Mapping[str, int | None] | None = None) -> None:
+                chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = ()) -> None:
     """Write one batch's points (those of the documents ``doc_ids``) in requests within the store's
     limits, then remove the stale points of its documents. ``report`` learns which records landed
     whole, and which of those may still have stale points; a failure after retries raises BatchFailure.
-    ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them."""
+    ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them.
+    ``lookahead``: documents the next batches will write, whose holdings are read with this batch's."""
     keys_of: dict[str, list[str]] = {doc: [] for doc in doc_ids}
     for p in points:
         keys_of[p.doc_id].append(p.key)
@@ -106,7 +107,7 @@ def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: 
     report.attempted = True
     held: dict[str, Holding] | None = None
     try:
-        held = _holdings_before_write(c, doc_ids) if c.tracks_extents else None
+        held = _holdings_before_write(c, doc_ids, lookahead) if c.tracks_extents else None
         if held is not None:
             for p in points:
                 p.extent = new_extent(n_chunks[p.doc_id], held[p.doc_id])
@@ -129,23 +130,34 @@ def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: 
         raise BatchFailure(f"removing stale points of {label}", e) from e
 
 
-def _holdings_before_write(c: Collection, doc_ids: list[str]) -> dict[str, Holding]:
+def _holdings_before_write(c: Collection, doc_ids: list[str], lookahead: Sequence[str] = ()) -> dict[str, Holding]:
     """Per document, what it may hold in the store before this write (stores/pruning.py): known without a
-    request in a collection this object made, else read from two points per document."""
+    request in a collection this object made, else read from two points per document. Reads go out
+    ``max_keys_per_read`` keys at a time: when this batch's documents must be read, those of ``lookahead`` (the
+    next batches of the same ``add``) are read along and kept until written (each read of a server can cost a
+    consistency wait: Milvus's Strong reads wait ~200 ms)."""
     held: dict[str, Holding] = {}
     unknown = []
     for doc in doc_ids:
         known = c._holdings.get(doc)
         if known is None:
+            known = c._read_ahead.pop(doc, None)
+        if known is None:
             unknown.append(doc)
         else:
             held[doc] = known
-    keys = probe_keys(unknown)
+    if not unknown:
+        return held
+    room = max(c.max_keys_per_read // 2 - len(unknown), 0)  # two keys per document
+    ahead = [doc for doc in dict.fromkeys(lookahead) if doc not in c._read_ahead and doc not in held
+             and doc not in unknown and c._holdings.get(doc) is None][:room]
+    keys = probe_keys([*unknown, *ahead])
     found: dict[str, int | None] = {}
-    for i in range(0, len(keys), c.max_points_per_request):
-        part = keys[i:i + c.max_points_per_request]
+    for i in range(0, len(keys), c.max_keys_per_read):
+        part = keys[i:i + c.max_keys_per_read]
         found.update(c._retry(functools.partial(c._read_extents, part), "lookup of earlier points"))
     held.update((doc, holding_from(found, doc)) for doc in unknown)
+    c._read_ahead.update((doc, holding_from(found, doc)) for doc in ahead)
     return held
 
 
