@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from . import convert, env
 from .errors import CheckpointFormatError, ModelNotFoundError
-from .identity import CONVERTED_FROM_KEY, DEFAULT_MODEL  # noqa: F401  (DEFAULT_MODEL: cli.py and ray.py read it here)
+from .identity import CONVERTED_FROM_KEY
 from .lora import PEFT_PREFIX
 from .tasks import DEFAULT_INSTRUCTIONS, TASKS, adapter_name
 

@@ -130,7 +130,7 @@ class Encoder:
     @classmethod
     def from_pretrained(
         cls,
-        model: str | os.PathLike = ckpt.DEFAULT_MODEL,
+        model: str | os.PathLike = identity.DEFAULT_MODEL,
         *,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",

@@ -14,7 +14,6 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .errors import invalid
-from .progress import progress_bar  # noqa: F401  (moved to core/progress.py; integrations/store.py imports it here)
 from .tasks import tasks_for
 
 

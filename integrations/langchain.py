@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jinav3.errors import install_hint, invalid
+from jinav3.progress import progress_bar
 from jinav3.tasks import index_task, search_task
-from jinav3.validation import boolean, is_integer, positive_int, progress_bar
+from jinav3.validation import boolean, is_integer, positive_int
 
 from . import _encoder_cache as shared
 from .grouping import late_chunk_groups

@@ -1,5 +1,5 @@
-"""The shared store machinery (integrations/store.py and its records, signature, filters, retries and
-writer modules), and the contract every store must meet.
+"""The shared store machinery (integrations/stores/: Collection, VectorStore, records, signature, filters,
+retries, writer), and the contract every store must meet.
 
 ``StoreContract`` holds the tests that run on every store; test_qdrant_store.py, test_milvus_store.py
 and test_pinecone_store.py subclass it with a ``backend`` fixture (see ``Backend`` below). The rest
