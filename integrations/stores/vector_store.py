@@ -147,8 +147,10 @@ class VectorStore(Collection):
                     points = self._embed(batch, task, late_chunking, chunker, chunk_size)
                 except Exception as e:
                     self._stop(writer, report, recs, e, f"embedding {label}")
-                # the documents of the next batches, whose earlier points are looked up with this batch's
-                upcoming = [r.id for r in recs[(b + 1) * batch_size:(b + 1) * batch_size + self.max_keys_per_read // 2]]
+                # the documents of the next batches, whose earlier points are looked up with this batch's (none
+                # are looked up in a collection this object made)
+                upcoming = [] if not self.tracks_extents or self._holdings.fresh else \
+                    [r.id for r in recs[(b + 1) * batch_size:(b + 1) * batch_size + self.max_keys_per_read // 2]]
                 try:  # first waits for the previous batch's write
                     writer.submit(points, [r.id for r in batch], label=label, lookahead=upcoming)
                 except BatchFailure as e:
