@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-STORE_PRIMITIVES = ("_upsert", "_read_extents", "_delete_keys", "_prune")
+STORE_PRIMITIVES = ("_upsert", "_read_stamps", "_delete_keys", "_prune")
 QUERIES = 50
 
 

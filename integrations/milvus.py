@@ -36,7 +36,8 @@ from jinav3.sparse import SparseVector
 from .stores.base import Collection
 from .stores.hybrid import LEXICAL_FIELD
 from .stores.limits import RecordLimits
-from .stores.records import WHOLE, Hit, Point, Record, json_size, make_hit
+from .stores.pruning import Stamp
+from .stores.records import FINGERPRINT_LENGTH, WHOLE, Hit, Point, Record, json_size, make_hit
 from .stores.retries import is_transient
 from .stores.signature import Signature, log
 from .stores.vector_store import VectorStore
@@ -242,6 +243,7 @@ class MilvusCollection(Collection):
         stored = (info.get("properties") or {}).get(SIGNATURE_PROPERTY)
         # made by a jinav3 that did not record extents: stale points are deleted by condition there
         self._extent_field = self.tracks_extents = "extent" in fields
+        self._fingerprint_field = "fingerprint" in fields  # unchanged records are skipped only where stored
         signature = None if stored is None else Signature.from_json(stored)
         if signature is not None and signature.hybrid and LEXICAL_TERMS not in fields:
             raise StoreError(f"{self.where}: its signature says hybrid, but it has no {LEXICAL_TERMS!r} field")
@@ -270,6 +272,7 @@ class MilvusCollection(Collection):
         schema.add_field("start", DataType.INT64)
         schema.add_field("end", DataType.INT64)
         schema.add_field("extent", DataType.INT64)  # integrations/stores/pruning.py
+        schema.add_field("fingerprint", DataType.VARCHAR, max_length=FINGERPRINT_LENGTH)  # "" when not known
         index = self.client.prepare_index_params()
         if self.hybrid:
             schema.add_field(LEXICAL_TERMS, DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True,
@@ -300,6 +303,9 @@ class MilvusCollection(Collection):
         if getattr(self, "_extent_field", True):  # a field of every collection made since (not nullable)
             for row, p in zip(rows, points, strict=True):
                 row["extent"] = int(p.extent or 0)
+        if getattr(self, "_fingerprint_field", True):
+            for row, p in zip(rows, points, strict=True):
+                row["fingerprint"] = p.fingerprint or ""
         if self.hybrid:
             assert self.sparse_encoder is not None  # a hybrid collection has one (Collection._open)
             for row, ids in zip(rows, self.sparse_encoder.term_ids([p.text for p in points]), strict=True):
@@ -386,11 +392,12 @@ class MilvusCollection(Collection):
         listed = _string_list(ids)
         self.client.delete(self.collection, filter=f"doc_id in {listed} or id in {listed}")
 
-    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+    def _read_stamps(self, keys: list[str]) -> dict[str, Stamp]:
         # by primary key: no scan of the collection
-        rows = self.client.query(self.collection, filter=f"id in {_string_list(keys)}", output_fields=["id", "extent"],
+        fields = ["id", "extent"] + (["fingerprint"] if self._fingerprint_field else [])
+        rows = self.client.query(self.collection, filter=f"id in {_string_list(keys)}", output_fields=fields,
                                  **self._read_kwargs())
-        return {str(row["id"]): int(row["extent"]) for row in rows}
+        return {str(row["id"]): Stamp(int(row["extent"]), row.get("fingerprint") or None) for row in rows}
 
     def _delete_keys(self, keys: list[str]) -> None:
         self.client.delete(self.collection, filter=f"id in {_string_list(keys)}")

@@ -39,7 +39,8 @@ from jinav3.errors import StoreError, install_hint, invalid
 
 from .stores.base import Collection
 from .stores.limits import RecordLimits
-from .stores.records import WHOLE, Hit, Point, Record, json_size, make_hit
+from .stores.pruning import Stamp
+from .stores.records import FINGERPRINT_LENGTH, WHOLE, Hit, Point, Record, json_size, make_hit
 from .stores.signature import Signature
 from .stores.vector_store import VectorStore
 
@@ -58,7 +59,8 @@ MAX_METADATA_BYTES = 40_960
 MAX_REQUEST_BYTES = 2_000_000
 MAX_VECTORS_PER_REQUEST = 1000
 MAX_ID_BYTES = 512
-RESERVED_KEYS = ("_text", "_doc_id", "_chunk", "_start", "_end", "_extent")
+FINGERPRINT_ROOM = "0" * FINGERPRINT_LENGTH  # a stored fingerprint's size, for the metadata size checks
+RESERVED_KEYS = ("_text", "_doc_id", "_chunk", "_start", "_end", "_extent", "_fingerprint")
 TAG_PREFIX = "jinav3_"
 _TAG_SAFE = re.compile(r"[A-Za-z0-9_.@ -]")
 _TAG_MAX = 120
@@ -110,6 +112,8 @@ def point_metadata(p: Point) -> dict[str, Any]:
     md.update(_text=p.text, _doc_id=p.doc_id, _chunk=p.chunk)
     if p.extent is not None:
         md["_extent"] = p.extent
+    if p.fingerprint is not None:
+        md["_fingerprint"] = p.fingerprint
     if p.chunk != WHOLE:
         md.update(_start=p.start, _end=p.end)
     return md
@@ -131,7 +135,7 @@ class PineconeLimits(RecordLimits):
                 raise invalid(f"{where}.metadata", f"{key!r}: Pinecone metadata values must be a string, number, "
                                                    f"boolean or list of strings, got {json.dumps(value)[:60]}")
         probe = {k: v for k, v in record.metadata.items() if v is not None}
-        probe.update(_doc_id=record.id, _chunk=WHOLE, _extent=999_999)
+        probe.update(_doc_id=record.id, _chunk=WHOLE, _extent=999_999, _fingerprint=FINGERPRINT_ROOM)
         if late_chunking:  # the chunks' texts are checked once chunked; here the rest must leave room
             probe.update(_chunk=999_999, _start=10**9, _end=10**9, _text="")
         else:
@@ -144,7 +148,7 @@ class PineconeLimits(RecordLimits):
 
     def check_chunk(self, point: Point, where: str) -> None:
         super().check_chunk(point, where)
-        size = json_size({**point_metadata(point), "_extent": 999_999})
+        size = json_size({**point_metadata(point), "_extent": 999_999, "_fingerprint": FINGERPRINT_ROOM})
         if size > MAX_METADATA_BYTES:
             raise invalid(f"{where}.text", f"chunk {point.key!r}: its metadata with its text is {size} bytes; "
                                            f"Pinecone allows {MAX_METADATA_BYTES} (use smaller chunks)")
@@ -284,6 +288,7 @@ class PineconeCollection(Collection):
         text = md.pop("_text", "")
         doc_id, chunk = md.pop("_doc_id", None), md.pop("_chunk", None)
         md.pop("_extent", None)
+        md.pop("_fingerprint", None)
         start, end = md.pop("_start", None), md.pop("_end", None)
         return make_hit(vid, score, text, md, doc_id, None if chunk is None else int(chunk),
                         None if start is None else int(start), None if end is None else int(end), values)
@@ -312,13 +317,14 @@ class PineconeCollection(Collection):
         self._delete_quietly(ids=ids)
         self._delete_quietly(filter={"_doc_id": {"$in": ids}})
 
-    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+    def _read_stamps(self, keys: list[str]) -> dict[str, Stamp]:
         found = self._data_plane().fetch(ids=keys, namespace=self.namespace).vectors
-        extents: dict[str, int | None] = {}
+        stamps: dict[str, Stamp] = {}
         for vid, v in found.items():
-            extent = (v.metadata or {}).get("_extent")
-            extents[vid] = None if extent is None else int(extent)
-        return extents
+            metadata = v.metadata or {}
+            extent = metadata.get("_extent")
+            stamps[vid] = Stamp(None if extent is None else int(extent), metadata.get("_fingerprint"))
+        return stamps
 
     def _delete_keys(self, keys: list[str]) -> None:
         self._delete_quietly(ids=keys)

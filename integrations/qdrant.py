@@ -33,6 +33,7 @@ from jinav3.sparse import SparseVector
 
 from .stores.base import Collection
 from .stores.hybrid import LEXICAL_FIELD
+from .stores.pruning import Stamp
 from .stores.records import WHOLE, Hit, Point, make_hit, uuid_for
 from .stores.retries import is_transient
 from .stores.signature import Signature
@@ -214,6 +215,8 @@ class QdrantCollection(Collection):
         payload = {"id": p.key, "doc_id": p.doc_id, "chunk": p.chunk, "text": p.text, "metadata": p.metadata}
         if p.extent is not None:
             payload["extent"] = p.extent
+        if p.fingerprint is not None:
+            payload["fingerprint"] = p.fingerprint
         if p.chunk != WHOLE:
             payload.update(start=p.start, end=p.end)
         return payload
@@ -281,15 +284,15 @@ class QdrantCollection(Collection):
         ]))
         self.client.delete(self.collection, points_selector=selector, wait=True)
 
-    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
+    def _read_stamps(self, keys: list[str]) -> dict[str, Stamp]:
         # by point id: a lookup in local mode and on servers alike, never a scan
         records = self.client.retrieve(self.collection, ids=[uuid_for(k) for k in keys],
-                                       with_payload=["id", "extent"], with_vectors=False)
+                                       with_payload=["id", "extent", "fingerprint"], with_vectors=False)
         found = {}
         for r in records:
             payload = r.payload or {}
             extent = payload.get("extent")
-            found[str(payload.get("id"))] = None if extent is None else int(extent)
+            found[str(payload.get("id"))] = Stamp(None if extent is None else int(extent), payload.get("fingerprint"))
         return found
 
     def _delete_keys(self, keys: list[str]) -> None:

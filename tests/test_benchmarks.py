@@ -71,8 +71,8 @@ def test_index_scale_runs_on_the_embedded_stores(tmp_path, capsys):
         assert row["docs"] == 500 and len(row["ms_per_doc_by_fifth"]) == 5 and row["first"]["wall_s"] > 0
         assert set(row["search"]) == {"unfiltered", "1%", "0.1%"}
         if row["way"] == "by key":  # a fresh collection: no lookups; the re-run: lookups, no prune by condition
-            assert "_read_extents" not in row["first"]["calls"] and "_prune" not in row["first"]["calls"]
-            assert row["reindex"]["calls"]["_read_extents"] > 0 and "_prune" not in row["reindex"]["calls"]
+            assert "_read_stamps" not in row["first"]["calls"] and "_prune" not in row["first"]["calls"]
+            assert row["reindex"]["calls"]["_read_stamps"] > 0 and "_prune" not in row["reindex"]["calls"]
         else:
             assert row["first"]["calls"]["_prune"] > 0
     assert json.loads(out.read_text()) == rows

@@ -97,10 +97,13 @@ def assert_same_ranking(hits: list[dict], expected: list[tuple[str, float]]) -> 
 @pytest.mark.parametrize("kind", ["qdrant", "milvus"])
 def test_index_twice_then_search_equals_brute_force(kind, tmp_path, capsys, golden_dir, encoder, passage_vectors):
     store = store_uri(kind, tmp_path)
-    for _ in range(2):  # the second run overwrites: same count
-        code, out, err = run(capsys, "index", PASSAGES, "--store", store, *model_args(golden_dir), "--batch-size", 50)
+    # the second run finds every document stored unchanged (nothing embedded); --reembed writes them again
+    for flags, said in (([], "(300 chunks, "), ([], "(300 stored unchanged already, not embedded again; 0 chunks, "
+                        "0 tokens embedded)"), (["--reembed"], "(300 chunks, ")):
+        code, out, err = run(capsys, "index", PASSAGES, "--store", store, *model_args(golden_dir), "--batch-size", 50,
+                             *flags)
         assert code == 0, err
-        assert out.startswith("Indexed 300 documents (300 chunks, ") and "holds 300 entries" in out, out
+        assert out.startswith(f"Indexed 300 documents {said}") and "holds 300 entries" in out, out
         assert count(kind, tmp_path, encoder) == 300
 
     ids = [r["id"] for r in ROWS]
@@ -418,14 +421,14 @@ def test_truncated_documents_are_counted_as_embedded_and_named_once(tmp_path, ca
 
     code, out, err = run(capsys, "index", "docs.jsonl", *model_args(golden_dir))
     assert code == 0, err
-    assert out.startswith(f"Indexed 3 documents (3 chunks, {sum(fed):,} tokens)"), (out, fed)
+    assert out.startswith(f"Indexed 3 documents (3 chunks, {sum(fed):,} tokens embedded)"), (out, fed)
     assert err == (f"jinav3: warning: 2 documents past the model's length were truncated: only the first {fed[1]:,} "
                    "tokens of each were embedded (first: docs.jsonl:2); --late-chunking embeds all of a long "
                    "document\n")
     code, out, err = run(capsys, "index", "docs.jsonl", *model_args(golden_dir), "--late-chunking", "--collection",
                          "late")
     assert code == 0 and err == "", err  # late chunking embeds every token: nothing to warn about
-    assert f" chunks, {sum(tokens):,} tokens)" in out
+    assert f" chunks, {sum(tokens):,} tokens embedded)" in out
 
 
 def test_a_refused_server_key_is_named_by_its_variable(tmp_path, capsys, monkeypatch):

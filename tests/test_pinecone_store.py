@@ -134,6 +134,8 @@ def test_null_metadata_values_are_left_out(double, pc, encoder):
     store.add([{"id": "a", "text": "t", "metadata": {"lang": "de", "missing": None, "tags": ["x", "y"], "n": 2.5}}])
     assert store.get(["a"])[0].metadata == {"lang": "de", "tags": ["x", "y"], "n": 2.5}
     stored = double.vectors(store.index_name)["a"]["metadata"]
+    fingerprint = stored.pop("_fingerprint")  # of the text and metadata as given (stores/records.py)
+    assert len(fingerprint) == 32 and int(fingerprint, 16) >= 0
     assert stored == {"lang": "de", "tags": ["x", "y"], "n": 2.5, "_text": "t", "_doc_id": "a", "_chunk": -1,
                       "_extent": 0}
 

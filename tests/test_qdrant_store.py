@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 
@@ -142,8 +144,11 @@ def test_point_layout(encoder):
     point = client.retrieve("docs", [uuid_for("a1::chunk:1")], with_vectors=True)[0]
     namespace = uuid.UUID("6f2d1c0e-5a4b-5c3d-9e8f-0a1b2c3d4e5f")
     assert point.id == uuid_for("a1::chunk:1") == str(uuid.uuid5(namespace, "a1::chunk:1"))
+    # the record's content fingerprint: version 1, text, metadata, how it was cut (stores/records.py)
+    made_from = json.dumps([1, "One. Two.", {"lang": "en"}, [True, "sentences", None]], separators=(",", ":"))
     assert point.payload == {"id": "a1::chunk:1", "doc_id": "a1", "chunk": 1, "text": "Two.",
-                             "metadata": {"lang": "en"}, "start": 5, "end": 9, "extent": 2}
+                             "metadata": {"lang": "en"}, "start": 5, "end": 9, "extent": 2,
+                             "fingerprint": hashlib.sha256(made_from.encode()).hexdigest()[:32]}
     np.testing.assert_allclose(point.vector, encoder.late_chunk("One. Two.", dimensions=32)[1].embedding, atol=ATOL)
 
 
@@ -320,8 +325,8 @@ def test_a_rerun_reads_earlier_points_a_few_batches_at_a_time(encoder, tmp_path)
     with QdrantStore(encoder, "c", path=str(tmp_path / "q"), dimensions=16) as store:
         store.max_keys_per_read = 16  # 8 documents per lookup: the batch's 4 and the next batch's 4
         reads = []
-        read = store._read_extents
-        store._read_extents = lambda keys: reads.append(len(keys)) or read(keys)
+        read = store._read_stamps
+        store._read_stamps = lambda keys: reads.append(len(keys)) or read(keys)
         store.add(records, batch_size=4)
         assert reads == [16] * 5  # 10 batches, one lookup every other batch
         assert store.count() == len(records)  # every chunk of the earlier version removed

@@ -232,7 +232,10 @@ def test_late_chunking_into_pinecone_equals_add(cluster, double, golden_dir, enc
     assert report.tokens > 0 and all(w.tokens_per_second > 0 for w in report.workers.values())
     double_vectors = double.vectors(index, "ray")
     assert len(double_vectors) == len(keys)  # exactly one copy of every chunk
-    assert_same_points(pinecone_store(encoder, index, "ray", create=False, adopt_signature=True), reference, keys)
+    on_ray = pinecone_store(encoder, index, "ray", create=False, adopt_signature=True)
+    assert_same_points(on_ray, reference, keys)
+    on_ray.add(records, late_chunking=True)  # the points Ray wrote carry the fingerprints add() writes
+    assert on_ray.unchanged_in_last_add == 60
 
 
 def test_bad_rows_are_reported_and_strict_stops_before_any_write(cluster, double, golden_dir, encoder):

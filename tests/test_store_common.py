@@ -701,7 +701,7 @@ class HostileInputContract:
         them up by key (two points per document, no delete by condition), also after a prune that failed."""
         first = backend.make(encoder, name)
         assert first.tracks_extents
-        calls: dict[str, int] = {"_read_extents": 0, "_prune": 0, "_delete_keys": 0}
+        calls: dict[str, int] = {"_read_stamps": 0, "_prune": 0, "_delete_keys": 0}
 
         def spy(method):
             original = getattr(type(first), method)
@@ -714,17 +714,17 @@ class HostileInputContract:
             monkeypatch.setattr(type(first), method, spy(method))
         first.add([{"id": "doc", "text": sentences(6)}, *corpus(5)], late_chunking=True, batch_size=2)
         first.add(corpus(5))  # the same records again, whole: their chunks known without asking the store
-        assert calls == {"_read_extents": 0, "_prune": 0, "_delete_keys": 1}
+        assert calls == {"_read_stamps": 0, "_prune": 0, "_delete_keys": 1}
         backend.settle(first, 6 + 5)
 
         again = backend.make(encoder, name)
         again.add([{"id": "doc", "text": sentences(2)}], late_chunking=True)  # fewer chunks
-        assert calls["_read_extents"] == 1 and calls["_prune"] == 0
+        assert calls["_read_stamps"] == 1 and calls["_prune"] == 0
         backend.settle(again, 2 + 5)
         assert self.stored_keys(again, ["doc"]) == {again.chunk_id("doc", 0), again.chunk_id("doc", 1)}
         assert calls["_delete_keys"] == 2
         again.add(corpus(5))  # unchanged: nothing stale, nothing deleted
-        assert calls == {"_read_extents": 2, "_prune": 0, "_delete_keys": 2}
+        assert calls == {"_read_stamps": 2, "_prune": 0, "_delete_keys": 2}
 
         def refuse(self, keys):
             raise ValueError("delete refused")
@@ -743,6 +743,57 @@ class HostileInputContract:
         rerun.add([{"id": "doc", "text": sentences(3)}], late_chunking=True)  # whole -> chunked, reopened
         backend.settle(rerun, 3 + 5)
         assert self.stored_keys(rerun, ["doc"]) == {rerun.chunk_id("doc", i) for i in range(3)}
+
+
+    def test_unchanged_records_are_neither_embedded_nor_written_again(self, backend, encoder, name):
+        """Issue 29: every point carries its record's content fingerprint; a re-add skips the records stored
+        exactly as they would be written (whole or late-chunked, in this object's collection or reopened),
+        and writes again those whose text, metadata or chunking changed, or whose chunks are not all there."""
+        doc = {"id": "doc", "text": sentences(4)}
+        records = corpus(6)
+        embedded: list[str] = []
+
+        def watched(store):
+            embed = store._embed
+            store._embed = lambda batch, *args: embedded.extend(r.id for r in batch) or embed(batch, *args)
+            return store
+
+        store = watched(backend.make(encoder, name))
+        store.add(records, batch_size=4)
+        store.add([doc], late_chunking=True)
+        store.add(records)  # the collection this object made: known without a lookup
+        assert embedded == [r["id"] for r in records] + ["doc"] and store.unchanged_in_last_add == 6
+        backend.settle(store, 6 + 4)
+        before = {h.id: h.vector for h in store.get([r["id"] for r in records])}
+
+        embedded.clear()
+        again = watched(backend.make(encoder, name))  # reopened: read from the stored points
+        again.add(records, batch_size=4)
+        again.add([doc], late_chunking=True)
+        assert embedded == [] and again.unchanged_in_last_add == 1
+        changed = [dict(records[0], text=records[0]["text"] + " More."),
+                   dict(records[1], metadata={**records[1]["metadata"], "v": 2}), *records[2:]]
+        again.add([*changed, doc])  # doc re-added whole: a new shape
+        assert embedded == [records[0]["id"], records[1]["id"], "doc"] and again.unchanged_in_last_add == 4
+        backend.settle(again, 6 + 1)
+        assert self.stored_keys(again, ["doc"]) == {"doc"}
+        after = {h.id: h.vector for h in again.get([r["id"] for r in records])}
+        for r in records[2:]:
+            np.testing.assert_array_equal(after[r["id"]], before[r["id"]])
+        assert again.get([records[1]["id"]])[0].metadata["v"] == 2
+
+        embedded.clear()
+        again.add([doc], late_chunking=True)
+        backend.settle(again, 6 + 4)
+        again.delete([again.chunk_id("doc", 2)])  # a document missing a chunk is not stored whole
+        backend.settle(again, 6 + 3)
+        watched(backend.make(encoder, name)).add([doc], late_chunking=True)
+        assert embedded == ["doc", "doc"]
+        backend.settle(again, 6 + 4)
+        assert self.stored_keys(again, ["doc"]) == {again.chunk_id("doc", i) for i in range(4)}
+        embedded.clear()
+        watched(backend.make(encoder, name)).add(changed, skip_unchanged=False)
+        assert embedded == [r["id"] for r in changed]
 
 
 class StoreContract(HostileInputContract):

@@ -49,6 +49,10 @@ def add_index_command(commands: Any) -> None:
     p.add_argument("--batch-size", type=positive, metavar="N",
                    help="documents embedded per step, written while the next step is embedded "
                         "(default: the store's, 64)")
+    p.add_argument("--reembed", action="store_true",
+                   help="embed and write every document again, also those stored unchanged since they were written "
+                        "(by default they are skipped: each point records what it was made from); after --ray "
+                        "every document is embedded anyway")
     p.add_argument("--strict", action="store_true",
                    help="stop at a bad row (no text, a repeated id, NaN) instead of skipping it")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -97,7 +101,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         options["batch_size"] = args.batch_size
     try:
-        target.add(records, **options)
+        target.add(records, skip_unchanged=not args.reembed, **options)
+        unchanged = target.unchanged_in_last_add
+        progress.bar.update(unchanged)
         seconds = progress.close()
         try:
             total = target.count()
@@ -120,7 +126,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     if advice:
         print(f"jinav3: note: {advice}", file=sys.stderr)
     held = f"; it now holds {total} entries" if total is not None else ""
-    print(f"Indexed {progress.documents} documents ({progress.chunks} chunks, {progress.tokens:,} tokens) in "
+    kept = f"{unchanged} stored unchanged already, not embedded again; " if unchanged else ""
+    print(f"Indexed {progress.documents + unchanged} documents ({kept}{progress.chunks} chunks, {progress.tokens:,} "
+          f"tokens embedded) in "
           f"{seconds:.1f} s ({rate(progress.documents, seconds)} documents/s, {rate(progress.tokens, seconds)} "
           f"tokens/s) into {store.place(args.collection)}{held}", flush=True)  # said before the process exits
     return 0

@@ -55,7 +55,7 @@ class IndexReport:
 
     def summary(self) -> str:
         rate = f"{self.tokens_per_second:,.1f}" if self.seconds > 0 else "-"
-        lines = [f"Indexed {self.documents} documents ({self.chunks} chunks, {self.tokens:,} tokens) in "
+        lines = [f"Indexed {self.documents} documents ({self.chunks} chunks, {self.tokens:,} tokens embedded) in "
                  f"{self.seconds:.1f} s ({rate} tokens/s) into {self.where} with {len(self.workers)} Ray workers"]
         for worker, s in sorted(self.workers.items()):
             lines.append(f"  worker {worker}: {s.documents} documents, {s.tokens:,} tokens, "

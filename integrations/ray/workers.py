@@ -40,8 +40,9 @@ log = logging.getLogger("jinav3.integrations")
 
 _POINT_SCHEMA_FIELDS = [("key", pa.string()), ("doc_id", pa.string()), ("chunk", pa.int64()), ("text", pa.string()),
                         ("metadata", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-                        ("n_chunks", pa.int64()), ("tokens", pa.int64()), ("worker", pa.string()),
-                        ("seconds", pa.float64()), ("truncated", pa.string()), ("position", pa.int64())]
+                        ("n_chunks", pa.int64()), ("fingerprint", pa.string()), ("tokens", pa.int64()),
+                        ("worker", pa.string()), ("seconds", pa.float64()), ("truncated", pa.string()),
+                        ("position", pa.int64())]
 
 
 def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, int], worker: str,
@@ -62,6 +63,7 @@ def points_table(points: Sequence[Point], dimensions: int, tokens: Mapping[str, 
         "start": [-1 if p.start is None else p.start for p in points],
         "end": [-1 if p.end is None else p.end for p in points],
         "n_chunks": [-1 if counts[p.doc_id] is None else counts[p.doc_id] for p in points],
+        "fingerprint": [p.fingerprint or "" for p in points],
         "tokens": [tokens.get(p.doc_id, 0) if first else 0 for p, first in zip(points, firsts, strict=True)],
         "worker": [worker] * len(points),
         "seconds": [seconds if i == 0 else 0.0 for i in range(len(points))],
@@ -87,7 +89,7 @@ def points_of(table: pa.Table) -> tuple[list[Point], dict[str, int | None]]:
         start, end = row["start"], row["end"]
         points.append(Point(row["key"], row["doc_id"], int(row["chunk"]), vector, row["text"],
                             json.loads(row["metadata"]), None if start < 0 else int(start),
-                            None if end < 0 else int(end)))
+                            None if end < 0 else int(end), fingerprint=row["fingerprint"] or None))
         chunks[row["doc_id"]] = None if row["n_chunks"] < 0 else int(row["n_chunks"])
     return points, chunks
 

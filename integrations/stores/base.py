@@ -28,7 +28,7 @@ from jinav3.validation import int_in_range, positive_int
 from .filters import check_portable_filter
 from .hybrid import RRF_K, check_hybrid, check_mode, check_rrf_k, lexical_encoder
 from .limits import RecordLimits
-from .pruning import Holding, Holdings
+from .pruning import Holding, Holdings, Stamp
 from .records import Hit, Point, Record, check_ids, point_key
 from .records import group_by_document as group_hits  # search() has a parameter of that name
 from .retries import call_with_retry, is_transient
@@ -67,14 +67,14 @@ class Collection(ABC):
 
     kind = "store"  # "Qdrant", "Milvus", "Pinecone": used in messages
     max_points_per_request = 256
-    max_keys_per_read = 256  # point keys per lookup of earlier points (_read_extents)
+    max_keys_per_read = 256  # point keys per lookup of earlier points (_read_stamps)
     max_request_bytes: int | None = None
     max_id_bytes: int | None = None
     max_top_k: int | None = None
     default_batch_size = 64
     native_filter_hint = "a native filter"
     # Points carry an extent and stale points are found by key (integrations/stores/pruning.py): the store
-    # implements _read_extents and _delete_keys. Without, stale points are deleted by condition (_prune).
+    # implements _read_stamps and _delete_keys. Without, stale points are deleted by condition (_prune).
     tracks_extents = False
     supports_hybrid = False  # lexical vectors beside the dense ones (implements _query_lexical)
     # Points carry their lexical vectors to the store (Qdrant); False: the store weighs the text's terms itself
@@ -248,9 +248,9 @@ class Collection(ABC):
     def _count(self) -> int:
         ...
 
-    def _read_extents(self, keys: list[str]) -> dict[str, int | None]:
-        """Of the points with these keys, those that exist: key -> the ``extent`` stored with it (None when
-        it has none). Only called when ``tracks_extents``."""
+    def _read_stamps(self, keys: list[str]) -> dict[str, Stamp]:
+        """Of the points with these keys, those that exist: key -> the ``extent`` and content ``fingerprint``
+        stored with it (each None when it has none). Only called when ``tracks_extents``."""
         raise NotImplementedError
 
     def _delete_keys(self, keys: list[str]) -> None:
@@ -432,8 +432,9 @@ class Collection(ABC):
         return split_requests(points, self.max_points_per_request, self.max_request_bytes, self._request_size)
 
     def _write_batch(self, points: list[Point], doc_ids: list[str], report: WriteReport, label: str,
-                     chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = ()) -> None:
-        write_batch(self, points, doc_ids, report, label, chunks, lookahead)
+                     chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = (),
+                     held: Mapping[str, Holding] | None = None) -> None:
+        write_batch(self, points, doc_ids, report, label, chunks, lookahead, held)
 
 
 __all__ = ["Collection", "Hit", "Point", "Record", "Signature", "RecordLimits", "check_top_k", "check_vectors",

@@ -18,10 +18,16 @@ up there at all: :class:`Holdings` remembers what it wrote. Deleting chunk 0 of 
 (``VectorStore.delete``) takes away where its other chunks are found; delete the document id instead.
 Points written by a jinav3 that did not record extents (no ``extent`` on the point found) fall back to the
 store's delete-by-condition (``_prune``).
+
+The same two points tell whether a record written again is unchanged (:func:`unchanged`): each point also
+carries its record's content fingerprint (``records.content_fingerprint``). A record whose every point is
+stored with the fingerprint of its new version, and nothing else of it, is left as it is: not embedded, not
+written (an unchanged corpus indexed again costs only its lookups).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -29,13 +35,27 @@ from .records import WHOLE, point_key
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """What a lookup reads from a stored point: its ``extent`` and its record's content ``fingerprint`` (None
+    when the point was written without)."""
+
+    extent: int | None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
 class Holding:
     """What a document may have in the store: chunks numbered below ``extent``, and (``whole``) its
-    whole-record point. ``legacy``: found, but written without an extent (its chunks are unknown)."""
+    whole-record point. ``legacy``: found, but written without an extent (its chunks are unknown).
+    ``fingerprint``: the content fingerprint its probed points share (None: none found, or they differ);
+    ``first_chunk``: its chunk 0 is stored."""
 
     extent: int = 0
     whole: bool = False
     legacy: bool = False
+    fingerprint: str | None = None
+    first_chunk: bool = False
+    complete: bool = False  # every point of its version ``fingerprint`` is stored
 
 
 NOTHING = Holding()
@@ -44,15 +64,47 @@ TRACKED_DOCUMENTS = 2_000_000
 past that, holdings are read from the store like those of any collection."""
 
 
-def holding_from(found: Mapping[str, int | None], doc_id: str) -> Holding:
-    """A document's holding from the extents stored on its whole-record point and its chunk 0 (``found``:
-    key -> stored extent, None when the point has none; a key absent when the point does not exist)."""
+def holding_from(found: Mapping[str, Stamp], doc_id: str) -> Holding:
+    """A document's holding from the stamps of its whole-record point and its chunk 0, and of its later
+    chunks when they were read (``found``: key -> stamp; a key absent when the point does not exist)."""
     whole_key, first_chunk = point_key(doc_id), point_key(doc_id, 0)
-    present = [k for k in (whole_key, first_chunk) if k in found]
-    if any(found[k] is None for k in present):
+    present = [found[k] for k in (whole_key, first_chunk) if k in found]
+    if any(stamp.extent is None for stamp in present):
         return Holding(whole=whole_key in found, legacy=True)
-    extent = max([int(found[k] or 0) for k in present], default=0)
-    return Holding(extent=extent, whole=whole_key in found)
+    extent = max([int(stamp.extent or 0) for stamp in present], default=0)
+    fingerprints = {stamp.fingerprint for stamp in present}
+    fingerprint = fingerprints.pop() if len(fingerprints) == 1 else None
+    held = Holding(extent=extent, whole=whole_key in found, first_chunk=first_chunk in found, fingerprint=fingerprint)
+    if fingerprint is None:
+        return held
+    # every point of the version is stored: the whole point alone, or chunk 0 and each later chunk
+    complete = (not held.first_chunk) if held.whole else all(
+        k in found and found[k].fingerprint == fingerprint for k in later_chunk_keys(doc_id, held))
+    return dataclasses.replace(held, complete=complete)
+
+
+def unchanged(held: Holding, fingerprint: str | None, late_chunking: bool) -> bool:
+    """Whether a document's new version (content ``fingerprint``, late-chunked or not) is already stored
+    exactly: every one of its points (``held.complete``: its whole point, or chunk 0 and each later chunk
+    below the extent, carry this fingerprint; a write cut short leaves some chunk without it) and nothing else
+    (no chunk beside a whole point, no whole point beside chunks)."""
+    if fingerprint is None or held.legacy or not held.complete or held.fingerprint != fingerprint:
+        return False
+    if late_chunking:
+        return held.first_chunk and not held.whole
+    return held.whole and not held.first_chunk and held.extent == 0
+
+
+def needs_later_chunks(held: Holding, fingerprint: str | None) -> bool:
+    """Whether a document's later chunks must be read to tell if its version ``fingerprint`` is stored whole:
+    its chunk 0 is stored with that fingerprint, and it may have more chunks."""
+    return fingerprint is not None and held.fingerprint == fingerprint and held.first_chunk and not held.whole \
+        and not held.legacy and held.extent > 1
+
+
+def later_chunk_keys(doc_id: str, held: Holding) -> list[str]:
+    """The keys of chunks 1.. below a document's extent: read to tell an unchanged late-chunked document."""
+    return [point_key(doc_id, n) for n in range(1, held.extent)]
 
 
 def probe_keys(doc_ids: Iterable[str]) -> list[str]:
@@ -96,15 +148,17 @@ class Holdings:
             return None
         return self._held.get(doc_id, NOTHING)
 
-    def wrote(self, doc_id: str, chunks: int | None, whole_left: bool = False) -> None:
+    def wrote(self, doc_id: str, chunks: int | None, whole_left: bool = False, fingerprint: str | None = None) -> None:
         """``doc_id`` now holds its new version (written, its stale points deleted; ``whole_left``: its old
-        whole-record point is kept until chunk 0 is written)."""
+        whole-record point is kept until chunk 0 is written; ``fingerprint``: the version's, when every one
+        of its points was in the write)."""
         if not self._fresh:
             return
         if len(self._held) >= TRACKED_DOCUMENTS and doc_id not in self._held:
             self._fresh, self._held = False, {}
             return
-        self._held[doc_id] = Holding(extent=chunks or 0, whole=chunks is None or whole_left)
+        self._held[doc_id] = Holding(extent=chunks or 0, whole=chunks is None or whole_left, fingerprint=fingerprint,
+                                     first_chunk=chunks is not None, complete=fingerprint is not None)
 
     def unsure(self, doc_id: str, extent: int) -> None:
         """A write of ``doc_id`` (with ``extent`` on its new points) may have been cut short, or its stale

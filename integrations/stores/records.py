@@ -42,6 +42,24 @@ def text_id(text: str) -> str:
     return "txt-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+FINGERPRINT_LENGTH = 32  # hex digits
+FINGERPRINT_VERSION = 1
+"""Part of every content fingerprint: raise it when what a point holds for the same input changes."""
+
+
+def content_fingerprint(record: Record, late_chunking: bool, chunker: Any = "sentences",
+                        chunk_size: int | None = None) -> str:
+    """What a record's points were made from: its text and metadata, and how it was cut (``late_chunking``,
+    ``chunker``, ``chunk_size``), as 32 hex digits of SHA-256. Stored on every point, so that an unchanged
+    record written again is found unchanged and not embedded again (the collection's signature already
+    fixes the model, dimensions and task)."""
+    how: Any = [late_chunking, chunker if isinstance(chunker, str) else [list(s) for s in chunker], chunk_size] \
+        if late_chunking else [False]
+    content = json.dumps([FINGERPRINT_VERSION, record.text, record.metadata, how], sort_keys=True,
+                         ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:FINGERPRINT_LENGTH]
+
+
 def point_key(doc_id: str, chunk: int | None = None) -> str:
     """THE id function: a record's key is its id; chunk ``n`` of document ``doc_id`` is
     ``"<doc_id>::chunk:<n>"``. Stores map the key to their own id type (:func:`uuid_for`)."""
@@ -78,6 +96,7 @@ class Point:
     start: int | None = None
     end: int | None = None
     extent: int | None = None  # chunks its document may still hold (integrations/pruning.py); set when written
+    fingerprint: str | None = None  # content_fingerprint of its record (None: not known, never skipped)
     sparse: Any = None  # its lexical vector (a jinav3.sparse.SparseVector) in a hybrid collection
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -19,13 +19,14 @@ from jinav3.progress import progress_bar
 from jinav3.protocol import TextEncoder
 from jinav3.sparse import SparseEncoder
 from jinav3.tasks import check_task, index_task, search_task
-from jinav3.validation import chunker_arguments, positive_int
+from jinav3.validation import boolean, chunker_arguments, positive_int
 
 from .base import ADOPTABLE, Collection, check_top_k, check_vectors
 from .hybrid import RRF_K, check_mode, check_rrf_k, lexical_encoder
-from .records import WHOLE, Hit, Point, Record, normalize_records, point_key
+from .pruning import Holding, unchanged
+from .records import WHOLE, Hit, Point, Record, content_fingerprint, normalize_records, point_key
 from .signature import Signature
-from .writer import BatchFailure, BatchWriter, WriteReport
+from .writer import BatchFailure, BatchWriter, WriteReport, read_holdings
 
 
 def embed_points(encoder: TextEncoder, batch: Sequence[Record], *, task: str, dimensions: int, late_chunking: bool,
@@ -35,9 +36,13 @@ def embed_points(encoder: TextEncoder, batch: Sequence[Record], *, task: str, di
     """THE points of ``batch``: one per record (key = its id, ``chunk`` -1), or with ``late_chunking`` one per
     chunk (key ``point_key(id, n)``, the chunk's text and character offsets), each record's chunks embedded
     in the context of that record alone. ``check_chunk(point, where)`` applies a store's limits to chunks.
-    ``sparse``: a hybrid collection's lexical encoder; each point gets the lexical vector of its own text."""
+    ``sparse``: a hybrid collection's lexical encoder; each point gets the lexical vector of its own text.
+    Each point carries its record's content fingerprint (an unchanged record written again is skipped)."""
     points = _dense_points(encoder, batch, task=task, dimensions=dimensions, late_chunking=late_chunking,
                            chunker=chunker, chunk_size=chunk_size, check_chunk=check_chunk)
+    fingerprints = {r.id: content_fingerprint(r, late_chunking, chunker, chunk_size) for r in batch}
+    for p in points:
+        p.fingerprint = fingerprints[p.doc_id]
     if sparse is not None:
         for p, lexical in zip(points, sparse.encode_documents([p.text for p in points]), strict=True):
             p.sparse = lexical
@@ -89,6 +94,7 @@ class VectorStore(Collection):
                               search_task(query_task), model_label=label if isinstance(label, str) else None,
                               hybrid=bool(hybrid))
         # With adopt_signature, what the caller left unset is read from an existing collection's signature.
+        self.unchanged_in_last_add = 0  # records the last add() found stored as they are (not embedded again)
         self._left_unset = frozenset(arg for arg, value in (("dimensions", dimensions), ("passage_task", passage_task),
                                                             ("query_task", query_task)) if value is None)
         super().__init__(signature, *args, hybrid=hybrid, **options)
@@ -107,7 +113,7 @@ class VectorStore(Collection):
     # ------------------------------------------------------------------------------ public API
     def add(self, records: Any, late_chunking: bool = False, chunker: str | Sequence[tuple[int, int]] = "sentences",
             chunk_size: int | None = None, batch_size: int | None = None, task: str | None = None,
-            show_progress: bool = False) -> list[str]:
+            show_progress: bool = False, skip_unchanged: bool = True) -> list[str]:
         """Embed ``records`` with the passage task and write them; returns their ids, in order.
 
         records: dicts ``{"id": ..., "text": ..., "metadata": {...}}`` (id and metadata optional) or
@@ -120,9 +126,14 @@ class VectorStore(Collection):
         before anything is written; a write that fails for good after retries raises
         :class:`~jinav3.errors.PartialWriteError` naming the records written whole, those not written and
         those whose old points could not be removed; running the same ``add`` again finishes the job.
+        skip_unchanged: a record whose points are all stored already from the same text, metadata and
+        chunking (each point carries a fingerprint of them) is neither embedded nor written again; False
+        embeds and writes every record (after a change of weights the signature does not record). How
+        many were skipped: ``unchanged_in_last_add``.
         """
         task = self._write_task(task)
         batch_size = positive_int(batch_size, "batch_size", allow_none=True) or self.batch_size
+        skip_unchanged = boolean(skip_unchanged, "skip_unchanged")
         if not isinstance(late_chunking, bool):
             raise invalid("late_chunking", f"must be True or False, got {late_chunking!r}")
         recs = normalize_records(records)
@@ -139,23 +150,27 @@ class VectorStore(Collection):
         batches = [recs[i:i + batch_size] for i in range(0, len(recs), batch_size)]
         progress = progress_bar(len(recs), show_progress, unit="record", desc=f"Writing to {self.where}")
         report = WriteReport()
+        # what each record's points are made from: one that is stored so already is not written again
+        fingerprints = {r.id: content_fingerprint(r, late_chunking, chunker, chunk_size) for r in recs} \
+            if skip_unchanged and self.tracks_extents else {}
         writer = BatchWriter(functools.partial(self._write_batch, report=report), self.overlap_writes)
         try:
             for b, batch in enumerate(batches):
                 label = f"batch {b + 1} of {len(batches)}"
-                try:
-                    points = self._embed(batch, task, late_chunking, chunker, chunk_size)
-                except Exception as e:
-                    self._stop(writer, report, recs, e, f"embedding {label}")
-                # the documents of the next batches, whose earlier points are looked up with this batch's (none
-                # are looked up in a collection this object made)
-                upcoming = [] if not self.tracks_extents or self._holdings.fresh else \
-                    [r.id for r in recs[(b + 1) * batch_size:(b + 1) * batch_size + self.max_keys_per_read // 2]]
-                try:  # first waits for the previous batch's write
-                    writer.submit(points, [r.id for r in batch], label=label, lookahead=upcoming)
-                except BatchFailure as e:
-                    self._stop(writer, report, recs, e, "")
-                progress.update(len(batch))
+                ids = [r.id for r in batch]
+                held = self._holdings_of(writer, report, recs, ids, (b + 1) * batch_size, label, fingerprints)
+                if held is not None and fingerprints:
+                    batch = self._changed(batch, held, fingerprints, late_chunking, report)
+                if batch:
+                    try:
+                        points = self._embed(batch, task, late_chunking, chunker, chunk_size)
+                    except Exception as e:
+                        self._stop(writer, report, recs, e, f"embedding {label}")
+                    try:  # first waits for the previous batch's write
+                        writer.submit(points, [r.id for r in batch], label=label, held=held)
+                    except BatchFailure as e:
+                        self._stop(writer, report, recs, e, "")
+                progress.update(len(ids))
             try:
                 writer.wait()
             except BatchFailure as e:
@@ -163,6 +178,7 @@ class VectorStore(Collection):
         finally:
             writer.close()
             progress.close()
+            self.unchanged_in_last_add = report.skipped
             self._read_ahead.clear()  # read for this add() only: another writer may change them afterwards
         return [r.id for r in recs]
 
@@ -194,6 +210,33 @@ class VectorStore(Collection):
         return self._search(vector, lexical, top_k, native, group_by_document, mode, rrf_k)
 
     # ------------------------------------------------------------------------------ internals
+    def _holdings_of(self, writer: BatchWriter, report: WriteReport, recs: list[Record], ids: list[str], after: int,
+                     label: str, fingerprints: dict[str, str]) -> dict[str, Holding] | None:
+        """What the documents ``ids`` hold before they are written (None: a store without extents). Where they
+        must be read, the documents of the next batches (from ``recs[after:]``) are read along (none are read
+        in a collection this object made); the write in flight finishes first (one thread uses the client)."""
+        if not self.tracks_extents:
+            return None
+        upcoming = [] if self._holdings.fresh else [r.id for r in recs[after:after + self.max_keys_per_read // 2]]
+        try:
+            return read_holdings(self, ids, upcoming, before_read=writer.wait, wanted=fingerprints)
+        except BatchFailure as e:  # the write in flight failed
+            self._stop(writer, report, recs, e, "")
+        except Exception as e:
+            self._stop(writer, report, recs, e, f"looking up the earlier points of {label}")
+
+    @staticmethod
+    def _changed(batch: list[Record], held: dict[str, Holding], fingerprints: dict[str, str], late_chunking: bool,
+                 report: WriteReport) -> list[Record]:
+        """The records of ``batch`` not already stored exactly as they would be written now; the others count as
+        written."""
+        changed = [r for r in batch if not unchanged(held[r.id], fingerprints[r.id], late_chunking)]
+        if len(changed) < len(batch):
+            kept = {r.id for r in changed}
+            report.written.extend(r.id for r in batch if r.id not in kept)
+            report.skipped += len(batch) - len(changed)
+        return changed
+
     def _write_task(self, task: str | None) -> str:
         if task is None:
             return self.passage_task
@@ -232,7 +275,7 @@ class VectorStore(Collection):
                 self.check_chunk(point, f"records[{i}]")
 
     def _stop(self, writer: BatchWriter, report: WriteReport, recs: list[Record], cause: BaseException,
-              step: str) -> None:
+              step: str) -> NoReturn:
         """Raise for a failed add(): the cause itself when nothing was sent to the store yet, else an
         exact PartialWriteError (after the write still in flight has finished, so its records count)."""
         try:

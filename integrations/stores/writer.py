@@ -11,7 +11,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .pruning import Holding, holding_from, new_extent, probe_keys, stale_keys
+from .pruning import (
+    Holding,
+    Stamp,
+    holding_from,
+    later_chunk_keys,
+    needs_later_chunks,
+    new_extent,
+    probe_keys,
+    stale_keys,
+)
 from .records import WHOLE, Point
 
 if TYPE_CHECKING:
@@ -25,6 +34,7 @@ class WriteReport:
     attempted: bool = False  # some points were sent to the store
     written: list[str] = field(default_factory=list)  # record ids whose every point is stored
     unpruned: list[str] = field(default_factory=list)  # written, but stale points may remain
+    skipped: int = 0  # records already stored as they are (not embedded, not written)
 
 
 class BatchFailure(Exception):
@@ -92,12 +102,14 @@ def split_requests(points: list[Point], max_points: int, max_bytes: int | None,
 
 
 def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: WriteReport, label: str,
-                chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = ()) -> None:
+                chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = (),
+                held: Mapping[str, Holding] | None = None) -> None:
     """Write one batch's points (those of the documents ``doc_ids``) in requests within the store's
     limits, then remove the stale points of its documents. ``report`` learns which records landed
     whole, and which of those may still have stale points; a failure after retries raises BatchFailure.
     ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them.
-    ``lookahead``: documents the next batches will write, whose holdings are read with this batch's."""
+    ``lookahead``: documents the next batches will write, whose holdings are read with this batch's;
+    ``held``: the documents' holdings when the caller has read them already (:func:`read_holdings`)."""
     keys_of: dict[str, list[str]] = {doc: [] for doc in doc_ids}
     for p in points:
         keys_of[p.doc_id].append(p.key)
@@ -105,9 +117,9 @@ def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: 
     n_chunks = {doc: (chunks[doc] if chunks is not None and doc in chunks else counted[doc]) for doc in doc_ids}
     stored: set[str] = set()
     report.attempted = True
-    held: dict[str, Holding] | None = None
     try:
-        held = _holdings_before_write(c, doc_ids, lookahead) if c.tracks_extents else None
+        if held is None and c.tracks_extents:
+            held = read_holdings(c, doc_ids, lookahead)
         if held is not None:
             for p in points:
                 p.extent = new_extent(n_chunks[p.doc_id], held[p.doc_id])
@@ -123,19 +135,25 @@ def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: 
         if held is None:
             _prune_by_condition(c, n_chunks)
         else:
-            _prune_by_key(c, points, n_chunks, held, {p.doc_id for p in points if p.chunk == 0})
+            _prune_by_key(c, points, n_chunks, held, {p.doc_id for p in points if p.chunk == 0},
+                          every_point=chunks is None)
     except Exception as e:
         _unsure(c, doc_ids, n_chunks, held)
         report.unpruned += list(doc_ids)
         raise BatchFailure(f"removing stale points of {label}", e) from e
 
 
-def _holdings_before_write(c: Collection, doc_ids: list[str], lookahead: Sequence[str] = ()) -> dict[str, Holding]:
-    """Per document, what it may hold in the store before this write (stores/pruning.py): known without a
-    request in a collection this object made, else read from two points per document. Reads go out
-    ``max_keys_per_read`` keys at a time: when this batch's documents must be read, those of ``lookahead`` (the
-    next batches of the same ``add``) are read along and kept until written (each read of a server can cost a
-    consistency wait: Milvus's Strong reads wait ~200 ms)."""
+def read_holdings(c: Collection, doc_ids: Sequence[str], lookahead: Sequence[str] = (),
+                  before_read: Callable[[], None] | None = None, wanted: Mapping[str, str] | None = None
+                  ) -> dict[str, Holding]:
+    """Per document, what it holds in the store before it is written again (stores/pruning.py): known without
+    a request in a collection this object made, else read from two points per document (and, for a
+    late-chunked document whose chunk 0 carries the fingerprint in ``wanted``, the one its new version has,
+    its later chunks: is it stored whole?). Reads go out
+    ``max_keys_per_read`` keys at a time: when these documents must be read, those of ``lookahead`` (the next
+    batches of the same ``add``) are read along and kept until written (each read of a server can cost a
+    consistency wait: Milvus's Strong reads wait ~200 ms). ``before_read`` runs first when a read is needed
+    (``add`` waits there for the write in flight, so that one thread at a time uses the client)."""
     held: dict[str, Holding] = {}
     unknown = []
     for doc in doc_ids:
@@ -148,23 +166,34 @@ def _holdings_before_write(c: Collection, doc_ids: list[str], lookahead: Sequenc
             held[doc] = known
     if not unknown:
         return held
+    if before_read is not None:
+        before_read()
     room = max(c.max_keys_per_read // 2 - len(unknown), 0)  # two keys per document
     ahead = [doc for doc in dict.fromkeys(lookahead) if doc not in c._read_ahead and doc not in held
              and doc not in unknown and c._holdings.get(doc) is None][:room]
-    keys = probe_keys([*unknown, *ahead])
-    found: dict[str, int | None] = {}
-    for i in range(0, len(keys), c.max_keys_per_read):
-        part = keys[i:i + c.max_keys_per_read]
-        found.update(c._retry(functools.partial(c._read_extents, part), "lookup of earlier points"))
+    found = _read_stamps(c, probe_keys([*unknown, *ahead]))
+    first = {doc: holding_from(found, doc) for doc in [*unknown, *ahead]}
+    wanted = wanted or {}
+    found.update(_read_stamps(c, [k for doc, h in first.items() if needs_later_chunks(h, wanted.get(doc))
+                                  for k in later_chunk_keys(doc, h)]))
     held.update((doc, holding_from(found, doc)) for doc in unknown)
     c._read_ahead.update((doc, holding_from(found, doc)) for doc in ahead)
     return held
 
 
+def _read_stamps(c: Collection, keys: list[str]) -> dict[str, Stamp]:
+    found: dict[str, Stamp] = {}
+    for i in range(0, len(keys), c.max_keys_per_read):
+        part = keys[i:i + c.max_keys_per_read]
+        found.update(c._retry(functools.partial(c._read_stamps, part), "lookup of earlier points"))
+    return found
+
+
 def _prune_by_key(c: Collection, points: list[Point], n_chunks: Mapping[str, int | None], held: Mapping[str, Holding],
-                  first_chunks: set[str]) -> None:
+                  first_chunks: set[str], every_point: bool) -> None:
     """Delete exactly the keys the documents' earlier versions may have left (by condition for those
-    written without extents). ``first_chunks``: the documents whose chunk 0 this write holds."""
+    written without extents). ``first_chunks``: the documents whose chunk 0 this write holds;
+    ``every_point``: the write holds every point of its documents (``add``'s do; Ray's may not)."""
     legacy = {doc: n for doc, n in n_chunks.items() if held[doc].legacy}
     if legacy:
         _prune_by_condition(c, legacy)
@@ -180,8 +209,10 @@ def _prune_by_key(c: Collection, points: list[Point], n_chunks: Mapping[str, int
         p.extent = n_chunks[p.doc_id] or 0
     for request in c._requests(settled):
         c._retry(functools.partial(c._upsert, request), f"upsert of {len(request)} points")
+    fingerprints = {p.doc_id: p.fingerprint for p in points} if every_point else {}
     for doc, n in n_chunks.items():
-        c._holdings.wrote(doc, n, whole_left=held[doc].whole and doc not in first_chunks)
+        c._holdings.wrote(doc, n, whole_left=held[doc].whole and doc not in first_chunks,
+                          fingerprint=fingerprints.get(doc))
 
 
 def _unsure(c: Collection, doc_ids: list[str], n_chunks: Mapping[str, int | None],
