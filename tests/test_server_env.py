@@ -31,7 +31,8 @@ def test_help_names_every_flags_variable(capsys):
         parser.parse_args(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
     for flag in flags:
-        assert f"[env: JINAV3_{flag.lstrip('-').upper().replace('-', '_')}]" in shown, flag
+        assert f"[env: JINAV3_{flag.lstrip('-').upper().replace('-', '_')}" in shown, flag
+    assert "[env: JINAV3_MODEL, then MODEL_ID]" in shown and "[env: JINAV3_HOST]" in shown  # HOSTNAME: never
 
 
 def test_settings_come_from_the_environment_and_the_command_line_wins(monkeypatch):
@@ -49,6 +50,32 @@ def test_settings_come_from_the_environment_and_the_command_line_wins(monkeypatc
     assert (given.model, given.port, given.served_model_name, given.max_batch_tokens, given.log_level) == (
         "cli", 7070, ["c"], 64, "error")
     assert given.max_client_batch_size == 7  # not given: still the environment's
+
+
+def test_teis_own_variables_are_read_after_ours(monkeypatch, capsys):
+    """A TEI manifest's environment moves over: MODEL_ID, PORT, DTYPE, PAYLOAD_LIMIT, MAX_BATCH_TOKENS,
+    MAX_CLIENT_BATCH_SIZE, MAX_CONCURRENT_REQUESTS; JINAV3_<FLAG> and the command line win; HOSTNAME (every
+    shell's machine name) is never an address to bind."""
+    tei = {"MODEL_ID": "tei-model", "PORT": "3000", "DTYPE": "float16", "PAYLOAD_LIMIT": "2000000",
+           "MAX_BATCH_TOKENS": "4096", "MAX_CLIENT_BATCH_SIZE": "16", "MAX_CONCURRENT_REQUESTS": "64",
+           "HOSTNAME": "build-host-7"}
+    for name in ("JINAV3_MODEL", "JINAV3_PORT", "JINAV3_HOST", "JINAV3_DTYPE", "JINAV3_MAX_BATCH_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in tei.items():
+        monkeypatch.setenv(name, value)
+    args = serve_parser().parse_args([])
+    assert (args.model, args.port, args.dtype, args.max_request_bytes) == ("tei-model", 3000, "float16", 2_000_000)
+    assert (args.max_batch_tokens, args.max_client_batch_size, args.max_concurrent_requests) == (4096, 16, 64)
+    assert args.host == "127.0.0.1"
+    monkeypatch.setenv("JINAV3_PORT", "4000")
+    monkeypatch.setenv("JINAV3_MODEL", "ours")
+    args = serve_parser().parse_args(["--max-batch-tokens", "128"])
+    assert (args.port, args.model, args.max_batch_tokens) == (4000, "ours", 128)
+    monkeypatch.setenv("PORT", "http")
+    monkeypatch.delenv("JINAV3_PORT")
+    with pytest.raises(SystemExit):
+        serve_parser().parse_args([])
+    assert "$PORT: " in capsys.readouterr().err  # the variable the bad value came from
 
 
 def test_tei_flag_names_are_aliases(monkeypatch):

@@ -3,6 +3,13 @@
 ``--help`` names the variable. A value from the environment is checked like the flag's own, and an error
 names the variable. Importable without the server extra (the command line builds the parser everywhere);
 nothing here raises while the parser is built, so a bad variable only stops ``jinav3 serve`` itself.
+
+text-embeddings-inference's own variables are read too, after ours, for the settings both servers have
+(:data:`TEI_VARIABLES`: ``MODEL_ID``, ``PORT``, ``MAX_BATCH_TOKENS``, ...), so a TEI manifest that configures the
+server through its environment moves over by changing the image. Not ``HOSTNAME``: every shell and container
+sets it to the machine's own name, which is not an address to bind (TEI's users meet exactly that); give
+``--host`` or ``JINAV3_HOST``. Not ``API_KEY``: a key found by accident would lock clients out; name the variable
+with ``--api-key-env API_KEY``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 PREFIX = "JINAV3_"
+TEI_VARIABLES = {"--model-id": "MODEL_ID", "--port": "PORT", "--dtype": "DTYPE", "--payload-limit": "PAYLOAD_LIMIT",
+                 "--max-batch-tokens": "MAX_BATCH_TOKENS", "--max-client-batch-size": "MAX_CLIENT_BATCH_SIZE",
+                 "--max-concurrent-requests": "MAX_CONCURRENT_REQUESTS"}
+"""text-embeddings-inference's variable for each flag it shares with ``jinav3 serve`` (its ``env`` names)."""
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -46,17 +57,25 @@ def variable_of(action: argparse.Action) -> str:
     return PREFIX + action.option_strings[0].lstrip("-").upper().replace("-", "_")
 
 
+def variables_of(action: argparse.Action) -> list[str]:
+    """The variables a flag reads, first found wins: ``JINAV3_<FLAG>``, then TEI's own name when it has one."""
+    tei = [TEI_VARIABLES[flag] for flag in action.option_strings if flag in TEI_VARIABLES]
+    return [variable_of(action), *tei]
+
+
 def read_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
-    """Give each flag of ``parser`` its ``JINAV3_<FLAG>`` variable: named in --help, and its value as the default."""
+    """Give each flag of ``parser`` its ``JINAV3_<FLAG>`` variable (and TEI's, for the flags TEI has): named in
+    --help, and the value of the first one set as the default."""
     environ = os.environ if environ is None else environ
     for action in parser._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
-        variable = variable_of(action)
-        action.help = f"{action.help or ''} [env: {variable}]".strip()
-        raw = environ.get(variable)
-        if raw is None or not raw.strip():
+        variables = variables_of(action)
+        action.help = f"{action.help or ''} [env: {', then '.join(variables)}]".strip()
+        variable = next((v for v in variables if (environ.get(v) or "").strip()), None)
+        if variable is None:
             continue
+        raw = environ[variable]
         if action.nargs == 0:  # a switch: true/false, 1/0, yes/no, on/off; anything else is refused in check()
             word = raw.strip().lower()
             action.default = True if word in _TRUE else False if word in _FALSE else NotASwitch(raw, variable)
