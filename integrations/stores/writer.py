@@ -147,13 +147,12 @@ def read_holdings(c: Collection, doc_ids: Sequence[str], lookahead: Sequence[str
                   before_read: Callable[[], None] | None = None, wanted: Mapping[str, str] | None = None
                   ) -> dict[str, Holding]:
     """Per document, what it holds in the store before it is written again (stores/pruning.py): known without
-    a request in a collection this object made, else read from two points per document (and, for a
-    late-chunked document whose chunk 0 carries the fingerprint in ``wanted``, the one its new version has,
-    its later chunks: is it stored whole?). Reads go out
-    ``max_keys_per_read`` keys at a time: when these documents must be read, those of ``lookahead`` (the next
-    batches of the same ``add``) are read along and kept until written (each read of a server can cost a
-    consistency wait: Milvus's Strong reads wait ~200 ms). ``before_read`` runs first when a read is needed
-    (``add`` waits there for the write in flight, so that one thread at a time uses the client)."""
+    a request in a collection this object made, else read from two points per document, and the later chunks
+    of a late-chunked document whose chunk 0 carries the fingerprint its new version has (``wanted``): is that
+    version stored whole? Reads go out ``max_keys_per_read`` keys at a time: when these documents must be read,
+    those of ``lookahead`` (the next batches of the same ``add``) are read along and kept until written (each
+    read of a server can cost a consistency wait: Milvus's Strong reads wait ~200 ms). ``before_read`` runs
+    first when a read is needed (``add`` waits there for the write in flight: one thread uses the client)."""
     held: dict[str, Holding] = {}
     unknown = []
     for doc in doc_ids:
