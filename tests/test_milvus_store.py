@@ -109,6 +109,30 @@ def test_schema_and_signature_property(encoder, tmp_path):
     client.close()
 
 
+def test_a_collection_made_before_fingerprints_is_written_as_before(encoder, tmp_path, monkeypatch):
+    """Issue 29: a collection made by an earlier jinav3 has no ``fingerprint`` field (Milvus cannot add one):
+    writing into it works, and a re-add writes every record again instead of skipping it."""
+    client = MilvusClient(uri=str(tmp_path / "m.db"))
+    add_field = MilvusClient.create_schema().add_field.__func__
+
+    def without_fingerprint(schema, name, *args, **kwargs):
+        return schema if name == "fingerprint" else add_field(schema, name, *args, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(type(MilvusClient.create_schema()), "add_field", without_fingerprint)
+        MilvusStore(encoder, "old", client=client, dimensions=32)
+    assert "fingerprint" not in {f["name"] for f in client.describe_collection("old")["fields"]}
+    records = corpus(5)
+    MilvusStore(encoder, "old", client=client, dimensions=32).add(records)
+    again = MilvusStore(encoder, "old", client=client, dimensions=32)
+    embedded = []
+    embed = again._embed
+    again._embed = lambda batch, *args: embedded.extend(r.id for r in batch) or embed(batch, *args)
+    again.add(records)
+    assert embedded == [r["id"] for r in records] and again.unchanged_in_last_add == 0
+    assert again.count() == 5
+    client.close()
+
+
 def test_collections_made_elsewhere(encoder, tmp_path):
     client = MilvusClient(uri=str(tmp_path / "m.db"))
     client.create_collection("quick", dimension=64, metric_type="COSINE")
