@@ -12,9 +12,9 @@ Where the points live: ``path=`` (local mode, a folder; the default is ``./qdran
 encoder's output size; the embedding signature is kept in the collection's ``metadata`` (Qdrant >= 1.16
 and qdrant-client >= 1.16, local mode included). Point ids are UUIDv5s of the jinav3 point keys; the
 payload holds ``id`` (the key), ``doc_id``, ``chunk`` (-1 for a whole record), ``text``, ``metadata``,
-``extent`` and ``fingerprint`` (integrations/stores/pruning.py) and, for chunks, ``start`` / ``end``. Portable filters become ``metadata.<key>`` conditions; a
-``qdrant_client.models.Filter`` is passed through as it is (keys then name payload paths such as
-``metadata.lang``).
+``extent`` and ``fingerprint`` (integrations/stores/pruning.py) and, for chunks, ``start`` / ``end``.
+Portable filters become ``metadata.<key>`` conditions; a ``qdrant_client.models.Filter`` is passed
+through as it is (keys then name payload paths such as ``metadata.lang``).
 """
 
 from __future__ import annotations
