@@ -7,9 +7,9 @@ nothing here raises while the parser is built, so a bad variable only stops ``ji
 text-embeddings-inference's own variables are read too, after ours, for the settings both servers have
 (:data:`TEI_VARIABLES`: ``MODEL_ID``, ``PORT``, ``MAX_BATCH_TOKENS``, ...), so a TEI manifest that configures the
 server through its environment moves over by changing the image. Not ``HOSTNAME``: every shell and container
-sets it to the machine's own name, which is not an address to bind (TEI's users meet exactly that); give
-``--host`` or ``JINAV3_HOST``. Not ``API_KEY``: a key found by accident would lock clients out; name the variable
-with ``--api-key-env API_KEY``.
+sets it to the machine's own name, which is not an address to bind; give ``--host`` or ``JINAV3_HOST``.
+Not ``API_KEY``: a key found by accident would lock clients out; name the variable with
+``--api-key-env API_KEY``.
 """
 
 from __future__ import annotations
