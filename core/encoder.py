@@ -47,10 +47,8 @@ Texts = str | Sequence[str]
 
 CHUNK_TEXTS = 512  # texts tokenised per call: a fraction of a GPU batch, so the first batch starts early
 # Up to this many tokens of another task (a query while passages are indexed) run as low-rank
-# corrections on the resident merged weights (MergedTaskLoRA.corrected: no re-merge, but 2-18% more time
-# per pass on the CPU, measured on the tiny and medium checkpoints); a call of more tokens re-merges the
-# weights, once, and then runs at full speed. So does a task that keeps coming in small calls (a stream of
-# single queries): once its corrected tokens since the last merge pass this many, it is merged.
+# corrections on the resident merged weights (MergedTaskLoRA.corrected: ~1% more work per token, no
+# re-merge); more tokens re-merge the weights, once, and then run at full speed.
 CORRECTION_TOKENS = 2048
 
 
@@ -89,7 +87,6 @@ class Encoder:
         self.name = name or identity.model_identity(checkpoint.source)
         self.label = label or identity.model_label(checkpoint.source)
         self._lock = threading.RLock()  # one forward pass (and task switch) at a time
-        self._corrected_tokens: dict[str | None, int] = {}  # per adapter, run corrected since the last merge
         # A fast tokenizer must not be called from two threads at once: each call sets its truncation.
         self._tokenizer_lock = threading.Lock()
 
@@ -465,22 +462,15 @@ class Encoder:
     @contextmanager
     def _task_weights(self, task: str | None, tokens: int | None) -> Iterator[None]:
         """Hold the model computing with ``task`` for ``tokens`` tokens (None: unknown, many): a few
-        tokens of another task run as low-rank corrections on the resident weights; more, or more than
-        CORRECTION_TOKENS of it since the last merge, re-merge. Compiled layers always re-merge: a correction
-        would change what they were compiled for."""
+        tokens of another task run as low-rank corrections on the resident weights, more re-merge.
+        Compiled layers always re-merge: a correction would change what they were compiled for."""
         name = None if task is None else adapter_name(task)
         with self._lock:
-            if name == self.lora.active:
-                yield
-                return
-            owed = None if tokens is None else self._corrected_tokens.get(name, 0) + tokens
-            if owed is not None and owed <= CORRECTION_TOKENS and not self.torch_compile:
-                self._corrected_tokens[name] = owed
+            if tokens is not None and tokens <= CORRECTION_TOKENS and not self.torch_compile:
                 with self.lora.corrected(name):
                     yield
             else:
                 self.lora.activate(name)
-                self._corrected_tokens.clear()
                 yield
 
     @contextmanager
@@ -493,7 +483,6 @@ class Encoder:
         name = None if task is None else adapter_name(task)
         with self._lock:
             self.lora.activate(name)
-            self._corrected_tokens.clear()
             yield self.model
 
     # ----------------------------------------------------------------------------- checks
