@@ -94,6 +94,40 @@ def test_slicing_ends_once_short_requests_stop():
     assert [len(p) for p in passes[1:]] == [20, 1]
 
 
+# ============================================================================================ merging a stream's task
+def test_a_stream_of_small_queries_gets_its_task_merged(monkeypatch):
+    """One query at a time runs on the resident (passage) weights as corrections; once the queries add up to
+    MERGE_AFTER_TOKENS tokens, the scheduler merges the query task, and the vectors stay the golden ones."""
+    import json
+
+    from helpers import GOLDEN, golden
+
+    from jinav3 import Encoder
+    from jinav3.integrations.server import batcher as batcher_module
+
+    monkeypatch.setattr(batcher_module, "MERGE_AFTER_TOKENS", 40)
+    encoder = Encoder.from_pretrained(GOLDEN, device="cpu")
+    with encoder.adapter("retrieval.passage"):
+        pass
+    merges = encoder.lora.merges
+    texts = json.loads((GOLDEN / "inputs.json").read_text())["texts"]
+    expected = golden("encode_retrieval.query.npy")
+    batcher = Batcher(encoder, 2048)
+    seen = []
+
+    async def one_by_one():
+        for text in texts:
+            job = batcher.submit(TEXTS, "retrieval.query", [text], [12], None, True)
+            seen.append(((await asyncio.wait_for(job.future, 30)).vectors[0], encoder.lora.active))
+
+    asyncio.run(one_by_one())
+    batcher.close(10)
+    actives = [active for _, active in seen]
+    assert actives[:3] == ["retrieval_passage"] * 3 and actives[-1] == "retrieval_query", actives  # 12 tokens each
+    assert encoder.lora.merges == merges + 1
+    np.testing.assert_allclose(np.stack([v for v, _ in seen]), expected, atol=1e-5, rtol=0)
+
+
 # ============================================================================================ late chunking
 class WindowEncoder(RecordingEncoder):
     """Also runs late-chunking windows: token states of ones (each token's state is its id), recorded as
