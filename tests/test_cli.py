@@ -104,6 +104,7 @@ def test_index_twice_then_search_equals_brute_force(kind, tmp_path, capsys, gold
                              *flags)
         assert code == 0, err
         assert out.startswith(f"Indexed 300 documents {said}") and "holds 300 entries" in out, out
+        assert ("documents/s" in out) == ("unchanged" not in said), out  # no rate when nothing was embedded
         assert count(kind, tmp_path, encoder) == 300
 
     ids = [r["id"] for r in ROWS]

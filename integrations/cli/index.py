@@ -127,8 +127,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"jinav3: note: {advice}", file=sys.stderr)
     held = f"; it now holds {total} entries" if total is not None else ""
     kept = f"{unchanged} stored unchanged already, not embedded again; " if unchanged else ""
+    rates = f" ({rate(progress.documents, seconds)} documents/s, {rate(progress.tokens, seconds)} tokens/s)" \
+        if progress.documents else ""  # nothing embedded: no rate to speak of
     print(f"Indexed {progress.documents + unchanged} documents ({kept}{progress.chunks} chunks, {progress.tokens:,} "
-          f"tokens embedded) in "
-          f"{seconds:.1f} s ({rate(progress.documents, seconds)} documents/s, {rate(progress.tokens, seconds)} "
-          f"tokens/s) into {store.place(args.collection)}{held}", flush=True)  # said before the process exits
+          f"tokens embedded) in {seconds:.1f} s{rates} into {store.place(args.collection)}{held}",
+          flush=True)  # said before the process exits
     return 0
