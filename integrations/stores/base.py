@@ -432,9 +432,9 @@ class Collection(ABC):
         return split_requests(points, self.max_points_per_request, self.max_request_bytes, self._request_size)
 
     def _write_batch(self, points: list[Point], doc_ids: list[str], report: WriteReport, label: str,
-                     chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = (),
-                     held: Mapping[str, Holding] | None = None) -> None:
-        write_batch(self, points, doc_ids, report, label, chunks, lookahead, held)
+                     chunks: Mapping[str, int | None] | None = None, held: Mapping[str, Holding] | None = None
+                     ) -> None:
+        write_batch(self, points, doc_ids, report, label, chunks, held)
 
 
 __all__ = ["Collection", "Hit", "Point", "Record", "Signature", "RecordLimits", "check_top_k", "check_vectors",

@@ -102,14 +102,13 @@ def split_requests(points: list[Point], max_points: int, max_bytes: int | None,
 
 
 def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: WriteReport, label: str,
-                chunks: Mapping[str, int | None] | None = None, lookahead: Sequence[str] = (),
-                held: Mapping[str, Holding] | None = None) -> None:
+                chunks: Mapping[str, int | None] | None = None, held: Mapping[str, Holding] | None = None) -> None:
     """Write one batch's points (those of the documents ``doc_ids``) in requests within the store's
     limits, then remove the stale points of its documents. ``report`` learns which records landed
     whole, and which of those may still have stale points; a failure after retries raises BatchFailure.
     ``chunks`` gives each document's number of chunks when ``points`` may hold only some of them.
-    ``lookahead``: documents the next batches will write, whose holdings are read with this batch's;
-    ``held``: the documents' holdings when the caller has read them already (:func:`read_holdings`)."""
+    ``held``: the documents' holdings when the caller has read them already (``add`` does, with the next
+    batches' documents: :func:`read_holdings`); else they are read here."""
     keys_of: dict[str, list[str]] = {doc: [] for doc in doc_ids}
     for p in points:
         keys_of[p.doc_id].append(p.key)
@@ -119,7 +118,7 @@ def write_batch(c: Collection, points: list[Point], doc_ids: list[str], report: 
     report.attempted = True
     try:
         if held is None and c.tracks_extents:
-            held = read_holdings(c, doc_ids, lookahead)
+            held = read_holdings(c, doc_ids)
         if held is not None:
             for p in points:
                 p.extent = new_extent(n_chunks[p.doc_id], held[p.doc_id])
